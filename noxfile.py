@@ -1,0 +1,78 @@
+"""Sessions: tests (everything, as CI runs it), lint, demo, bench, and one per heavy plugin.
+
+torch is pinned through ``constraints.txt`` so that no multi-GB CUDA build is
+pulled.  Plugins are discovered under ``plugins/`` and the plugin author's
+guide example under ``docs/examples/``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).parent
+PLUGINS = sorted(p.parent for p in (ROOT / "plugins").glob("*/pyproject.toml"))
+EXAMPLES = sorted(p.parent for p in (ROOT / "docs" / "examples").glob("*/pyproject.toml"))
+CONSTRAINTS = ["-c", str(ROOT / "constraints.txt")]
+TEST_DEPS = ["pytest>=8", "hypothesis>=6", "pytest-timeout>=2", "playwright>=1.45"]
+
+nox.options.sessions = ["lint", "tests"]
+nox.options.reuse_venv = "yes"
+
+
+def install_everything(session: nox.Session) -> None:
+    session.install(*CONSTRAINTS, "torch==2.13.0")
+    targets = ["-e", ".[test]"]
+    for path in PLUGINS + EXAMPLES:
+        extras = "[test]" if "test" in (path / "pyproject.toml").read_text() else ""
+        targets += ["-e", f"{path}{extras}"]
+    session.install(*CONSTRAINTS, *targets, *TEST_DEPS)
+    install_node_packages(session)
+
+
+def install_node_packages(session: nox.Session) -> None:
+    """``npm ci`` in every plugin folder that pins Node packages in a ``package-lock.json``."""
+    if shutil.which("npm") is None:
+        session.warn("npm not found: Node-based checks will be skipped")
+        return
+    env = {"ONNXRUNTIME_NODE_INSTALL": "skip", "ONNXRUNTIME_NODE_INSTALL_CUDA": "skip"}
+    for lock in sorted((ROOT / "plugins").glob("*/**/package-lock.json")):
+        if "node_modules" in lock.parts or (lock.parent / "node_modules").is_dir():
+            continue
+        session.run("npm", "ci", "--no-audit", "--no-fund", "--prefix", str(lock.parent),
+                    external=True, env=env)
+
+
+@nox.session(python=False)
+def lint(session: nox.Session) -> None:
+    """ruff over the whole tree."""
+    ruff = shutil.which("ruff") or "ruff"
+    session.run(ruff, "check", ".", external=True)
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The whole test suite: core, every plugin, the example plugin (what CI runs)."""
+    install_everything(session)
+    paths = ["tests"] + [str(p / "tests") for p in PLUGINS + EXAMPLES if (p / "tests").is_dir()]
+    env = {"WILSON_STRICT_PLUGINS": "1"}
+    session.run("pytest", *paths, *session.posargs, env=env)
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """The end-to-end loop on built-in defaults: capture, annotate, export, train, deploy, switch."""
+    install_everything(session)
+    out = os.environ.get("WILSON_DEMO_OUT", str(ROOT / "demo-output"))
+    session.run("wilson", "demo", "--out", out, *session.posargs)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks under bench/: each compares against a baseline in the same run and prints ratios."""
+    install_everything(session)
+    for script in sorted((ROOT / "bench").glob("bench_*.py")):
+        session.run("python", str(script), *session.posargs)

@@ -1,0 +1,53 @@
+"""Wilson: turn an app's own LLM traffic into a better, cheaper, private local model.
+
+The names below are imported lazily so that ``import wilson_core`` (and the
+``wilson`` CLI) stays fast.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .hookspecs import hookimpl
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "LLM",
+    "Annotation",
+    "Interaction",
+    "Reply",
+    "Run",
+    "Store",
+    "ToolCall",
+    "ToolResult",
+    "__version__",
+    "hookimpl",
+    "open_store",
+]
+
+if TYPE_CHECKING:
+    from .facade import LLM
+    from .records import Annotation, Interaction, Reply, Run, ToolCall, ToolResult
+    from .store import Store, open_store
+
+_LAZY = {
+    "LLM": "facade",
+    "Annotation": "records",
+    "Interaction": "records",
+    "Reply": "records",
+    "Run": "records",
+    "ToolCall": "records",
+    "ToolResult": "records",
+    "Store": "store",
+    "open_store": "store",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'wilson_core' has no attribute {name!r}")
+    from importlib import import_module
+
+    return getattr(import_module(f".{module}", __name__), name)

@@ -1,0 +1,80 @@
+"""The ``wilson`` command line.
+
+Core commands live in the modules named in :data:`CORE_COMMANDS` (each has a
+``register(cli)`` function); plugins add theirs through the
+``wilson_register_commands`` hook.  Nothing heavy is imported at start-up.
+"""
+
+from __future__ import annotations
+
+import sys
+from importlib import import_module
+
+import click
+
+from ..errors import WilsonError
+
+#: core command modules, in the order ``wilson --help`` lists them.
+CORE_COMMANDS = (
+    "capture",
+    "plugins",
+)
+
+
+class WilsonGroup(click.Group):
+    """Keeps commands in the order they were added (the pipeline order)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.commands)
+
+
+@click.group(cls=WilsonGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="wilson-core", prog_name="wilson")
+@click.option(
+    "--db",
+    envvar="WILSON_DB",
+    type=click.Path(dir_okay=False),
+    help="SQLite database (default: $WILSON_DB or ~/.wilson/data.db).",
+)
+@click.pass_context
+def cli(ctx: click.Context, db: str | None) -> None:
+    """Wilson: capture your app's LLM calls, annotate, export, fine-tune, deploy.
+
+    capture -> annotate -> export -> train -> deploy -> (switch, capture again)
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["db"] = db
+
+
+def _register_all() -> None:
+    for name in CORE_COMMANDS:
+        import_module(f"{__name__}.{name}").register(cli)
+    from .. import plugins
+
+    plugins.hook().wilson_register_commands(cli=cli)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``wilson`` console script."""
+    try:
+        _register_all()
+        cli.main(args=argv, prog_name="wilson", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except WilsonError as exc:
+        click.secho(f"Error: {exc}", fg="red", err=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""``wilson runs``, ``wilson show``, ``wilson stats``: look at what was captured."""
+
+from __future__ import annotations
+
+import click
+
+from ._common import echo_json, json_option, open_db, table
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(runs_command)
+    cli.add_command(show_command)
+    cli.add_command(stats_command)
+
+
+@click.command("runs")
+@click.option("--limit", default=20, show_default=True, help="How many runs, newest first.")
+@json_option
+@click.pass_context
+def runs_command(ctx: click.Context, limit: int, as_json: bool) -> None:
+    """List recent runs with their number of calls and tokens."""
+    store = open_db(ctx)
+    rows = [
+        dict(row)
+        for row in store.connection().execute(
+            """
+            SELECT r.id, r.call_type, r.started_at, r.ended_at,
+                   count(i.id) AS calls,
+                   sum(CASE WHEN i.status = 'error' THEN 1 ELSE 0 END) AS errors,
+                   sum(i.total_tokens) AS tokens
+            FROM runs r LEFT JOIN interactions i ON i.run_id = r.id
+            WHERE r.deleted_at IS NULL
+            GROUP BY r.id ORDER BY r.started_at DESC, r.rowid DESC LIMIT ?
+            """,
+            (limit,),
+        )
+    ]
+    if as_json:
+        echo_json(rows)
+    else:
+        click.echo(table(rows, ["id", "call_type", "started_at", "calls", "errors", "tokens"]))
+
+
+@click.command("show")
+@click.argument("id")
+@json_option
+@click.pass_context
+def show_command(ctx: click.Context, id: str, as_json: bool) -> None:
+    """Show one interaction (or every call of a run) in full."""
+    from .. import converter
+    from ..errors import NotFound
+
+    store = open_db(ctx)
+    try:
+        interactions = [store.get_interaction(id)]
+    except NotFound:
+        interactions = store.run_interactions(id)
+        if not interactions:
+            raise NotFound(f"no interaction or run with id {id!r} in {store.path}") from None
+    data = []
+    for interaction in interactions:
+        item = converter.unstructure(interaction)
+        item["tool_results"] = converter.unstructure(store.tool_results(interaction.id))
+        data.append(item)
+    if as_json:
+        echo_json(data if len(data) > 1 else data[0])
+        return
+    for item in data:
+        click.secho(
+            f"interaction {item['id']}  run {item['run_id']} #{item['sequence_num']}  "
+            f"{item['call_type']}  {item['provider']}:{item['model']}  {item['status']}",
+            bold=True,
+        )
+        click.echo(
+            f"tokens in/out {item['input_tokens']}/{item['output_tokens']}  "
+            f"{item['duration_ms']:.1f} ms  {item['created_at']}"
+        )
+        if item["error"]:
+            click.secho(f"error: {item['error']}", fg="red")
+        for message in item["messages"]:
+            click.secho(f"[{message.get('role')}]", fg="cyan")
+            if message.get("content"):
+                click.echo(str(message["content"]))
+            for call in message.get("tool_calls") or []:
+                click.echo(f"  -> {call['function']['name']}({call['function'].get('arguments')})")
+        click.secho("[response]", fg="green")
+        click.echo(item["response_content"] or "")
+        for call in item["tool_calls"]:
+            click.echo(f"  -> tool call {call['id']}: {call['name']}({call['arguments']})")
+        for result in item["tool_results"]:
+            flag = " (error)" if result["is_error"] else ""
+            click.echo(f"  <- {result['name']} [{result['tool_call_id']}]{flag}: {result['content']}")
+        click.echo()
+
+
+def _percentile(sorted_values: list[float], q: float) -> float | None:
+    if not sorted_values:
+        return None
+    index = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
+    return sorted_values[index]
+
+
+def collect_stats(store) -> dict:
+    """Counts by call type, model and status; tokens; latency percentiles; capture health."""
+    from ..store import spool
+
+    conn = store.connection()
+
+    def grouped(column: str) -> dict:
+        return {
+            (row[0] if row[0] is not None else ""): row[1]
+            for row in conn.execute(
+                f"SELECT {column}, count(*) FROM interactions GROUP BY {column} ORDER BY count(*) DESC"
+            )
+        }
+
+    totals = conn.execute(
+        "SELECT count(*), sum(input_tokens), sum(output_tokens), sum(total_tokens) FROM interactions"
+    ).fetchone()
+    durations = [row[0] for row in conn.execute("SELECT duration_ms FROM interactions WHERE duration_ms IS NOT NULL ORDER BY duration_ms")]
+    counters = store.counters()
+    return {
+        "database": str(store.path),
+        "interactions": totals[0],
+        "runs": store.count("runs"),
+        "tool_results": store.count("tool_results"),
+        "by_call_type": grouped("call_type"),
+        "by_model": grouped("model"),
+        "by_provider": grouped("provider"),
+        "by_status": grouped("status"),
+        "tokens": {"input": totals[1] or 0, "output": totals[2] or 0, "total": totals[3] or 0},
+        "latency_ms": {
+            "p50": _percentile(durations, 0.50),
+            "p90": _percentile(durations, 0.90),
+            "p99": _percentile(durations, 0.99),
+            "max": durations[-1] if durations else None,
+        },
+        "capture": {
+            "spooled_pending": spool.pending(store.path),
+            "replayed": counters.get("replayed", 0),
+            "spool_unreadable": counters.get("spool_unreadable", 0),
+        },
+    }
+
+
+@click.command("stats")
+@json_option
+@click.pass_context
+def stats_command(ctx: click.Context, as_json: bool) -> None:
+    """Counts by call type, model and status; tokens; latency; capture health."""
+    data = collect_stats(open_db(ctx))
+    if as_json:
+        echo_json(data)
+        return
+    click.secho(f"{data['database']}", bold=True)
+    click.echo(f"interactions {data['interactions']}   runs {data['runs']}   tool results {data['tool_results']}")
+    for key in ("by_call_type", "by_model", "by_provider", "by_status"):
+        parts = ", ".join(f"{k or '-'}: {v}" for k, v in data[key].items()) or "-"
+        click.echo(f"{key.replace('by_', 'by ').replace('_', ' ')}: {parts}")
+    t = data["tokens"]
+    click.echo(f"tokens: input {t['input']}, output {t['output']}, total {t['total']}")
+    lat = data["latency_ms"]
+    if lat["p50"] is not None:
+        click.echo(f"latency ms: p50 {lat['p50']:.1f}, p90 {lat['p90']:.1f}, p99 {lat['p99']:.1f}, max {lat['max']:.1f}")
+    cap = data["capture"]
+    click.echo(
+        f"capture: {cap['spooled_pending']} spooled (waiting for replay), {cap['replayed']} replayed, "
+        f"{cap['spool_unreadable']} unreadable spool lines"
+    )

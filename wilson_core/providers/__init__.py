@@ -1,0 +1,1 @@
+"""Built-in provider drivers (``wilson.providers``): openai, ollama, scripted."""

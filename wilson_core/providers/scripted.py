@@ -1,0 +1,120 @@
+"""``scripted``: deterministic replies, for demos and tests (it calls no model).
+
+    LLM("scripted:demo", script=["first reply", {"content": None, "tool_calls": [...]}])
+    LLM("scripted:demo", script=lambda messages, tools: "reply")
+    LLM("scripted:demo", script="replies.jsonl")    # one reply object per line
+
+A reply is a string, a dict with ``content`` / ``tool_calls`` (OpenAI or
+flat shape) / ``error`` (raise that message), or a :class:`ProviderResponse`.
+A list is used in order and cycles when ``cycle=True`` (else running out is
+an error).  Token counts are whitespace-separated words.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from ..errors import ProviderError
+from ..interfaces import Provider
+from ..messages import tool_call_from_openai
+from ..records import ProviderResponse
+
+
+def _words(value: Any) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, str):
+        return len(value.split())
+    return len(json.dumps(value, default=str).split())
+
+
+class ScriptedProvider(Provider):
+    """Replies from a script: a list, a JSONL file or a function."""
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        script: Any = None,
+        cycle: bool = False,
+        latency_s: float = 0.0,
+        **options: Any,
+    ) -> None:
+        super().__init__(model, **options)
+        if script is None:
+            script = ["OK"]
+        self.latency_s = latency_s
+        self._function: Callable[..., Any] | None = None
+        self._replies: Iterator[Any] | None = None
+        self._lock = threading.Lock()
+        if callable(script):
+            self._function = script
+        else:
+            if isinstance(script, (str, Path)):
+                script = _read_script(Path(script))
+            replies = list(script)
+            if not replies:
+                raise ProviderError("scripted provider: the script has no replies")
+            self._replies = itertools.cycle(replies) if cycle else iter(replies)
+
+    def chat(
+        self,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None,
+        params: Mapping[str, Any],
+    ) -> ProviderResponse:
+        if self.latency_s:
+            import time
+
+            time.sleep(self.latency_s)
+        if self._function is not None:
+            reply = self._function(messages, tools)
+        else:
+            with self._lock:
+                try:
+                    reply = next(self._replies)  # type: ignore[arg-type]
+                except StopIteration:
+                    raise ProviderError("scripted provider: the script ran out of replies") from None
+        return self._response(reply, messages)
+
+    def _response(self, reply: Any, messages: list[dict[str, Any]]) -> ProviderResponse:
+        input_tokens = sum(_words(m.get("content")) for m in messages)
+        if isinstance(reply, ProviderResponse):
+            return reply
+        if isinstance(reply, str):
+            return ProviderResponse(
+                content=reply, input_tokens=input_tokens, output_tokens=_words(reply), model=self.model
+            )
+        if isinstance(reply, Mapping):
+            if reply.get("error"):
+                raise ProviderError(str(reply["error"]))
+            calls = tuple(tool_call_from_openai(c) for c in reply.get("tool_calls") or ())
+            content = reply.get("content")
+            return ProviderResponse(
+                content=content,
+                tool_calls=calls,
+                input_tokens=input_tokens,
+                output_tokens=_words(content) + sum(_words(c.arguments) for c in calls),
+                model=self.model,
+            )
+        raise ProviderError(f"scripted provider: a reply must be text or an object, got {reply!r}")
+
+
+def _read_script(path: Path) -> list[Any]:
+    if not path.exists():
+        raise ProviderError(f"scripted provider: no script file at {path}")
+    replies = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                replies.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise ProviderError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
+    return replies

@@ -1,0 +1,210 @@
+"""Wilson's records: frozen attrs classes, changed only with ``attrs.evolve``.
+
+Messages are kept as plain dicts in the chat format HuggingFace chat templates
+and TRL use (``{"role": ..., "content": ..., "tool_calls": [...]}``, with tool
+call arguments as dicts).  Everything else is a record.  Records are turned
+into JSON and SQLite rows only by :mod:`wilson_core.converter`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+from attrs import field, frozen
+
+#: The call types Wilson's seed app uses; ``call_type`` is free text.
+DEFAULT_CALL_TYPES = ("agent", "summarize", "relevance", "categorize")
+
+STATUS_OK = "ok"
+STATUS_ERROR = "error"
+
+PREFERENCES = ("chosen", "rejected", "neutral")
+ANNOTATION_SOURCES = ("human", "judge", "import", "rule")
+
+
+def new_id() -> str:
+    """A fresh, sortable-enough unique id (uuid4 hex)."""
+    return uuid.uuid4().hex
+
+
+def utcnow() -> str:
+    """The current UTC time as an ISO-8601 string with microseconds."""
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+def _tupled(value: Any) -> tuple:
+    return tuple(value) if value is not None else ()
+
+
+@frozen
+class ToolCall:
+    """One tool call requested by the model.
+
+    ``arguments`` is always a dict.  When a provider returned arguments that
+    are not valid JSON, ``arguments`` is empty and ``raw_arguments`` keeps the
+    text exactly as it came, so nothing is lost and the parse error is visible.
+    """
+
+    id: str
+    name: str
+    arguments: dict[str, Any] = field(factory=dict)
+    raw_arguments: str | None = None
+
+    @property
+    def malformed(self) -> bool:
+        return self.raw_arguments is not None
+
+
+@frozen
+class ToolResult:
+    """The result of executing one tool call, linked to the interaction that asked for it."""
+
+    tool_call_id: str
+    name: str
+    content: str
+    arguments: dict[str, Any] = field(factory=dict)
+    is_error: bool = False
+    duration_ms: float | None = None
+    interaction_id: str | None = None
+    id: str = field(factory=new_id)
+    created_at: str = field(factory=utcnow)
+
+
+@frozen
+class Interaction:
+    """One LLM call, successful or not, with everything needed to train on it."""
+
+    run_id: str
+    sequence_num: int
+    call_type: str
+    provider: str
+    model: str
+    messages: tuple[dict[str, Any], ...] = field(converter=_tupled)
+    response_content: str | None = None
+    tool_calls: tuple[ToolCall, ...] = field(default=(), converter=_tupled)
+    tools: tuple[dict[str, Any], ...] = field(default=(), converter=_tupled)
+    params: dict[str, Any] = field(factory=dict)
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    total_tokens: int | None = None
+    duration_ms: float = 0.0
+    status: str = STATUS_OK
+    error: str | None = None
+    id: str = field(factory=new_id)
+    created_at: str = field(factory=utcnow)
+
+    @property
+    def system_prompt(self) -> str | None:
+        """The first system message's text, as Wilson's ``system_prompt`` column."""
+        for message in self.messages:
+            if message.get("role") == "system":
+                return message.get("content")
+        return None
+
+    @property
+    def user_prompt(self) -> str | None:
+        """The last user message's text, as Wilson's ``user_prompt`` column."""
+        for message in reversed(self.messages):
+            if message.get("role") == "user":
+                content = message.get("content")
+                return content if isinstance(content, str) else None
+        return None
+
+    def answer_message(self, content: str | None = None) -> dict[str, Any]:
+        """The assistant message this call produced (``content`` overrides the text)."""
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": self.response_content if content is None else content,
+        }
+        if self.tool_calls and content is None:
+            message["tool_calls"] = [tool_call_message(c) for c in self.tool_calls]
+        return message
+
+
+def tool_call_message(call: ToolCall) -> dict[str, Any]:
+    """A tool call in the chat-template shape (arguments as a dict)."""
+    return {
+        "id": call.id,
+        "type": "function",
+        "function": {"name": call.name, "arguments": dict(call.arguments)},
+    }
+
+
+@frozen
+class Run:
+    """A sequence of calls that belong together (an agent run)."""
+
+    call_type: str
+    id: str = field(factory=new_id)
+    started_at: str = field(factory=utcnow)
+    ended_at: str | None = None
+    metadata: dict[str, Any] = field(factory=dict)
+    deleted: bool = False
+
+
+@frozen
+class Annotation:
+    """One label version for one interaction by one annotator.
+
+    Annotations are append-only: a new version supersedes the previous one for
+    the same (interaction, annotator, source).  Fields left as ``None`` on a new
+    version are carried over from the previous one by the store, so setting a
+    star never wipes the notes.
+    """
+
+    interaction_id: str
+    rating: int | None = None
+    preference: str | None = None
+    pair_id: str | None = None
+    tags: tuple[str, ...] = field(default=(), converter=_tupled)
+    notes: str | None = None
+    corrected_response: str | None = None
+    source: str = "human"
+    annotator: str = "local"
+    #: ``accepted`` for labels that count; ``proposed`` / ``rejected`` for judge proposals.
+    status: str = "accepted"
+    version: int = 1
+    id: str = field(factory=new_id)
+    created_at: str = field(factory=utcnow)
+
+
+@frozen
+class ProviderResponse:
+    """What a provider driver returns for one chat call."""
+
+    content: str | None
+    tool_calls: tuple[ToolCall, ...] = field(default=(), converter=_tupled)
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    model: str | None = None
+    raw: dict[str, Any] | None = None
+
+
+@frozen
+class Reply:
+    """What the facade returns to the app for one call."""
+
+    content: str | None
+    tool_calls: tuple[ToolCall, ...]
+    input_tokens: int | None
+    output_tokens: int | None
+    total_tokens: int | None
+    duration_ms: float
+    interaction_id: str
+    run_id: str
+    model: str
+    provider: str
+
+    @property
+    def text(self) -> str:
+        return self.content or ""
+
+    @property
+    def message(self) -> dict[str, Any]:
+        """The reply as an assistant message, ready to append to the conversation."""
+        message: dict[str, Any] = {"role": "assistant", "content": self.content}
+        if self.tool_calls:
+            message["tool_calls"] = [tool_call_message(c) for c in self.tool_calls]
+        return message

@@ -1,0 +1,119 @@
+"""The database schema, as versioned ``sqlite_utils`` migrations.
+
+Add a migration for every change (``mNNN_verb_noun``); never edit one that has
+shipped.  Each is tested on a blank database and on the previous version's.
+"""
+
+from __future__ import annotations
+
+from sqlite_utils import Database, Migrations
+
+migrations = Migrations("wilson")
+
+
+@migrations()
+def m001_create_capture_tables(db: Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE IF NOT EXISTS blobs (
+            hash TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,
+            content TEXT NOT NULL
+        );
+        CREATE TABLE IF NOT EXISTS runs (
+            id TEXT PRIMARY KEY,
+            call_type TEXT,
+            started_at TEXT,
+            ended_at TEXT,
+            metadata_json TEXT,
+            deleted_at TEXT
+        );
+        CREATE TABLE IF NOT EXISTS interactions (
+            id TEXT PRIMARY KEY,
+            run_id TEXT NOT NULL,
+            sequence_num INTEGER NOT NULL,
+            call_type TEXT,
+            model TEXT,
+            provider TEXT,
+            system_hash TEXT REFERENCES blobs(hash),
+            user_prompt TEXT,
+            messages_json TEXT NOT NULL,
+            response_content TEXT,
+            tool_calls_json TEXT,
+            tools_hash TEXT REFERENCES blobs(hash),
+            params_json TEXT,
+            input_tokens INTEGER,
+            output_tokens INTEGER,
+            total_tokens INTEGER,
+            duration_ms REAL,
+            status TEXT NOT NULL DEFAULT 'ok',
+            error TEXT,
+            created_at TEXT NOT NULL,
+            context_hash TEXT
+        );
+        CREATE INDEX IF NOT EXISTS idx_interactions_run ON interactions(run_id, sequence_num);
+        CREATE INDEX IF NOT EXISTS idx_interactions_created ON interactions(created_at);
+        CREATE INDEX IF NOT EXISTS idx_interactions_context ON interactions(context_hash);
+        CREATE TABLE IF NOT EXISTS tool_results (
+            id TEXT PRIMARY KEY,
+            interaction_id TEXT REFERENCES interactions(id),
+            tool_call_id TEXT,
+            tool_name TEXT,
+            arguments_json TEXT,
+            content TEXT,
+            is_error INTEGER NOT NULL DEFAULT 0,
+            duration_ms REAL,
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX IF NOT EXISTS idx_tool_results_interaction ON tool_results(interaction_id);
+        CREATE TABLE IF NOT EXISTS annotations (
+            id TEXT PRIMARY KEY,
+            interaction_id TEXT NOT NULL REFERENCES interactions(id),
+            rating INTEGER CHECK (rating IS NULL OR rating BETWEEN 1 AND 5),
+            preference TEXT CHECK (preference IS NULL OR preference IN ('chosen', 'rejected', 'neutral')),
+            pair_id TEXT,
+            tags_json TEXT,
+            notes TEXT,
+            corrected_response TEXT,
+            source TEXT NOT NULL DEFAULT 'human',
+            annotator TEXT NOT NULL DEFAULT 'local',
+            status TEXT NOT NULL DEFAULT 'accepted',
+            version INTEGER NOT NULL DEFAULT 1,
+            created_at TEXT NOT NULL,
+            undone_at TEXT
+        );
+        CREATE INDEX IF NOT EXISTS idx_annotations_interaction
+            ON annotations(interaction_id, annotator, source, version);
+        CREATE TABLE IF NOT EXISTS capture_counters (
+            name TEXT PRIMARY KEY,
+            value INTEGER NOT NULL DEFAULT 0
+        );
+        """
+    )
+
+
+@migrations()
+def m002_create_wilson_views(db: Database) -> None:
+    """Views with Open Accountant Wilson's column names, for tools that read its schema."""
+    db.executescript(
+        """
+        CREATE VIEW IF NOT EXISTS llm_interactions AS
+        SELECT i.id, i.run_id, i.sequence_num, i.call_type, i.model, i.provider,
+               s.content AS system_prompt, i.user_prompt, i.response_content,
+               i.tool_calls_json, t.content AS tool_defs_json,
+               i.input_tokens, i.output_tokens, i.total_tokens, i.duration_ms,
+               i.status, i.error, i.created_at
+        FROM interactions i
+        LEFT JOIN blobs s ON s.hash = i.system_hash
+        LEFT JOIN blobs t ON t.hash = i.tools_hash;
+        CREATE VIEW IF NOT EXISTS llm_tool_results AS
+        SELECT id, interaction_id, tool_call_id, tool_name, arguments_json AS tool_args_json,
+               content AS tool_result, duration_ms, created_at
+        FROM tool_results;
+        """
+    )
+
+
+def apply(db: Database) -> None:
+    """Bring ``db`` to the current schema."""
+    migrations.apply(db)

@@ -1,0 +1,135 @@
+"""The built-in capture sink: every interaction and tool result into the SQLite store.
+
+When the database cannot be written (locked past the busy timeout, read-only,
+disk full, folder missing), the record goes to the spool instead and is
+replayed on the next successful write or open, so nothing is lost and the
+app's call is never affected.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import warnings
+from pathlib import Path
+
+from ..errors import StoreError
+from ..hookspecs import hookimpl
+from ..records import Interaction, Run, ToolResult
+from . import spool
+from .store import Store, default_db_path
+
+_stores: dict[tuple[int, Path], Store] = {}
+_lock = threading.Lock()
+_spooled_here: set[Path] = set()
+
+_WRITE_ERRORS = (sqlite3.Error, OSError, StoreError)
+
+
+def _resolve(db_path: str | os.PathLike[str] | None) -> Path:
+    return Path(db_path).expanduser() if db_path else default_db_path()
+
+
+def store_for(db_path: str | os.PathLike[str] | None) -> Store:
+    """The process's cached store for ``db_path`` (opened, migrated and replayed once)."""
+    path = _resolve(db_path)
+    key = (os.getpid(), path)
+    store = _stores.get(key)
+    if store is None:
+        with _lock:
+            store = _stores.get(key)
+            if store is None:
+                store = Store(path)
+                replay_spool(store)
+                _stores[key] = store
+    return store
+
+
+def forget_stores() -> None:
+    """Close and drop cached stores (tests, and after a database file is replaced)."""
+    with _lock:
+        for store in _stores.values():
+            store.close()
+        _stores.clear()
+
+
+def replay_spool(store: Store) -> int:
+    """Write spooled captures for ``store`` into it; return how many were replayed."""
+    claimed = spool.claim(store.path)
+    replayed = 0
+    for path in claimed:
+        interactions, results, bad = [], [], []
+        for _number, record, error in spool.read(path):
+            if record is None:
+                bad.append(error)
+            elif isinstance(record, Interaction):
+                interactions.append(record)
+            else:
+                results.append(record)
+        if interactions:
+            store.write_interactions(interactions)
+        if results:
+            store.write_tool_results(results)
+        replayed += len(interactions) + len(results)
+        if bad:
+            store.bump_counter("spool_unreadable", len(bad))
+            kept = path.with_name(path.name.split(".replaying-")[0] + ".unreadable")
+            os.replace(path, kept)
+            warnings.warn(f"{len(bad)} spooled line(s) could not be read; kept in {kept}", stacklevel=2)
+        else:
+            path.unlink(missing_ok=True)
+    if replayed:
+        store.bump_counter("replayed", replayed)
+    _spooled_here.discard(store.path)
+    return replayed
+
+
+def _write(db_path: str | None, record: Interaction | ToolResult, run: Run | None = None) -> None:
+    path = _resolve(db_path)
+    try:
+        store = store_for(path)
+        if isinstance(record, Interaction):
+            store.write_interaction(record, run)
+        else:
+            store.write_tool_result(record)
+    except _WRITE_ERRORS as exc:
+        spool.append(path, record)  # raises when even the spool cannot be written
+        _spooled_here.add(path)
+        warnings.warn(
+            f"capture could not be written to {path} ({exc}); spooled for replay",
+            stacklevel=3,
+        )
+        return
+    if path in _spooled_here:
+        try:
+            replay_spool(store)
+        except _WRITE_ERRORS:
+            pass
+
+
+@hookimpl
+def wilson_capture_interaction(interaction: Interaction, db_path: str | None) -> None:
+    _write(db_path, interaction)
+
+
+@hookimpl
+def wilson_capture_tool_result(tool_result: ToolResult, db_path: str | None) -> None:
+    _write(db_path, tool_result)
+
+
+@hookimpl
+def wilson_run_started(run: Run, db_path: str | None) -> None:
+    _write_run(db_path, run)
+
+
+@hookimpl
+def wilson_run_finished(run: Run, error: BaseException | None, db_path: str | None) -> None:
+    _write_run(db_path, run)
+
+
+def _write_run(db_path: str | None, run: Run) -> None:
+    try:
+        store_for(db_path).write_run(run)
+    except _WRITE_ERRORS as exc:  # the run row is also created by its first interaction
+        warnings.warn(f"run {run.id} could not be recorded ({exc})", stacklevel=3)
