@@ -114,6 +114,29 @@ def m002_create_wilson_views(db: Database) -> None:
     )
 
 
+@migrations()
+def m003_create_current_annotations_view(db: Database) -> None:
+    """The label that counts for each (interaction, annotator, source).
+
+    Every annotation row holds the full merged state of that version, so the
+    current label is the latest version that was not undone.
+    """
+    db.executescript(
+        """
+        CREATE VIEW IF NOT EXISTS current_annotations AS
+        SELECT a.* FROM annotations a
+        WHERE a.undone_at IS NULL
+          AND a.version = (
+              SELECT max(b.version) FROM annotations b
+              WHERE b.interaction_id = a.interaction_id
+                AND b.annotator = a.annotator
+                AND b.source = a.source
+                AND b.undone_at IS NULL
+          );
+        """
+    )
+
+
 def apply(db: Database) -> None:
     """Bring ``db`` to the current schema."""
     migrations.apply(db)
