@@ -137,6 +137,31 @@ def m003_create_current_annotations_view(db: Database) -> None:
     )
 
 
+@migrations()
+def m004_create_pairs(db: Database) -> None:
+    """Preference pairs: two answers to the same context, one chosen over the other.
+
+    Pairs live in their own table so one answer can be in several pairs (a
+    correction, a regenerated alternative, harvested pairs).  ``undone_at``
+    marks a pair that was taken back.
+    """
+    db.executescript(
+        """
+        CREATE TABLE IF NOT EXISTS pairs (
+            id TEXT PRIMARY KEY,
+            chosen_id TEXT NOT NULL REFERENCES interactions(id),
+            rejected_id TEXT NOT NULL REFERENCES interactions(id),
+            source TEXT NOT NULL DEFAULT 'human',
+            annotator TEXT NOT NULL DEFAULT 'local',
+            created_at TEXT NOT NULL,
+            undone_at TEXT
+        );
+        CREATE INDEX IF NOT EXISTS idx_pairs_chosen ON pairs(chosen_id);
+        CREATE INDEX IF NOT EXISTS idx_pairs_rejected ON pairs(rejected_id);
+        """
+    )
+
+
 def apply(db: Database) -> None:
     """Bring ``db`` to the current schema."""
     migrations.apply(db)
