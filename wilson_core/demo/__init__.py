@@ -1,0 +1,1 @@
+"""The demo: a personal-finance agent taken around the whole loop."""
