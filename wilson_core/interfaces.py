@@ -14,7 +14,12 @@ from __future__ import annotations
 import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
+
+from attrs import field, frozen
+
+from .errors import WilsonError
 
 if TYPE_CHECKING:
     from .records import ProviderResponse
@@ -107,11 +112,116 @@ class Trainer(ABC):
         """Train with ``config`` (a :class:`wilson_core.training.TrainConfig`-like record)."""
 
 
+class DeployError(WilsonError):
+    """A deployment that cannot be done as asked (bad input, unsupported model, ...)."""
+
+
+class VerificationFailed(DeployError):
+    """``--verify`` ran and at least one check failed (the artefacts are kept for inspection)."""
+
+    exit_code = 3
+
+
+@frozen
+class DeployConfig:
+    """What ``wilson deploy NAME`` was asked to do.
+
+    :param model: a Hugging Face model folder: the merged model, or the base model
+        when ``adapter`` is given.
+    :param out: the output folder (must be empty or absent unless ``force``).
+    :param adapter: a PEFT LoRA adapter folder trained on ``model``.
+    :param quant: the target's quantisation/precision name (``f32``, ``f16``, ``q8_0``,
+        ``int8``, ...); ``None`` means the deployer's default.
+    :param verify: load the artefact in its real runtime and compare with PyTorch.
+    :param host: the server to deploy to, for targets that have one (Ollama).
+    :param force: allow writing into a non-empty ``out`` (its files may be replaced).
+    :param name: the deployed model's name where the target names models (Ollama).
+    :param options: deployer-specific ``--option KEY=VALUE`` settings.
+    """
+
+    model: str
+    out: str
+    adapter: str | None = None
+    quant: str | None = None
+    verify: bool = False
+    host: str | None = None
+    force: bool = False
+    name: str | None = None
+    options: dict[str, Any] = field(factory=dict)
+
+
+@frozen
+class DeployCheck:
+    """One verification check: what was compared, whether it passed, the figures."""
+
+    name: str
+    passed: bool
+    detail: str = ""
+    metrics: dict[str, float] = field(factory=dict)
+
+
+@frozen
+class DeployReport:
+    """What a deployer did: files written, provider string for the facade, checks run."""
+
+    target: str
+    out: str
+    files: tuple[str, ...] = field(default=(), converter=tuple)
+    #: ``LLM(provider=...)`` string that runs the deployed model, if a provider exists.
+    provider: str | None = None
+    checks: tuple[DeployCheck, ...] = field(default=(), converter=tuple)
+    #: lines for the user (e.g. the exact ``ollama create`` command to run).
+    notes: tuple[str, ...] = field(default=(), converter=tuple)
+    seconds: float = 0.0
+    details: dict[str, Any] = field(factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return all(check.passed for check in self.checks)
+
+
 class Deployer(ABC):
-    """A deployment target (``wilson deploy NAME``)."""
+    """A deployment target (``wilson deploy NAME``).
+
+    ``deploy`` writes the artefacts under ``config.out``, runs the checks when
+    ``config.verify`` is set and returns a :class:`DeployReport` (it does not
+    raise for failed checks: the caller decides; the CLI exits non-zero).
+    Bad input raises :class:`DeployError` with a message for people.
+    """
 
     description: ClassVar[str] = ""
+    #: the ``--quant`` values accepted; the first one is the default.
+    quant_types: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, **options: Any) -> None:
+        self.options = options
 
     @abstractmethod
-    def deploy(self, config: Any) -> Any:
+    def deploy(self, config: DeployConfig) -> DeployReport:
         """Deploy with ``config`` and return a report (paths, provider string, checks)."""
+
+    def resolve_quant(self, config: DeployConfig) -> str | None:
+        """``config.quant`` lower-cased and checked against :attr:`quant_types`."""
+        if config.quant is None:
+            return self.quant_types[0] if self.quant_types else None
+        quant = config.quant.lower()
+        if self.quant_types and quant not in self.quant_types:
+            raise DeployError(
+                f"unsupported --quant {config.quant!r} for {type(self).__name__}; "
+                f"choose one of: {', '.join(self.quant_types)}"
+            )
+        return quant
+
+    @staticmethod
+    def prepare_out(config: DeployConfig) -> Path:
+        """Create ``config.out``; refuse a non-empty folder unless ``config.force``."""
+        out = Path(config.out)
+        if out.exists() and not out.is_dir():
+            raise DeployError(f"output path {out} exists and is not a folder")
+        if out.is_dir() and any(out.iterdir()) and not config.force:
+            raise DeployError(
+                f"output folder {out} is not empty; choose another --out or pass --force "
+                "to overwrite its files"
+            )
+        out.mkdir(parents=True, exist_ok=True)
+        return out

@@ -18,6 +18,7 @@ from ..errors import WilsonError
 CORE_COMMANDS = (
     "capture",
     "plugins",
+    "deploy",
 )
 
 
