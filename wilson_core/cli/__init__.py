@@ -19,6 +19,7 @@ CORE_COMMANDS = (
     "capture",
     "plugins",
     "deploy",
+    "demo",
 )
 
 
