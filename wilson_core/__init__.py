@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 from .hookspecs import hookimpl
 
+del annotations  # the __future__ name would hide the wilson_core.annotations module
+
 __version__ = "0.1.0"
 
 __all__ = [
