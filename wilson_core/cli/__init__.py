@@ -12,7 +12,7 @@ from importlib import import_module
 
 import click
 
-from ..errors import WilsonError
+from wilson_core.errors import WilsonError
 
 #: core command modules, in the order ``wilson --help`` lists them.
 CORE_COMMANDS = (
@@ -51,7 +51,7 @@ def cli(ctx: click.Context, db: str | None) -> None:
 def _register_all() -> None:
     for name in CORE_COMMANDS:
         import_module(f"{__name__}.{name}").register(cli)
-    from .. import plugins
+    from wilson_core import plugins
 
     plugins.hook().wilson_register_commands(cli=cli)
 

@@ -10,7 +10,7 @@ import click
 
 def open_db(ctx: click.Context, *, create: bool = False) -> Any:
     """The store named by ``--db`` / ``$WILSON_DB`` / the default path."""
-    from ..store import open_store
+    from wilson_core.store import open_store
 
     root = ctx.find_root()
     return open_store((root.obj or {}).get("db"), create=create)

@@ -47,8 +47,8 @@ def runs_command(ctx: click.Context, limit: int, as_json: bool) -> None:
 @click.pass_context
 def show_command(ctx: click.Context, id: str, as_json: bool) -> None:
     """Show one interaction (or every call of a run) in full."""
-    from .. import converter
-    from ..errors import NotFound
+    from wilson_core import converter
+    from wilson_core.errors import NotFound
 
     store = open_db(ctx)
     try:
@@ -102,7 +102,7 @@ def _percentile(sorted_values: list[float], q: float) -> float | None:
 
 def collect_stats(store) -> dict:
     """Counts by call type, model and status; tokens; latency percentiles; capture health."""
-    from ..store import spool
+    from wilson_core.store import spool
 
     conn = store.connection()
 

@@ -15,8 +15,8 @@ def register(cli: click.Group) -> None:
 @json_option
 def plugins_command(as_json: bool) -> None:
     """List installed plugins: hooks they implement and named drivers."""
-    from ..interfaces import NAMESPACES
-    from ..plugins import describe_plugins
+    from wilson_core.interfaces import NAMESPACES
+    from wilson_core.plugins import describe_plugins
 
     data = describe_plugins()
     if as_json:

@@ -10,10 +10,10 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import ProviderError
-from ..interfaces import Provider
-from ..messages import tool_call_from_openai
-from ..records import ProviderResponse
+from wilson_core.errors import ProviderError
+from wilson_core.interfaces import Provider
+from wilson_core.messages import tool_call_from_openai
+from wilson_core.records import ProviderResponse
 
 DEFAULT_HOST = "http://127.0.0.1:11434"
 

@@ -10,10 +10,10 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import ProviderError
-from ..interfaces import Provider
-from ..messages import to_openai_messages, tool_call_from_openai
-from ..records import ProviderResponse
+from wilson_core.errors import ProviderError
+from wilson_core.interfaces import Provider
+from wilson_core.messages import to_openai_messages, tool_call_from_openai
+from wilson_core.records import ProviderResponse
 
 
 class OpenAIProvider(Provider):

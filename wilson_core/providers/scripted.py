@@ -19,10 +19,10 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..errors import ProviderError
-from ..interfaces import Provider
-from ..messages import tool_call_from_openai
-from ..records import ProviderResponse
+from wilson_core.errors import ProviderError
+from wilson_core.interfaces import Provider
+from wilson_core.messages import tool_call_from_openai
+from wilson_core.records import ProviderResponse
 
 
 def _words(value: Any) -> int:

@@ -162,6 +162,47 @@ def m004_create_pairs(db: Database) -> None:
     )
 
 
+@migrations()
+def m005_create_run_trigger(db: Database) -> None:
+    """Every interaction's run has a row: created on the first insert when it is missing.
+
+    This lets the capture path write a call with one ``INSERT`` statement.
+    """
+    db.executescript(
+        """
+        CREATE TRIGGER IF NOT EXISTS interactions_create_run AFTER INSERT ON interactions
+        BEGIN
+            INSERT OR IGNORE INTO runs (id, call_type, started_at)
+            VALUES (NEW.run_id, NEW.call_type, NEW.created_at);
+        END;
+        """
+    )
+
+
+@migrations()
+def m006_create_search_index(db: Database) -> None:
+    """Full-text search over prompts, responses and tool calls (FTS5), for the dashboard.
+
+    No trigger on ``interactions`` (capture stays one fast insert): the index
+    is filled lazily from the rowid watermark in ``search_index_state`` by
+    :func:`wilson_core.store.search.sync` before each search.
+    """
+    db.executescript(
+        """
+        CREATE VIRTUAL TABLE IF NOT EXISTS interactions_fts USING fts5(
+            user_prompt, response_content, tool_calls,
+            content='', tokenize='unicode61 remove_diacritics 2'
+        );
+        CREATE TABLE IF NOT EXISTS search_index_state (
+            name TEXT PRIMARY KEY,
+            last_rowid INTEGER NOT NULL
+        );
+        CREATE INDEX IF NOT EXISTS idx_annotations_source_status
+            ON annotations(source, status, created_at);
+        """
+    )
+
+
 def apply(db: Database) -> None:
     """Bring ``db`` to the current schema."""
     migrations.apply(db)

@@ -11,20 +11,33 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 import warnings
 from pathlib import Path
 
-from ..errors import StoreError
-from ..hookspecs import hookimpl
-from ..records import Interaction, Run, ToolResult
+from wilson_core.errors import StoreError
+from wilson_core.hookspecs import hookimpl
+from wilson_core.records import Interaction, Run, ToolResult
+
 from . import spool
 from .store import Store, default_db_path
 
 _stores: dict[tuple[int, Path], Store] = {}
+#: the same stores by the ``db_path`` the facade passes, so the hot path skips ``Path`` work.
+_by_key: dict[tuple[int, str | None, str | None], Store] = {}
 _lock = threading.Lock()
 _spooled_here: set[Path] = set()
+#: after a failed write, captures for that database go straight to the spool until this time.
+_down_until: dict[Path, float] = {}
 
 _WRITE_ERRORS = (sqlite3.Error, OSError, StoreError)
+
+
+def _retry_after_s() -> float:
+    try:
+        return float(os.environ.get("WILSON_CAPTURE_RETRY_S", "1.0"))
+    except ValueError:
+        return 1.0
 
 
 def _resolve(db_path: str | os.PathLike[str] | None) -> Path:
@@ -33,16 +46,20 @@ def _resolve(db_path: str | os.PathLike[str] | None) -> Path:
 
 def store_for(db_path: str | os.PathLike[str] | None) -> Store:
     """The process's cached store for ``db_path`` (opened, migrated and replayed once)."""
+    raw = None if db_path is None else os.fspath(db_path)
+    fast_key = (os.getpid(), raw, os.environ.get("WILSON_DB") if raw is None else None)
+    store = _by_key.get(fast_key)
+    if store is not None:
+        return store
     path = _resolve(db_path)
     key = (os.getpid(), path)
-    store = _stores.get(key)
-    if store is None:
-        with _lock:
-            store = _stores.get(key)
-            if store is None:
-                store = Store(path)
-                replay_spool(store)
-                _stores[key] = store
+    with _lock:
+        store = _stores.get(key)
+        if store is None:
+            store = Store(path, background_checkpoint=True)
+            replay_spool(store)
+            _stores[key] = store
+        _by_key[fast_key] = store
     return store
 
 
@@ -52,6 +69,9 @@ def forget_stores() -> None:
         for store in _stores.values():
             store.close()
         _stores.clear()
+        _by_key.clear()
+        _down_until.clear()
+        _spooled_here.clear()
 
 
 def replay_spool(store: Store) -> int:
@@ -85,23 +105,30 @@ def replay_spool(store: Store) -> int:
     return replayed
 
 
-def _write(db_path: str | None, record: Interaction | ToolResult, run: Run | None = None) -> None:
-    path = _resolve(db_path)
+def _write(db_path: str | None, record: Interaction | ToolResult) -> None:
+    store = None
     try:
-        store = store_for(path)
+        if _down_until:
+            path = _resolve(db_path)
+            if time.monotonic() < _down_until.get(path, 0.0):
+                raise StoreError(f"{path} failed a moment ago; not retried yet")
+        store = store_for(db_path)
         if isinstance(record, Interaction):
-            store.write_interaction(record, run)
+            store.write_interaction(record)
         else:
             store.write_tool_result(record)
     except _WRITE_ERRORS as exc:
+        path = store.path if store is not None else _resolve(db_path)
         spool.append(path, record)  # raises when even the spool cannot be written
         _spooled_here.add(path)
+        _down_until[path] = time.monotonic() + _retry_after_s()
         warnings.warn(
             f"capture could not be written to {path} ({exc}); spooled for replay",
             stacklevel=3,
         )
         return
-    if path in _spooled_here:
+    if _spooled_here and store.path in _spooled_here:
+        _down_until.pop(store.path, None)
         try:
             replay_spool(store)
         except _WRITE_ERRORS:

@@ -18,8 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .. import converter
-from ..records import Interaction, ToolResult
+from wilson_core import converter
+from wilson_core.records import Interaction, ToolResult
 
 _KINDS = {"interaction": Interaction, "tool_result": ToolResult}
 
@@ -70,8 +70,7 @@ def _existing(db_path: Path) -> Iterator[Path]:
     for path in spool_paths(db_path):
         if path.exists():
             yield path
-        for claimed in path.parent.glob(path.name + ".replaying-*"):
-            yield claimed
+        yield from path.parent.glob(path.name + ".replaying-*")
 
 
 def claim(db_path: Path) -> list[Path]:

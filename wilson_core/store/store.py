@@ -8,6 +8,7 @@ in ``blobs``, addressed by their SHA-256.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -17,11 +18,33 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from .. import converter
-from ..errors import NotFound, StoreError
-from ..records import Interaction, Run, ToolCall, ToolResult
+from wilson_core import converter
+from wilson_core.errors import NotFound, StoreError
+from wilson_core.records import Interaction, Run, ToolCall, ToolResult
 
-BUSY_TIMEOUT_MS = 30_000
+#: default busy timeout; ``$WILSON_BUSY_TIMEOUT_MS`` overrides it (read when a connection opens).
+BUSY_TIMEOUT_MS = 5_000
+
+
+def busy_timeout_ms() -> int:
+    """How long a write waits for a lock held by another connection before giving up."""
+    value = os.environ.get("WILSON_BUSY_TIMEOUT_MS", "")
+    try:
+        return max(0, int(value)) if value.strip() else BUSY_TIMEOUT_MS
+    except ValueError:
+        raise StoreError(f"WILSON_BUSY_TIMEOUT_MS must be a number of milliseconds, got {value!r}") from None
+
+
+def _describe_error(path: Path, exc: BaseException) -> str:
+    text = str(exc)
+    if isinstance(exc, sqlite3.DatabaseError) and (
+        "not a database" in text or "malformed" in text or "encrypted" in text
+    ):
+        return (
+            f"{path} is not a usable Wilson database ({text}); "
+            "it was left untouched: move it aside to start a new one"
+        )
+    return f"cannot use the Wilson database {path}: {text}"
 
 _INSERT_INTERACTION = """
 INSERT OR IGNORE INTO interactions (
@@ -118,30 +141,59 @@ class Store:
     (each thread gets its own connection); open a new one in a forked child.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, create: bool = True) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        create: bool = True,
+        background_checkpoint: bool = False,
+    ) -> None:
+        """Open (creating and migrating when needed) the database at ``path``.
+
+        :param background_checkpoint: move WAL checkpoints off the writing
+            threads onto a background thread (the capture sink uses this, so
+            an app's call never pays for a checkpoint).
+        """
         self.path = Path(path).expanduser()
         self._local = threading.local()
+        self._checkpointer = _Checkpointer(self) if background_checkpoint else None
         self._known_blobs: set[str] = set()
         self._system_hashes: dict[str, str] = {}
         if not self.path.exists():
             if not create:
                 raise StoreError(f"no Wilson database at {self.path}")
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot create the folder for {self.path}: {exc}") from None
         conn = self.connection()
         try:
-            with conn:
-                pass
-            from sqlite_utils import Database
-
-            from . import schema  # sqlite_utils is slow to import: only when a store opens
-
-            schema.apply(Database(conn))
+            self._migrate(conn)
         except sqlite3.DatabaseError as exc:
             self.close()
-            raise StoreError(
-                f"{self.path} is not a usable Wilson database ({exc}); "
-                "it was left untouched: move it aside to start a new one"
-            ) from None
+            raise StoreError(_describe_error(self.path, exc)) from None
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        from sqlite_utils import Database
+
+        from . import schema  # sqlite_utils is slow to import: only when a store opens
+
+        db = Database(conn)
+        if not schema.migrations.pending(db):
+            return
+        # Two processes opening a new database at once must not both migrate it.
+        lock_fd = None
+        try:
+            lock_fd = os.open(f"{self.path}.migrate.lock", os.O_WRONLY | os.O_CREAT, 0o644)
+            fcntl.flock(lock_fd, fcntl.LOCK_EX)
+        except OSError:
+            lock_fd = None  # a read-only folder: migrate without the lock
+        try:
+            if schema.migrations.pending(db):
+                schema.apply(db)
+        finally:
+            if lock_fd is not None:
+                os.close(lock_fd)
 
     # -- connections -----------------------------------------------------
 
@@ -150,22 +202,26 @@ class Store:
         conn = getattr(self._local, "conn", None)
         if conn is not None and self._local.pid == os.getpid():
             return conn
-        conn = sqlite3.connect(
-            self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
-        )
+        timeout_ms = busy_timeout_ms()
+        try:
+            conn = sqlite3.connect(
+                self.path, timeout=timeout_ms / 1000, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(_describe_error(self.path, exc)) from None
         conn.row_factory = sqlite3.Row
         try:
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute(f"PRAGMA busy_timeout = {timeout_ms}")
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if mode.lower() != "wal":
                 conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
+            if self._checkpointer is not None:
+                conn.execute("PRAGMA wal_autocheckpoint = 0")
             conn.execute("PRAGMA foreign_keys = OFF")
         except sqlite3.DatabaseError as exc:
             conn.close()
-            raise StoreError(
-                f"{self.path} is not a usable Wilson database ({exc}); it was left untouched"
-            ) from None
+            raise StoreError(_describe_error(self.path, exc)) from None
         self._local.conn = conn
         self._local.pid = os.getpid()
         return conn
@@ -250,6 +306,15 @@ class Store:
         """Insert several interactions in one transaction (all or none)."""
         prepared = [(i, *self.interaction_row(i)) for i in interactions]
         conn = self.connection()
+        if len(prepared) == 1 and not runs and not conn.in_transaction:
+            _, row, blobs = prepared[0]
+            if all(digest in self._known_blobs for _, _, digest in blobs):
+                # The hot path: one statement, atomic on its own; the run row is
+                # created by the ``interactions_create_run`` trigger.
+                conn.execute(_INSERT_INTERACTION, row)
+                if self._checkpointer is not None:
+                    self._checkpointer.note_write()
+                return
         conn.execute("BEGIN IMMEDIATE")
         try:
             for interaction, row, blobs in prepared:
@@ -273,6 +338,8 @@ class Store:
             raise
         for _, _, blobs in prepared:
             self._known_blobs.update(digest for _, _, digest in blobs)
+        if self._checkpointer is not None:
+            self._checkpointer.note_write(len(prepared))
 
     def write_tool_results(self, results: Sequence[ToolResult]) -> None:
         """Insert tool results (idempotent by id), all or none."""
@@ -427,6 +494,49 @@ class Store:
 
     def integrity_check(self) -> str:
         return self.connection().execute("PRAGMA integrity_check").fetchone()[0]
+
+
+class _Checkpointer:
+    """WAL checkpoints on a background thread, every :attr:`EVERY` writes.
+
+    Writers set ``wal_autocheckpoint = 0`` so no capture call is ever the one
+    that pays for copying the WAL back into the database; a PASSIVE checkpoint
+    never blocks writers.
+    """
+
+    EVERY = 400
+
+    def __init__(self, store: Store) -> None:
+        self.path = store.path
+        self._writes = 0
+        self._event = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    def note_write(self, count: int = 1) -> None:
+        self._writes += count
+        if self._writes >= self.EVERY:
+            self._writes = 0
+            if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
+                self._pid = os.getpid()
+                self._thread = threading.Thread(
+                    target=self._loop, name="wilson-checkpoint", daemon=True
+                )
+                self._thread.start()
+            self._event.set()
+
+    def _loop(self) -> None:
+        try:
+            conn = sqlite3.connect(self.path, timeout=busy_timeout_ms() / 1000, isolation_level=None)
+        except sqlite3.Error:
+            return
+        while True:
+            self._event.wait()
+            self._event.clear()
+            try:
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            except sqlite3.Error:
+                pass
 
 
 class _transaction:

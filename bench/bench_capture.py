@@ -1,0 +1,325 @@
+"""Capture benchmark: overhead per call, concurrent throughput, database size.
+
+Run with ``python bench/bench_capture.py`` (or ``nox -s bench``).  Every figure
+is compared with a baseline measured in the same run and printed as a ratio:
+
+(a) capture overhead per call: the facade with the ``scripted`` provider,
+    capture on minus capture off, against a raw ``sqlite3`` INSERT of the same
+    row (2 KB system prompt inline) with the same pragmas (WAL,
+    synchronous=NORMAL).  Target: overhead p99 <= 3x raw insert p99.
+(b) concurrent throughput: 4 threads x 2 processes capturing into one
+    database.  Target: >= 5,000 interactions/s, 0 lost.
+(c) database size for N interactions sharing 3 system prompts of 2 KB and a
+    4 KB tool-schema set, against a naive one-row-per-call table.
+    Target: <= 0.4x.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import random
+import sqlite3
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+SYSTEM_PROMPTS = [
+    (f"You are finance assistant #{n}. " + "Follow the house rules carefully. " * 80)[:2048]
+    for n in range(3)
+]
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": f"tool_{n}",
+            "description": ("Look up the account data the user asks about. " * 6)[:250],
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "account": {"type": "string", "description": "account id"},
+                    "period": {"type": "string", "description": "YYYY-MM"},
+                },
+                "required": ["account"],
+            },
+        },
+    }
+    for n in range(8)
+]
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def messages_for(n: int) -> list[dict]:
+    return [
+        {"role": "system", "content": SYSTEM_PROMPTS[n % 3]},
+        {"role": "user", "content": f"How much did I spend on groceries in month {n}?"},
+    ]
+
+
+# -- (a) overhead per call -----------------------------------------------------
+
+
+def raw_insert_times(path: Path, calls: int) -> list[float]:
+    """A raw sqlite3 insert of the same row, prompt inline, autocommit, same pragmas."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute(
+        "CREATE TABLE llm_interactions (id TEXT PRIMARY KEY, run_id TEXT, sequence_num INTEGER,"
+        " call_type TEXT, model TEXT, provider TEXT, system_prompt TEXT, user_prompt TEXT,"
+        " response_content TEXT, tool_calls_json TEXT, tool_defs_json TEXT, input_tokens INTEGER,"
+        " output_tokens INTEGER, total_tokens INTEGER, duration_ms REAL, status TEXT, error TEXT,"
+        " created_at TEXT)"
+    )
+    sql = "INSERT INTO llm_interactions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+    times = []
+    for n in range(calls):
+        messages = messages_for(n)
+        row = (
+            uuid.uuid4().hex, uuid.uuid4().hex, 1, "agent", "bench", "scripted",
+            messages[0]["content"], messages[1]["content"], "ok", None, None,
+            10, 1, 11, 0.01, "ok", None, "2026-01-01T00:00:00.000000+00:00",
+        )
+        started = time.perf_counter()
+        conn.execute(sql, row)
+        times.append(time.perf_counter() - started)
+    conn.close()
+    return times
+
+
+def facade_times(llm, calls: int) -> list[float]:
+    times = []
+    for n in range(calls):
+        messages = messages_for(n)
+        started = time.perf_counter()
+        llm.chat(messages)
+        times.append(time.perf_counter() - started)
+    return times
+
+
+def bench_overhead(folder: Path, calls: int, rounds: int) -> dict:
+    import wilson_core
+
+    on = wilson_core.LLM("scripted:bench", db=str(folder / "on.db"), script=["ok"], cycle=True)
+    off = wilson_core.LLM(
+        "scripted:bench", db=str(folder / "off.db"), script=["ok"], cycle=True, capture=False
+    )
+    facade_times(on, 200)  # warm up: open the store, fill the blob cache
+    facade_times(off, 200)
+    raw, with_capture, without = [], [], []
+    for r in range(rounds):  # interleaved, so machine load hits all three alike
+        raw += raw_insert_times(folder / f"raw{r}.db", calls)
+        with_capture += facade_times(on, calls)
+        without += facade_times(off, calls)
+    us = 1e6
+    result = {
+        "raw_insert_p50_us": percentile(raw, 0.5) * us,
+        "raw_insert_p99_us": percentile(raw, 0.99) * us,
+        "capture_on_p50_us": percentile(with_capture, 0.5) * us,
+        "capture_on_p99_us": percentile(with_capture, 0.99) * us,
+        "capture_off_p50_us": percentile(without, 0.5) * us,
+        "capture_off_p99_us": percentile(without, 0.99) * us,
+    }
+    result["overhead_p50_us"] = result["capture_on_p50_us"] - result["capture_off_p50_us"]
+    result["overhead_p99_us"] = result["capture_on_p99_us"] - result["capture_off_p99_us"]
+    result["ratio_overhead_p99_to_raw_p99"] = result["overhead_p99_us"] / result["raw_insert_p99_us"]
+    result["ratio_overhead_p50_to_raw_p50"] = result["overhead_p50_us"] / result["raw_insert_p50_us"]
+    return result
+
+
+# -- (b) concurrent throughput -------------------------------------------------
+
+
+def _capture_worker(db: str, threads: int, calls: int, start_at: float, out: str) -> None:
+    import wilson_core
+
+    llm = wilson_core.LLM("scripted:bench", db=db, script=["ok"], cycle=True)
+    llm.chat(messages_for(0), call_type="warmup")
+    ids: list[str] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+
+    def work(t: int) -> None:
+        mine = []
+        for n in range(calls):
+            try:
+                mine.append(llm.chat(messages_for(n + t)).interaction_id)
+            except Exception as exc:  # counted: must stay zero
+                errors.append(repr(exc))
+        with lock:
+            ids.extend(mine)
+
+    while time.time() < start_at:
+        time.sleep(0.001)
+    started = time.perf_counter()
+    workers = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    elapsed = time.perf_counter() - started
+    Path(out).write_text(
+        json.dumps({"ids": ids, "errors": errors, "elapsed": elapsed, "failures": llm.capture_failures})
+    )
+
+
+def bench_throughput(folder: Path, calls: int, processes: int = 2, threads: int = 4) -> dict:
+    import wilson_core
+
+    db = str(folder / "concurrent.db")
+    wilson_core.open_store(db).close()
+    ctx = multiprocessing.get_context("spawn")
+    start_at = time.time() + 3.0
+    outs = [str(folder / f"worker{p}.json") for p in range(processes)]
+    procs = [
+        ctx.Process(target=_capture_worker, args=(db, threads, calls, start_at, outs[p]))
+        for p in range(processes)
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    reports = [json.loads(Path(o).read_text()) for o in outs]
+    ids = [i for r in reports for i in r["ids"]]
+    wall = max(r["elapsed"] for r in reports)
+    store = wilson_core.open_store(db)  # replays anything spooled
+    conn = store.connection()
+    conn.execute("CREATE TEMP TABLE expected (id TEXT PRIMARY KEY)")
+    conn.executemany("INSERT INTO expected VALUES (?)", [(i,) for i in ids])
+    present = conn.execute(
+        "SELECT count(*) FROM expected e JOIN interactions i ON i.id = e.id"
+    ).fetchone()[0]
+    total = processes * threads * calls
+    return {
+        "interactions": total,
+        "returned": len(ids),
+        "lost": total - present,
+        "app_errors": sum(len(r["errors"]) for r in reports),
+        "capture_failures": sum(r["failures"] for r in reports),
+        "wall_s": wall,
+        "interactions_per_s": len(ids) / wall,
+        "integrity": store.integrity_check(),
+    }
+
+
+# -- (c) database size ---------------------------------------------------------
+
+
+def bench_size(folder: Path, count: int) -> dict:
+    from wilson_core.records import Interaction
+    from wilson_core.store import open_store
+
+    store = open_store(folder / "size.db")
+    naive = sqlite3.connect(folder / "naive.db", isolation_level=None)
+    naive.execute("PRAGMA journal_mode = WAL")
+    naive.execute(
+        "CREATE TABLE llm_interactions (id TEXT PRIMARY KEY, run_id TEXT, sequence_num INTEGER,"
+        " call_type TEXT, model TEXT, provider TEXT, system_prompt TEXT, user_prompt TEXT,"
+        " messages_json TEXT, response_content TEXT, tool_calls_json TEXT, tools_json TEXT,"
+        " input_tokens INTEGER, output_tokens INTEGER, total_tokens INTEGER, duration_ms REAL,"
+        " status TEXT, error TEXT, created_at TEXT)"
+    )
+    tools_json = json.dumps(TOOLS)
+    rng = random.Random(7)
+    batch: list[Interaction] = []
+    naive.execute("BEGIN")
+    for n in range(count):
+        messages = messages_for(rng.randrange(1_000_000))
+        interaction = Interaction(
+            run_id=uuid.uuid4().hex, sequence_num=1, call_type="agent", provider="scripted",
+            model="bench", messages=messages, response_content=f"You spent {n} euros.",
+            tools=TOOLS, input_tokens=600, output_tokens=5, total_tokens=605, duration_ms=812.5,
+        )
+        batch.append(interaction)
+        naive.execute(
+            "INSERT INTO llm_interactions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                interaction.id, interaction.run_id, 1, "agent", "bench", "scripted",
+                messages[0]["content"], messages[1]["content"], json.dumps(messages),
+                interaction.response_content, None, tools_json, 600, 5, 605, 812.5, "ok", None,
+                interaction.created_at,
+            ),
+        )
+        if len(batch) == 1000:
+            store.write_interactions(batch)
+            batch = []
+    if batch:
+        store.write_interactions(batch)
+    naive.execute("COMMIT")
+    for conn in (store.connection(), naive):
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    naive.close()
+    store.close()
+    ours = (folder / "size.db").stat().st_size
+    theirs = (folder / "naive.db").stat().st_size
+    return {
+        "interactions": count,
+        "wilson_bytes": ours,
+        "naive_bytes": theirs,
+        "ratio_wilson_to_naive": ours / theirs,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=2000, help="calls per round for (a)")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--concurrent-calls", type=int, default=2500, help="calls per thread for (b)")
+    parser.add_argument("--size", type=int, default=100_000, help="interactions for (c)")
+    parser.add_argument("--only", choices=["overhead", "throughput", "size"])
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="wilson-bench-") as tmp:
+        folder = Path(tmp)
+        os.environ.pop("WILSON_DB", None)
+        if args.only in (None, "overhead"):
+            results["overhead"] = bench_overhead(folder, args.calls, args.rounds)
+        if args.only in (None, "throughput"):
+            results["throughput"] = bench_throughput(folder, args.concurrent_calls)
+        if args.only in (None, "size"):
+            results["size"] = bench_size(folder, args.size)
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return 0
+    ok = True
+    if "overhead" in results:
+        o = results["overhead"]
+        print("(a) capture overhead per call (scripted provider, 2 KB system prompt)")
+        print(f"    raw sqlite3 insert   p50 {o['raw_insert_p50_us']:8.1f} us   p99 {o['raw_insert_p99_us']:8.1f} us")
+        print(f"    facade capture off   p50 {o['capture_off_p50_us']:8.1f} us   p99 {o['capture_off_p99_us']:8.1f} us")
+        print(f"    facade capture on    p50 {o['capture_on_p50_us']:8.1f} us   p99 {o['capture_on_p99_us']:8.1f} us")
+        print(f"    overhead (on - off)  p50 {o['overhead_p50_us']:8.1f} us   p99 {o['overhead_p99_us']:8.1f} us")
+        ratio = o["ratio_overhead_p99_to_raw_p99"]
+        print(f"    ratio overhead_p99 / raw_insert_p99 = {ratio:.2f}x (target <= 3x)"
+              f"  [p50 ratio {o['ratio_overhead_p50_to_raw_p50']:.2f}x]")
+        ok &= ratio <= 3
+    if "throughput" in results:
+        t = results["throughput"]
+        print("(b) concurrent capture, 4 threads x 2 processes")
+        print(f"    {t['interactions_per_s']:,.0f} interactions/s (target >= 5,000) = "
+              f"{t['interactions_per_s'] / 5000:.2f}x target; lost {t['lost']} of {t['interactions']}; "
+              f"app errors {t['app_errors']}; capture failures {t['capture_failures']}; "
+              f"integrity {t['integrity']}")
+        ok &= t["interactions_per_s"] >= 5000 and t["lost"] == 0
+    if "size" in results:
+        s = results["size"]
+        print(f"(c) database size for {s['interactions']:,} interactions (3 x 2 KB system prompts, 4 KB tools)")
+        print(f"    wilson {s['wilson_bytes'] / 1e6:,.1f} MB vs naive {s['naive_bytes'] / 1e6:,.1f} MB: "
+              f"ratio {s['ratio_wilson_to_naive']:.3f}x (target <= 0.4x)")
+        ok &= s["ratio_wilson_to_naive"] <= 0.4
+    print("all targets met" if ok else "SOME TARGETS MISSED")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
