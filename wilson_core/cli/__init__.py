@@ -20,6 +20,7 @@ CORE_COMMANDS = (
     "plugins",
     "deploy",
     "demo",
+    "export",
 )
 
 

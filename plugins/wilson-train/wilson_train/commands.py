@@ -1,0 +1,63 @@
+"""CLI commands of the plugin: ``wilson model init`` and ``wilson eval``.
+
+Registered through the ``wilson_register_commands`` hook; heavy libraries are
+imported only when a command runs.
+"""
+
+from __future__ import annotations
+
+import click
+
+import wilson_core
+
+
+@click.group("model")
+def model_group() -> None:
+    """Local base models (tiny models built on this machine)."""
+
+
+@model_group.command("init")
+@click.option("--arch", type=click.Choice(["llama", "qwen2"]), default="llama", show_default=True)
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder to create.")
+@click.option("--corpus", type=click.Path(dir_okay=False), help="Text file, one document per line (default: built-in).")
+@click.option("--vocab-size", type=int, default=2048, show_default=True)
+@click.option("--hidden-size", type=int, default=128, show_default=True)
+@click.option("--layers", type=int, default=2, show_default=True)
+@click.option("--heads", type=int, default=4, show_default=True)
+@click.option("--kv-heads", type=int, default=2, show_default=True)
+@click.option("--intermediate", type=int, default=256, show_default=True)
+@click.option("--pretrain-steps", type=int, default=0, show_default=True,
+              help="Full-parameter pre-training steps on the corpus (150 gives LoRA something to build on).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--force", is_flag=True, help="Overwrite a non-empty output folder.")
+def model_init(arch: str, out_dir: str, corpus: str | None, vocab_size: int, hidden_size: int,
+               layers: int, heads: int, kv_heads: int, intermediate: int, pretrain_steps: int,
+               seed: int, force: bool) -> None:
+    """Build a byte-level BPE tokenizer, a chat template and a small model in OUT."""
+    from pathlib import Path
+
+    from wilson_core.errors import WilsonError
+
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()) and not force:
+        raise WilsonError(f"{out} already exists and is not empty (use --force to overwrite)")
+    if corpus is not None and not Path(corpus).is_file():
+        raise WilsonError(f"corpus file not found: {corpus}")
+    from .tiny import build_tiny_model
+
+    path = build_tiny_model(
+        out, arch=arch, corpus=corpus, vocab_size=vocab_size, hidden_size=hidden_size,
+        layers=layers, heads=heads, kv_heads=kv_heads, intermediate=intermediate,
+        pretrain_steps=pretrain_steps, seed=seed,
+    )
+    import json
+
+    card = json.loads((path / "wilson_model.json").read_text())
+    loss = card.get("pretrain_loss_last")
+    extra = f", pre-training loss {card['pretrain_loss_first']:.2f} -> {loss:.2f}" if loss else ""
+    click.echo(f"{arch} model with {card['parameters']:,} parameters, vocab {card['vocab_size']}{extra}: {path}")
+
+
+@wilson_core.hookimpl
+def wilson_register_commands(cli: click.Group) -> None:
+    cli.add_command(model_group)
