@@ -78,26 +78,56 @@ class Provider(ABC):
 
 
 class Exporter(ABC):
-    """A training-data format.
+    """A training-data format (``wilson export NAME``).
 
-    The export command selects the interactions and labels (filters, labels,
-    splits, dedup, redaction, manifest, atomic writing); the exporter only turns
-    examples into JSON objects, one per output line.
+    The export pipeline (:mod:`wilson_core.exporting`) selects interactions
+    and their current labels, applies filters, the train/eval split, dedup,
+    the length limit and redaction, and writes the files and manifest
+    atomically; the exporter only turns each
+    :class:`~wilson_core.exporting.Example` into one JSON object (one line).
+
+    ``Exporter(**options)`` is built once per export with
+    ``ExportOptions.exporter_options``.
     """
 
     #: one line shown by ``wilson plugins`` and ``wilson export --help``.
     description: ClassVar[str] = ""
     #: which examples the exporter wants: ``"answers"`` (one per interaction or
-    #: run, with its final answer and rating), ``"pairs"`` (chosen/rejected
-    #: answers to one context) or ``"ratings"`` (rated answers, labelled).
+    #: run: ``prompt`` + the final answer as ``completion``), ``"pairs"``
+    #: (``completion`` chosen over ``rejected`` for one ``prompt``) or
+    #: ``"ratings"`` (one answer with a boolean ``label``).
     needs: ClassVar[str] = "answers"
 
     def __init__(self, **options: Any) -> None:
         self.options = options
 
     @abstractmethod
+    def record(self, example: Any) -> dict[str, Any] | None:
+        """One output line (a JSON-ready dict) for ``example``, or ``None`` to leave it out."""
+
     def records(self, examples: Iterable[Any]) -> Iterator[dict[str, Any]]:
-        """Turn examples into JSON-ready dicts, one per output line, streaming."""
+        """Lines for many examples, streaming (skips the ``None`` ones)."""
+        for example in examples:
+            record = self.record(example)
+            if record is not None:
+                yield record
+
+    def check(self, record: Mapping[str, Any]) -> list[str]:
+        """Schema problems of one line read back from a file (empty when it is fine).
+
+        Used by ``wilson export validate``; the default accepts any object.
+        """
+        return [] if isinstance(record, Mapping) else ["a line must be a JSON object"]
+
+    def conversations(
+        self, record: Mapping[str, Any]
+    ) -> list[tuple[list[dict[str, Any]], list[dict[str, Any]] | None]]:
+        """The ``(messages, tools)`` conversations a trainer renders for one line.
+
+        ``wilson export validate`` renders each through the tokenizer's chat
+        template; the default (no conversations) skips rendering.
+        """
+        return []
 
 
 class Trainer(ABC):
