@@ -21,6 +21,7 @@ CORE_COMMANDS = (
     "deploy",
     "demo",
     "export",
+    "annotate",
 )
 
 
