@@ -17,6 +17,7 @@ from wilson_core.errors import WilsonError
 #: core command modules, in the order ``wilson --help`` lists them.
 CORE_COMMANDS = (
     "capture",
+    "importing",
     "plugins",
     "deploy",
     "demo",
@@ -77,6 +78,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
         return 130
+    except OSError as exc:  # a file the user named cannot be read or written
+        click.secho(f"Error: {exc}", fg="red", err=True)
+        return 1
+    except Exception as exc:
+        if type(exc).__module__ != "sqlite3":
+            raise  # a bug: keep the traceback
+        click.secho(f"Error: database error: {exc}", fg="red", err=True)
+        return 1
     return 0
 
 
