@@ -81,12 +81,16 @@ class OpenAIProvider(Provider):
         return self._parse(response)
 
     async def achat(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None, params: Mapping[str, Any]) -> ProviderResponse:
+        import asyncio
+
         import httpx
 
-        if self._async_client is None:
-            self._async_client = httpx.AsyncClient(timeout=self.timeout)
+        # an AsyncClient belongs to one event loop: keep one per loop
+        loop = asyncio.get_running_loop()
+        if self._async_client is None or self._async_client[0] is not loop:
+            self._async_client = (loop, httpx.AsyncClient(timeout=self.timeout))
         try:
-            response = await self._async_client.post(
+            response = await self._async_client[1].post(
                 f"{self.base_url}/chat/completions", json=self._body(messages, tools, params), headers=self._headers()
             )
         except httpx.HTTPError as exc:
