@@ -85,7 +85,7 @@ def export_group() -> None:
 
 def _format_command(name: str) -> click.Command:
     @click.command(name)
-    @click.option("--out", "-o", "out", type=click.Path(dir_okay=False), help="Output JSONL file.")
+    @click.option("--out", "-o", "out", type=click.Path(), help="Output JSONL file.")
     @click.option("--min-rating", type=click.IntRange(1, 5), help="Only answers rated at least N stars.")
     @click.option("--call-type", "call_types", multiple=True, help="Only these call types (repeatable).")
     @click.option("--model", "models", multiple=True, help="Only calls to these models (repeatable).")

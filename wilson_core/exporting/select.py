@@ -1,9 +1,11 @@
 """Selecting interactions and their current labels from the store, streaming.
 
 The label that counts for an interaction is the newest current human label
-(source ``human``, ``import`` or ``rule`` with status ``accepted``); judge
-labels (source ``judge``, not ``rejected``) count only with
-``include_judge`` and only where no human label exists.  Failed calls and
+(source ``human``, ``import`` or ``rule`` with status ``accepted``), with the
+rating of the newest of them that has one (rule labels from pair harvesting
+carry none), as :func:`wilson_core.annotations.effective_label` says; judge
+labels (source ``judge``, not ``rejected``) count only with ``include_judge``
+and only where no human label exists.  Failed calls and
 calls of deleted runs are never exported.
 """
 
@@ -19,15 +21,23 @@ from .options import ExportOptions
 HUMAN_SOURCES = ("human", "import", "rule")
 
 LABELS = """
-labels AS (
+eligible AS (
     SELECT interaction_id, rating, preference, tags_json, corrected_response, source,
-           ROW_NUMBER() OVER (
-               PARTITION BY interaction_id
-               ORDER BY CASE WHEN source = 'judge' THEN 1 ELSE 0 END, created_at DESC, version DESC
-           ) AS rank
+           created_at, version, CASE WHEN source = 'judge' THEN 1 ELSE 0 END AS judged
     FROM current_annotations
     WHERE (source IN ('human', 'import', 'rule') AND status = 'accepted')
        OR (:include_judge AND source = 'judge' AND status != 'rejected')
+),
+labels AS (
+    SELECT interaction_id, preference, tags_json, corrected_response, source,
+           ROW_NUMBER() OVER (
+               PARTITION BY interaction_id ORDER BY judged, created_at DESC, version DESC
+           ) AS rank,
+           FIRST_VALUE(rating) OVER (
+               PARTITION BY interaction_id
+               ORDER BY judged, rating IS NULL, created_at DESC, version DESC
+           ) AS rating
+    FROM eligible
 )"""
 
 COLUMNS = (
