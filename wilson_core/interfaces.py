@@ -130,16 +130,94 @@ class Exporter(ABC):
         return []
 
 
+class TrainError(WilsonError):
+    """A training run that cannot start as asked (bad data, missing base model, ...)."""
+
+
+#: the keys each training-data format needs on every JSONL line (TRL's documented shapes).
+TRAIN_FORMATS: dict[str, tuple[str, ...]] = {
+    "sft": ("messages",),
+    "dpo": ("prompt", "chosen", "rejected"),
+    "kto": ("prompt", "completion", "label"),
+}
+
+
+@frozen
+class TrainConfig:
+    """What ``wilson train NAME`` was asked to do (CLI flags over ``[tool.wilson.train]``).
+
+    :param trainer: the driver name (``lora-sft``, ``lora-dpo``, ``lora-kto``, ...).
+    :param data: training JSONL (an export file); ``eval_data`` the held-out split.
+    :param base: a Hugging Face model id, a local model folder, or a named base
+        (``smollm2-135m``).
+    :param out: the run folder: ``adapter/``, ``merged/``, ``checkpoints/``,
+        ``metrics.json``, ``README.md``, ``train_config.json``.
+    :param resume: continue from the last checkpoint in ``out/checkpoints``.
+    :param force: replace an existing ``out``.
+    :param max_steps: stop after this many optimiser steps (``None``: ``epochs``).
+    :param target_modules: LoRA target modules (``None``: chosen per architecture).
+    :param options: trainer-specific settings (e.g. ``beta`` for DPO/KTO).
+    """
+
+    trainer: str
+    data: str
+    base: str
+    out: str
+    eval_data: str | None = None
+    resume: bool = False
+    force: bool = False
+    epochs: float = 3.0
+    max_steps: int | None = None
+    lr: float = 2e-4
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: tuple[str, ...] | None = None
+    batch_size: int = 8
+    grad_accum: int = 1
+    max_length: int = 1024
+    warmup_ratio: float = 0.1
+    scheduler: str = "cosine"
+    logging_steps: int = 10
+    save_steps: int = 50
+    eval_steps: int | None = None
+    seed: int = 0
+    packing: bool = False
+    padding_free: bool = False
+    qlora: bool = False
+    assistant_only_loss: bool = True
+    merge: bool = True
+    options: dict[str, Any] = field(factory=dict)
+
+
+@frozen
+class TrainReport:
+    """What a training run produced: folders, metrics and whether it was interrupted."""
+
+    out: str
+    adapter: str
+    merged: str | None
+    metrics: dict[str, Any] = field(factory=dict)
+    interrupted: bool = False
+
+
 class Trainer(ABC):
-    """A fine-tuning method (``wilson train NAME``)."""
+    """A fine-tuning method (``wilson train NAME``).
+
+    The command calls :meth:`check` (cheap: no torch import) and then
+    :meth:`train`.  Drivers import heavy libraries inside :meth:`train` only.
+    """
 
     description: ClassVar[str] = ""
-    #: the export format this trainer reads (``sft``, ``dpo``, ``kto``).
+    #: the export format this trainer reads (a key of :data:`TRAIN_FORMATS`).
     data_format: ClassVar[str] = "sft"
 
+    def check(self, config: TrainConfig) -> None:  # noqa: B027 - optional hook
+        """Refuse a run that cannot work (raise :class:`TrainError`), before any heavy import."""
+
     @abstractmethod
-    def train(self, config: Any) -> Any:
-        """Train with ``config`` (a :class:`wilson_core.training.TrainConfig`-like record)."""
+    def train(self, config: TrainConfig) -> TrainReport:
+        """Train with ``config``; write the run folder; return what was written."""
 
 
 class DeployError(WilsonError):
