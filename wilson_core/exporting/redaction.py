@@ -107,7 +107,11 @@ def builtin_rules() -> list[PatternRule]:
             group=1,
         ),
         PatternRule("EMAIL", r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"),
-        PatternRule("IBAN", r"\b[A-Za-z]{2}\d{2}(?:[ ]?[A-Za-z0-9]){11,30}\b", check=iban_valid),
+        PatternRule(
+            "IBAN",
+            r"\b[A-Z]{2}\d{2}(?:[A-Z0-9]{11,30}|(?: [A-Z0-9]{4}){2,7}(?: [A-Z0-9]{1,4})?)\b",
+            check=iban_valid,
+        ),
         PatternRule("CARD", r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])", check=luhn_valid),
         PatternRule(
             "ACCOUNT",
