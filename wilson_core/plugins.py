@@ -125,6 +125,11 @@ def load_driver(namespace: str, name: str) -> type:
     def on_failure(_manager: Any, ep: Any, exc: BaseException) -> None:
         failures.append(f"{type(exc).__name__}: {exc}")
 
+    cached = driver.DriverManager.ENTRY_POINT_CACHE.get(namespace)
+    if cached is not None and name not in {ep.name for ep in cached}:
+        # stevedore keeps a namespace's list for the whole process: refresh it
+        # for a driver installed after the first lookup.
+        driver.DriverManager.ENTRY_POINT_CACHE.pop(namespace, None)
     try:
         manager = driver.DriverManager(
             namespace, name, invoke_on_load=False, on_load_failure_callback=on_failure
