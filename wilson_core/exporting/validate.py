@@ -11,6 +11,7 @@ The report gives token-length statistics and each failing line by number.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from .options import ExportError
 from .tokens import load_tokenizer, render_ids
 
 MAX_FAILURES_LISTED = 200
+_GENERATION = re.compile(r"\{%-?\s*generation\s*-?%\}")
 
 
 @frozen
@@ -120,7 +122,8 @@ def validate_file(
         if len(failures) < MAX_FAILURES_LISTED:
             failures.append({"line": number, "error": message})
 
-    if tok is not None and assistant_only_loss and "generation" not in str(tok.chat_template or ""):
+    marks_assistant = bool(_GENERATION.search(str(getattr(tok, "chat_template", "") or "")))
+    if tok is not None and assistant_only_loss and not marks_assistant:
         fail(0, "the tokenizer's chat template does not mark assistant turns ({% generation %}): "
                 "assistant-only loss is impossible with it (pass --no-assistant-only-loss to skip)")
     with path.open(encoding="utf-8") as handle:
@@ -144,6 +147,7 @@ def validate_file(
                     longest = max(longest, len(ids))
                     if (
                         assistant_only_loss
+                        and marks_assistant
                         and messages
                         and messages[-1].get("role") == "assistant"
                         and _assistant_mask_count(tok, messages, tools) == 0
