@@ -22,6 +22,7 @@ CORE_COMMANDS = (
     "deploy",
     "demo",
     "export",
+    "train",
     "annotate",
 )
 
