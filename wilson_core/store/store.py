@@ -9,6 +9,7 @@ in ``blobs``, addressed by their SHA-256.
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -134,6 +135,55 @@ def _tool_call_from_row(data: dict[str, Any]) -> ToolCall:
     )
 
 
+@functools.lru_cache(maxsize=1)
+def migration_names() -> tuple[str, ...]:
+    """The names of the schema's migrations, read from ``schema.py`` without running it.
+
+    Importing ``sqlite_utils`` also imports pandas and numpy when they are
+    installed (a third of a second), so an up-to-date database is recognised
+    without it.
+    """
+    import ast
+
+    try:
+        source = Path(__file__).with_name("schema.py").read_text(encoding="utf-8")
+    except OSError:
+        return ()
+    names = []
+    for node in ast.parse(source).body:
+        if not isinstance(node, ast.FunctionDef):
+            continue
+        for decorator in node.decorator_list:
+            if (
+                isinstance(decorator, ast.Call)
+                and isinstance(decorator.func, ast.Name)
+                and decorator.func.id == "migrations"
+            ):
+                custom = [
+                    k.value.value
+                    for k in decorator.keywords
+                    if k.arg == "name" and isinstance(k.value, ast.Constant)
+                ]
+                names.append(custom[0] if custom else node.name)
+    return tuple(names)
+
+
+def _up_to_date(conn: sqlite3.Connection) -> bool:
+    names = migration_names()
+    if not names:
+        return False
+    try:
+        applied = {
+            row[0]
+            for row in conn.execute(
+                "SELECT name FROM _sqlite_migrations WHERE migration_set = 'wilson'"
+            )
+        }
+    except sqlite3.OperationalError:  # no migrations table yet
+        return False
+    return set(names) <= applied
+
+
 class Store:
     """A Wilson database on disk.
 
@@ -174,6 +224,8 @@ class Store:
             raise StoreError(_describe_error(self.path, exc)) from None
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
+        if _up_to_date(conn):
+            return  # the common case: no need to import sqlite_utils (and pandas with it)
         from sqlite_utils import Database
 
         from . import schema  # sqlite_utils is slow to import: only when a store opens
