@@ -116,21 +116,26 @@ def current_labels(store: Store, interaction_id: str) -> list[Annotation]:
 
 
 def effective_label(store: Store, interaction_id: str) -> Annotation | None:
-    """The label that counts for an interaction: its newest accepted non-judge label.
+    """The label that counts for an interaction (see :func:`effective_of`)."""
+    return effective_of(current_labels(store, interaction_id))
+
+
+def effective_of(labels: Iterable[Annotation]) -> Annotation | None:
+    """Of an interaction's current labels, the one that counts: the newest accepted non-judge one.
 
     Rule labels (from ``harvest-pairs``) carry no rating, so the rating comes from
     the newest accepted label that has one; the other fields from the newest label.
     """
-    labels = [
-        a
-        for a in current_labels(store, interaction_id)
-        if a.source in HUMAN_SOURCES and a.status == "accepted"
-    ]
-    if not labels:
+    usable = sorted(
+        (a for a in labels if a.source in HUMAN_SOURCES and a.status == "accepted"),
+        key=lambda a: a.created_at,
+        reverse=True,
+    )
+    if not usable:
         return None
-    newest = labels[0]
+    newest = usable[0]
     if newest.rating is None:
-        rated = next((a for a in labels if a.rating is not None), None)
+        rated = next((a for a in usable if a.rating is not None), None)
         if rated is not None:
             newest = attrs.evolve(newest, rating=rated.rating)
     return newest

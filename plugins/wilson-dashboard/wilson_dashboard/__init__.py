@@ -1,0 +1,7 @@
+"""Wilson's dashboard: a local web app to review and label captured LLM calls.
+
+Start it with ``wilson dashboard``; the app itself is built by
+:func:`wilson_dashboard.app.create_app` (imported only when the command runs).
+"""
+
+__version__ = "0.1.0"
