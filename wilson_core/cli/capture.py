@@ -136,8 +136,9 @@ def collect_stats(store) -> dict:
             "max": durations[-1] if durations else None,
         },
         "capture": {
-            "spooled_pending": spool.pending(store.path),
+            "spooled": counters.get("spooled", 0),
             "replayed": counters.get("replayed", 0),
+            "spooled_pending": spool.pending(store.path),
             "spool_unreadable": counters.get("spool_unreadable", 0),
         },
     }
@@ -164,6 +165,6 @@ def stats_command(ctx: click.Context, as_json: bool) -> None:
         click.echo(f"latency ms: p50 {lat['p50']:.1f}, p90 {lat['p90']:.1f}, p99 {lat['p99']:.1f}, max {lat['max']:.1f}")
     cap = data["capture"]
     click.echo(
-        f"capture: {cap['spooled_pending']} spooled (waiting for replay), {cap['replayed']} replayed, "
-        f"{cap['spool_unreadable']} unreadable spool lines"
+        f"capture: {cap['spooled']} spooled (database unavailable), {cap['replayed']} replayed, "
+        f"{cap['spooled_pending']} waiting for replay, {cap['spool_unreadable']} unreadable spool lines"
     )

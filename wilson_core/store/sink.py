@@ -75,10 +75,18 @@ def forget_stores() -> None:
 
 
 def replay_spool(store: Store) -> int:
-    """Write spooled captures for ``store`` into it; return how many were replayed."""
-    claimed = spool.claim(store.path)
+    """Write spooled captures for ``store`` into it; return how many were replayed.
+
+    Each spool file is replayed in one transaction together with the
+    ``spooled`` / ``replayed`` counters, so a replay cut short is simply done
+    again (inserts are idempotent) without counting twice.  Lines that cannot
+    be read (a torn last line after a crash) are counted and the file is kept
+    as ``*.unreadable-<time>`` for a person to look at.
+    """
+    from .store import _INSERT_BLOB, _INSERT_INTERACTION, _INSERT_TOOL_RESULT, _dumps, transaction
+
     replayed = 0
-    for path in claimed:
+    for path in spool.claim(store.path):
         interactions, results, bad = [], [], []
         for _number, record, error in spool.read(path):
             if record is None:
@@ -87,20 +95,38 @@ def replay_spool(store: Store) -> int:
                 interactions.append(record)
             else:
                 results.append(record)
-        if interactions:
-            store.write_interactions(interactions)
-        if results:
-            store.write_tool_results(results)
+        rows = [store.interaction_row(i) for i in interactions]
+        conn = store.connection()
+        with transaction(conn):
+            for row, blobs in rows:
+                for kind, content, digest in blobs:
+                    conn.execute(_INSERT_BLOB, (digest, kind, content))
+                conn.execute(_INSERT_INTERACTION, row)
+            for r in results:
+                conn.execute(
+                    _INSERT_TOOL_RESULT,
+                    (r.id, r.interaction_id, r.tool_call_id, r.name, _dumps(r.arguments),
+                     r.content, int(r.is_error), r.duration_ms, r.created_at),
+                )
+            for name, amount in (
+                ("spooled", len(interactions) + len(results) + len(bad)),
+                ("replayed", len(interactions) + len(results)),
+                ("spool_unreadable", len(bad)),
+            ):
+                if amount:
+                    conn.execute(
+                        "INSERT INTO capture_counters (name, value) VALUES (?, ?) "
+                        "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
+                        (name, amount),
+                    )
         replayed += len(interactions) + len(results)
         if bad:
-            store.bump_counter("spool_unreadable", len(bad))
-            kept = path.with_name(path.name.split(".replaying-")[0] + ".unreadable")
+            stamp = time.strftime("%Y%m%dT%H%M%S")
+            kept = path.with_name(f"{path.name.split('.replaying-')[0]}.unreadable-{stamp}-{os.getpid()}")
             os.replace(path, kept)
             warnings.warn(f"{len(bad)} spooled line(s) could not be read; kept in {kept}", stacklevel=2)
         else:
             path.unlink(missing_ok=True)
-    if replayed:
-        store.bump_counter("replayed", replayed)
     _spooled_here.discard(store.path)
     return replayed
 

@@ -73,12 +73,30 @@ def _existing(db_path: Path) -> Iterator[Path]:
         yield from path.parent.glob(path.name + ".replaying-*")
 
 
+def _replayer_alive(path: Path) -> bool:
+    """Whether another live process is replaying ``path`` right now."""
+    try:
+        pid = int(path.name.rsplit(".replaying-", 1)[1])
+    except ValueError:
+        return False
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def claim(db_path: Path) -> list[Path]:
     """Atomically take the spool files of ``db_path`` for replay."""
     claimed = []
     for path in list(_existing(db_path)):
         if ".replaying-" in path.name:
-            claimed.append(path)  # left by an interrupted replay: replay again
+            if not _replayer_alive(path):
+                claimed.append(path)  # left by an interrupted replay: replay again
             continue
         target = path.with_name(f"{path.name}.replaying-{os.getpid()}")
         try:
