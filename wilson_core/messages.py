@@ -15,19 +15,20 @@ from typing import Any
 from .errors import RecordError
 from .records import ToolCall, new_id
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _TOOL_CALL_TAG = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.DOTALL)
 
 
 def clean_text(value: Any) -> Any:
     """Make text safe to store: bytes decoded as UTF-8 (invalid bytes replaced),
-    lone surrogates replaced.  Other values are returned unchanged."""
+    lone surrogates replaced by U+FFFD.  Other values are returned unchanged."""
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     if isinstance(value, str):
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:
-            return value.encode("utf-8", "replace").decode("utf-8")
+            return _SURROGATE.sub("\ufffd", value)
     return value
 
 
