@@ -380,7 +380,7 @@ def _secure(response: Response) -> Response:
 
 
 def _denied(request: Request, templates: Jinja2Templates, message: str) -> Response:
-    response = templates.TemplateResponse(request, "denied.html", {"message": message}, status_code=401)
+    response = templates.TemplateResponse(request, "denied.html", {"message": message, "csrf": ""}, status_code=401)
     return _secure(response)
 
 
