@@ -1,0 +1,150 @@
+"""``transformers``: run a local Hugging Face model (base, merged, or base + LoRA adapter).
+
+    LLM("transformers:runs/sft1/merged")                        # a merged model folder
+    LLM("transformers:models/base?adapter=runs/sft1/adapter")   # base + PEFT adapter
+    LLM("transformers:models/base", adapter="runs/sft1/adapter")
+    LLM("transformers:runs/sft1")                               # a run folder: its merged model
+    LLM("transformers:smollm2-135m")                            # any --base name works
+
+Conversations are rendered with the model's chat template (tools included);
+decoding is greedy unless ``temperature`` > 0 is passed; ``<tool_call>{json}</tool_call>``
+in the output becomes :class:`~wilson_core.records.ToolCall` s.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+from wilson_core.errors import ProviderError
+from wilson_core.interfaces import Provider
+from wilson_core.messages import parse_tagged_tool_calls
+from wilson_core.records import ProviderResponse
+
+
+def split_model_spec(model: str) -> tuple[str, dict[str, str]]:
+    """``"DIR?adapter=X&max_new_tokens=8"`` -> ``("DIR", {"adapter": "X", ...})``."""
+    path, _, query = model.partition("?")
+    return path, {k: v[-1] for k, v in parse_qs(query).items()}
+
+
+def resolve_model_folder(path: str) -> tuple[str, str | None]:
+    """A run folder -> its merged model (or base + adapter); an adapter folder -> its base + it."""
+    folder = Path(path)
+    if (folder / "merged" / "config.json").exists():
+        return str(folder / "merged"), None
+    if (folder / "adapter" / "adapter_config.json").exists():
+        folder = folder / "adapter"
+    if (folder / "adapter_config.json").exists() and not (folder / "config.json").exists():
+        return adapter_base(folder), str(folder)
+    return path, None
+
+
+def adapter_base(adapter: Path | str) -> str:
+    """The base model an adapter was trained on (``wilson_base.json``, else PEFT's record)."""
+    folder = Path(adapter)
+    info = folder / "wilson_base.json"
+    if info.exists():
+        data = json.loads(info.read_text(encoding="utf-8"))
+        if data.get("gguf_file"):
+            return str(Path(data["location"]) / data["gguf_file"])
+        return data["name"] if not data.get("local", True) else data["location"]
+    config = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
+    base = config.get("base_model_name_or_path")
+    if not base:
+        raise ProviderError(f"{folder}: the adapter does not say which base model it belongs to")
+    return base
+
+
+class LocalModel:
+    """A loaded model + tokenizer (+ adapter), shared by the provider and ``wilson eval``."""
+
+    def __init__(self, name: str, adapter: str | None = None) -> None:
+        from .base import load_model, load_tokenizer, resolve_base
+
+        base_name, found_adapter = resolve_model_folder(name)
+        adapter = adapter or found_adapter
+        spec = resolve_base(base_name)
+        self.name = name
+        self.tokenizer = load_tokenizer(spec)
+        model = load_model(spec)
+        if adapter:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, adapter)
+        model.eval()
+        self.model = model
+
+    def prompt_ids(self, messages: list[dict[str, Any]], tools: Any) -> list[int]:
+        out = self.tokenizer.apply_chat_template(
+            messages, tools=tools or None, add_generation_prompt=True, tokenize=True, return_dict=True
+        )
+        return list(out["input_ids"])
+
+    def generate(self, messages: list[dict[str, Any]], tools: Any = None, max_new_tokens: int = 256,
+                 temperature: float = 0.0, top_p: float | None = None) -> tuple[str, int, int]:
+        """Greedy (or sampled) continuation: text, prompt tokens, generated tokens."""
+        import torch  # noqa: TID251 - lazy import
+
+        ids = self.prompt_ids(messages, tools)
+        inputs = torch.tensor([ids], device=self.model.device)
+        kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens, "do_sample": temperature > 0,
+                                  "pad_token_id": self.tokenizer.pad_token_id,
+                                  "eos_token_id": self.tokenizer.eos_token_id}
+        if temperature > 0:
+            kwargs["temperature"] = temperature
+            if top_p is not None:
+                kwargs["top_p"] = top_p
+        else:
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        with torch.no_grad():
+            out = self.model.generate(input_ids=inputs, attention_mask=torch.ones_like(inputs), **kwargs)
+        new = out[0, len(ids):].tolist()
+        text = self.tokenizer.decode(new, skip_special_tokens=True)
+        return text, len(ids), len(new)
+
+
+class TransformersProvider(Provider):
+    """A local transformers model as a facade provider (loaded on first use)."""
+
+    def __init__(self, model: str, *, adapter: str | None = None, max_new_tokens: int = 256, **options: Any) -> None:
+        path, query = split_model_spec(model)
+        super().__init__(path, **options)
+        self.adapter = adapter or query.get("adapter")
+        self.max_new_tokens = int(query.get("max_new_tokens", max_new_tokens))
+        self._local: LocalModel | None = None
+        self._lock = threading.Lock()
+
+    def _loaded(self) -> LocalModel:
+        with self._lock:
+            if self._local is None:
+                try:
+                    self._local = LocalModel(self.model, adapter=self.adapter)
+                except Exception as exc:
+                    raise ProviderError(f"transformers:{self.model}: cannot load the model ({exc})") from exc
+            return self._local
+
+    def chat(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
+             params: Mapping[str, Any]) -> ProviderResponse:
+        local = self._loaded()
+        max_new = int(params.get("max_tokens") or params.get("max_new_tokens") or self.max_new_tokens)
+        with self._lock:
+            text, prompt_tokens, new_tokens = local.generate(
+                messages, tools, max_new_tokens=max_new,
+                temperature=float(params.get("temperature") or 0.0), top_p=params.get("top_p"),
+            )
+        content, calls = parse_tagged_tool_calls(text)
+        return ProviderResponse(
+            content=content if (content or not calls) else None,
+            tool_calls=tuple(calls),
+            input_tokens=prompt_tokens,
+            output_tokens=new_tokens,
+            model=self.model,
+        )
+
+    def close(self) -> None:
+        self._local = None
