@@ -115,6 +115,38 @@ def test_a_locked_database_spools_the_call_and_replays_it(env):
     assert collect_stats(store)["capture"]["replayed"] == 1 and spool.pending(path) == 0
 
 
+def test_a_run_started_while_the_database_is_locked_keeps_its_metadata(env):
+    path = env / "d.db"
+    llm = llm_for(path)
+    llm.chat(ASK)
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with llm.run(call_type="agent", metadata={"user": "u1"}) as run:
+            reply = run.chat(ASK)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert reply.text == "the answer"
+    assert spool.pending(path) == 3  # run start, the call, run end
+    sink.forget_stores()
+    store = open_store(path)
+    saved = store.get_run(run.id)
+    assert saved.metadata == {"user": "u1"} and saved.ended_at is not None
+    assert store.run_interactions(run.id)[0].id == reply.interaction_id
+    assert collect_stats(store)["capture"]["replayed"] == 3
+
+
+def test_parameters_that_are_not_json_are_kept_as_text_not_lost(env):
+    class Mode:
+        def __str__(self):
+            return "Mode.STRICT"
+
+    reply = llm_for(env / "d.db").chat(ASK, response_format=Mode())
+    stored = open_store(env / "d.db").get_interaction(reply.interaction_id)
+    assert stored.params == {"response_format": "Mode.STRICT"}
+
+
 def _make_read_only(path):
     """Make ``path`` unwritable even for root (chattr +i); ``None`` when impossible here."""
     if os.geteuid() != 0:

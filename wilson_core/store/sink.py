@@ -83,21 +83,38 @@ def replay_spool(store: Store) -> int:
     be read (a torn last line after a crash) are counted and the file is kept
     as ``*.unreadable-<time>`` for a person to look at.
     """
-    from .store import _INSERT_BLOB, _INSERT_INTERACTION, _INSERT_TOOL_RESULT, _dumps, transaction
+    from .store import (
+        _INSERT_BLOB,
+        _INSERT_INTERACTION,
+        _INSERT_RUN,
+        _INSERT_TOOL_RESULT,
+        _dumps,
+        transaction,
+    )
 
     replayed = 0
     for path in spool.claim(store.path):
-        interactions, results, bad = [], [], []
+        interactions, results, runs, bad = [], [], [], []
         for _number, record, error in spool.read(path):
             if record is None:
                 bad.append(error)
             elif isinstance(record, Interaction):
                 interactions.append(record)
+            elif isinstance(record, Run):
+                runs.append(record)
             else:
                 results.append(record)
         rows = [store.interaction_row(i) for i in interactions]
         conn = store.connection()
         with transaction(conn):
+            for run in runs:
+                metadata = _dumps(run.metadata) if run.metadata else None
+                conn.execute(_INSERT_RUN, (run.id, run.call_type, run.started_at, metadata))
+                conn.execute(
+                    "UPDATE runs SET ended_at = coalesce(?, ended_at), "
+                    "metadata_json = coalesce(metadata_json, ?) WHERE id = ?",
+                    (run.ended_at, metadata, run.id),
+                )
             for row, blobs in rows:
                 for kind, content, digest in blobs:
                     conn.execute(_INSERT_BLOB, (digest, kind, content))
@@ -109,8 +126,8 @@ def replay_spool(store: Store) -> int:
                      r.content, int(r.is_error), r.duration_ms, r.created_at),
                 )
             for name, amount in (
-                ("spooled", len(interactions) + len(results) + len(bad)),
-                ("replayed", len(interactions) + len(results)),
+                ("spooled", len(interactions) + len(results) + len(runs) + len(bad)),
+                ("replayed", len(interactions) + len(results) + len(runs)),
                 ("spool_unreadable", len(bad)),
             ):
                 if amount:
@@ -119,7 +136,7 @@ def replay_spool(store: Store) -> int:
                         "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
                         (name, amount),
                     )
-        replayed += len(interactions) + len(results)
+        replayed += len(interactions) + len(results) + len(runs)
         if bad:
             stamp = time.strftime("%Y%m%dT%H%M%S")
             kept = path.with_name(f"{path.name.split('.replaying-')[0]}.unreadable-{stamp}-{os.getpid()}")
@@ -131,7 +148,8 @@ def replay_spool(store: Store) -> int:
     return replayed
 
 
-def _write(db_path: str | None, record: Interaction | ToolResult) -> None:
+def _write(db_path: str | None, record: Interaction | ToolResult | Run) -> None:
+    """Write ``record``; when the database cannot take it, spool it (never lose it)."""
     store = None
     try:
         if _down_until:
@@ -141,9 +159,11 @@ def _write(db_path: str | None, record: Interaction | ToolResult) -> None:
         store = store_for(db_path)
         if isinstance(record, Interaction):
             store.write_interaction(record)
-        else:
+        elif isinstance(record, ToolResult):
             store.write_tool_result(record)
-    except _WRITE_ERRORS as exc:
+        else:
+            store.write_run(record)
+    except Exception as exc:  # whatever failed, the record goes to the spool
         path = store.path if store is not None else _resolve(db_path)
         spool.append(path, record)  # raises when even the spool cannot be written
         _spooled_here.add(path)
@@ -173,16 +193,11 @@ def wilson_capture_tool_result(tool_result: ToolResult, db_path: str | None) -> 
 
 @hookimpl
 def wilson_run_started(run: Run, db_path: str | None) -> None:
-    _write_run(db_path, run)
+    _write(db_path, run)
 
 
 @hookimpl
 def wilson_run_finished(run: Run, error: BaseException | None, db_path: str | None) -> None:
-    _write_run(db_path, run)
+    _write(db_path, run)
 
 
-def _write_run(db_path: str | None, run: Run) -> None:
-    try:
-        store_for(db_path).write_run(run)
-    except _WRITE_ERRORS as exc:  # the run row is also created by its first interaction
-        warnings.warn(f"run {run.id} could not be recorded ({exc})", stacklevel=3)

@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from wilson_core import converter
-from wilson_core.records import Interaction, ToolResult
+from wilson_core.records import Interaction, Run, ToolResult
 
-_KINDS = {"interaction": Interaction, "tool_result": ToolResult}
+_KINDS = {"interaction": Interaction, "tool_result": ToolResult, "run": Run}
 
 
 def spool_paths(db_path: Path) -> list[Path]:
@@ -35,10 +35,12 @@ def spool_paths(db_path: Path) -> list[Path]:
     ]
 
 
-def append(db_path: Path, record: Interaction | ToolResult) -> Path:
+def append(db_path: Path, record: Interaction | ToolResult | Run) -> Path:
     """Append ``record`` to the first writable spool for ``db_path``; return its path."""
-    kind = "interaction" if isinstance(record, Interaction) else "tool_result"
-    line = json.dumps({"kind": kind, "record": converter.unstructure(record)}, ensure_ascii=False)
+    kind = next(name for name, cls in _KINDS.items() if isinstance(record, cls))
+    line = json.dumps(
+        {"kind": kind, "record": converter.unstructure(record)}, ensure_ascii=False, default=str
+    )
     errors = []
     for path in spool_paths(db_path):
         try:

@@ -87,7 +87,8 @@ def default_db_path() -> Path:
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    # default=str: an app's odd parameter (an enum, a model class) must not lose the record
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str)
 
 
 def sha256(text: str) -> str:
@@ -430,8 +431,12 @@ class Store:
                 _INSERT_RUN,
                 (run.id, run.call_type, run.started_at, _dumps(run.metadata) if run.metadata else None),
             )
-            if run.ended_at:
-                conn.execute("UPDATE runs SET ended_at = ? WHERE id = ?", (run.ended_at, run.id))
+            # the row may have been made by the run's first interaction (trigger, replay)
+            conn.execute(
+                "UPDATE runs SET ended_at = coalesce(?, ended_at), "
+                "metadata_json = coalesce(metadata_json, ?) WHERE id = ?",
+                (run.ended_at, _dumps(run.metadata) if run.metadata else None, run.id),
+            )
 
     def bump_counter(self, name: str, amount: int = 1) -> None:
         conn = self.connection()
