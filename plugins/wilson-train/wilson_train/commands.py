@@ -58,6 +58,45 @@ def model_init(arch: str, out_dir: str, corpus: str | None, vocab_size: int, hid
     click.echo(f"{arch} model with {card['parameters']:,} parameters, vocab {card['vocab_size']}{extra}: {path}")
 
 
+@click.command("eval")
+@click.option("--data", required=True, type=click.Path(dir_okay=False),
+              help="Held-out sft-format JSONL (the eval split of an export).")
+@click.option("--base", required=True, help="Base model (HF id, folder, .gguf, smollm2-135m).")
+@click.option("--tuned", required=True, type=click.Path(file_okay=False),
+              help="Run folder from 'wilson train', a merged model folder, or an adapter folder.")
+@click.option("--samples", type=int, default=0, show_default=True, help="Show N examples where the models disagree.")
+@click.option("--limit", type=int, help="Evaluate only the first N examples.")
+@click.option("--max-new-tokens", type=int, default=128, show_default=True)
+@click.option("--judge", "judge_provider", help="Also score answers 1-5 with this facade provider (NAME:MODEL).")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write the full report as JSON here.")
+def eval_command(data: str, base: str, tuned: str, samples: int, limit: int | None, max_new_tokens: int,
+                 judge_provider: str | None, json_out: str | None) -> None:
+    """Compare the base and the tuned model: exact match, token F1, tool calls, log-likelihood."""
+    import json
+    from pathlib import Path
+
+    from wilson_core.training import check_data
+
+    check_data(data, "sft", "wilson eval")
+    if not Path(tuned).is_dir():
+        raise click.BadParameter(f"{tuned}: no such folder", param_hint="--tuned")
+    from .evaluate import compare, format_table
+
+    report = compare(data, base, tuned, limit=limit, max_new_tokens=max_new_tokens,
+                     judge_provider=judge_provider, samples=samples)
+    click.echo(format_table(report))
+    click.echo(f"{report['disagreements']} of {report['models']['base']['examples']} answers differ")
+    for number, sample in enumerate(report["samples"], 1):
+        click.secho(f"\n[{number}] {sample['question']}", bold=True)
+        click.echo(f"  reference: {sample['reference']}")
+        click.echo(f"  base:      {sample['base']}")
+        click.echo(f"  tuned:     {sample['tuned']}")
+    if json_out:
+        Path(json_out).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        click.echo(f"report: {json_out}")
+
+
 @wilson_core.hookimpl
 def wilson_register_commands(cli: click.Group) -> None:
     cli.add_command(model_group)
+    cli.add_command(eval_command)
