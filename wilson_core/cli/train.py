@@ -9,6 +9,7 @@ any heavy library is imported.
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import click
@@ -82,6 +83,8 @@ def train_command(name: str, option_values: tuple[str, ...], print_config: bool,
         click.echo(json.dumps(unstructure(config), indent=2))
         return
     report = driver.train(config)
+    if os.environ.get("RANK", "0") != "0":  # other processes of a distributed run stay quiet
+        return
     metrics = report.metrics
     state = "interrupted; checkpoint saved" if report.interrupted else "done"
     parts = [f"{k} {metrics[k]:.4g}" for k in ("train_loss", "eval_loss", "tokens_per_s") if metrics.get(k) is not None]

@@ -148,6 +148,7 @@ def _training_args(kind: str, config: TrainConfig, out: Path, has_eval: bool) ->
         report_to="none",
         disable_tqdm=False,
         dataloader_num_workers=0,
+        ddp_find_unused_parameters=False,
         max_length=config.max_length,
     )
     options = dict(config.options)
