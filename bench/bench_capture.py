@@ -68,8 +68,8 @@ def messages_for(n: int) -> list[dict]:
 # -- (a) overhead per call -----------------------------------------------------
 
 
-def raw_insert_times(path: Path, calls: int) -> list[float]:
-    """A raw sqlite3 insert of the same row, prompt inline, autocommit, same pragmas."""
+def raw_table(path: Path) -> sqlite3.Connection:
+    """The baseline: a plain table, prompt inline, autocommit, same pragmas as the store."""
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = NORMAL")
@@ -80,6 +80,11 @@ def raw_insert_times(path: Path, calls: int) -> list[float]:
         " output_tokens INTEGER, total_tokens INTEGER, duration_ms REAL, status TEXT, error TEXT,"
         " created_at TEXT)"
     )
+    return conn
+
+
+def raw_insert_times(conn: sqlite3.Connection, calls: int) -> list[float]:
+    """A raw sqlite3 insert of the same row as the facade captures."""
     sql = "INSERT INTO llm_interactions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
     times = []
     for n in range(calls):
@@ -92,7 +97,6 @@ def raw_insert_times(path: Path, calls: int) -> list[float]:
         started = time.perf_counter()
         conn.execute(sql, row)
         times.append(time.perf_counter() - started)
-    conn.close()
     return times
 
 
@@ -115,11 +119,13 @@ def bench_overhead(folder: Path, calls: int, rounds: int) -> dict:
     )
     facade_times(on, 200)  # warm up: open the store, fill the blob cache
     facade_times(off, 200)
+    raw_conn = raw_table(folder / "raw.db")
     raw, with_capture, without = [], [], []
-    for r in range(rounds):  # interleaved, so machine load hits all three alike
-        raw += raw_insert_times(folder / f"raw{r}.db", calls)
+    for _ in range(rounds):  # small interleaved chunks, so machine load hits all three alike
+        raw += raw_insert_times(raw_conn, calls)
         with_capture += facade_times(on, calls)
         without += facade_times(off, calls)
+    raw_conn.close()
     us = 1e6
     result = {
         "raw_insert_p50_us": percentile(raw, 0.5) * us,
@@ -271,8 +277,8 @@ def bench_size(folder: Path, count: int) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--calls", type=int, default=2000, help="calls per round for (a)")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--calls", type=int, default=100, help="calls per chunk for (a)")
+    parser.add_argument("--rounds", type=int, default=100, help="interleaved chunks for (a)")
     parser.add_argument("--concurrent-calls", type=int, default=2500, help="calls per thread for (b)")
     parser.add_argument("--size", type=int, default=100_000, help="interactions for (c)")
     parser.add_argument("--only", choices=["overhead", "throughput", "size"])

@@ -8,7 +8,8 @@ into JSON and SQLite rows only by :mod:`wilson_core.converter`.
 
 from __future__ import annotations
 
-import uuid
+import os
+import time
 from datetime import datetime, timezone
 from typing import Any
 
@@ -25,8 +26,13 @@ ANNOTATION_SOURCES = ("human", "judge", "import", "rule")
 
 
 def new_id() -> str:
-    """A fresh, sortable-enough unique id (uuid4 hex)."""
-    return uuid.uuid4().hex
+    """A fresh unique id: 32 hex digits, time-ordered like a UUIDv7.
+
+    48 bits of milliseconds since the epoch, then 80 random bits.  Ids made
+    later sort later, so inserts land at the end of the id indexes instead of
+    on random pages (fewer pages written per capture).
+    """
+    return f"{time.time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"
 
 
 def utcnow() -> str:
