@@ -176,8 +176,15 @@ async function loadStats() {
 
 /* ---------- the list ---------- */
 
-async function loadList(reset, focusId) {
-  if (S.loading) return;
+/* One load at a time; callers that need the rows (j at the end of the list) await the same promise. */
+function loadList(reset, focusId) {
+  if (S.loadingPromise && !reset) return S.loadingPromise;
+  const promise = fetchPage(reset, focusId).finally(() => { if (S.loadingPromise === promise) S.loadingPromise = null; });
+  S.loadingPromise = promise;
+  return promise;
+}
+
+async function fetchPage(reset, focusId) {
   S.loading = true;
   const request = ++S.requestId;
   if (reset) { S.cursor = null; }
@@ -280,6 +287,7 @@ async function select(index) {
   const row = document.querySelector(`#rows tr[data-index="${index}"]`);
   if (row) { row.classList.add("current"); row.scrollIntoView({ block: "nearest" }); }
   loadDetail(S.items[index].id);
+  if (S.cursor && index >= S.items.length - 10) loadList(false); // prefetch: j never waits
 }
 
 async function move(step) {
@@ -628,6 +636,13 @@ async function regenerate() {
 
 /* ---------- keyboard ---------- */
 
+/* Keys are handled one after the other: typing "5 5 5" quickly rates three rows, never one row thrice. */
+S.chain = Promise.resolve();
+function queue(action) {
+  S.chain = S.chain.then(() => action()).catch(fail);
+  return S.chain;
+}
+
 function typing(target) {
   return target && (target.tagName === "INPUT" || target.tagName === "TEXTAREA" || target.tagName === "SELECT" || target.isContentEditable);
 }
@@ -635,7 +650,7 @@ function typing(target) {
 document.addEventListener("keydown", (event) => {
   if (event.key === "Escape") {
     if (!$("editor").hidden || !$("help").hidden || !$("compare").hidden) { closeOverlays(); event.preventDefault(); return; }
-    if (typing(event.target)) { event.target.blur(); return; }
+    if (typing(event.target)) { event.preventDefault(); event.target.blur(); return; }
   }
   if (!$("editor").hidden) {
     if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) { event.preventDefault(); saveEditor(); }
@@ -645,7 +660,7 @@ document.addEventListener("keydown", (event) => {
   if (!$("compare").hidden) {
     const keys = { c: () => pickInCompare(true), r: () => pickInCompare(false), ArrowLeft: () => pickInCompare(true), ArrowRight: () => pickInCompare(false),
       n: () => { S.compare.k = (S.compare.k + 1) % S.compare.alternatives.length; renderCompare(); } };
-    if (keys[event.key]) { event.preventDefault(); keys[event.key](); }
+    if (keys[event.key]) { event.preventDefault(); queue(keys[event.key]); }
     return;
   }
   if (!$("help").hidden && event.key !== "?") return;
@@ -658,8 +673,8 @@ document.addEventListener("keydown", (event) => {
     o: () => { const item = current(); if (item) location.href = "/runs/" + encodeURIComponent(item.run_id); },
     "/": () => $("f-q").focus(), "?": () => { $("help").hidden = !$("help").hidden; },
   };
-  if (/^[1-5]$/.test(event.key)) { event.preventDefault(); rate(Number(event.key)); return; }
-  if (actions[event.key]) { event.preventDefault(); actions[event.key](); }
+  if (/^[1-5]$/.test(event.key)) { event.preventDefault(); queue(() => rate(Number(event.key))); return; }
+  if (actions[event.key]) { event.preventDefault(); queue(actions[event.key]); }
 });
 
 /* ---------- wiring ---------- */
@@ -671,6 +686,7 @@ function filtersChanged() {
 }
 
 $("filters").addEventListener("input", filtersChanged);
+$("filters").addEventListener("change", filtersChanged);
 $("filters").addEventListener("submit", (event) => { event.preventDefault(); filtersChanged(); });
 $("f-reset").addEventListener("click", () => { $("filters").reset(); filtersChanged(); });
 $("more").addEventListener("click", () => loadList(false));

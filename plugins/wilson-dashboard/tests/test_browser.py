@@ -1,0 +1,178 @@
+"""The Training tab in real headless Chromium: filter, rate with the keyboard, pair, correct, undo, export.
+
+Screenshots are saved under ``$WILSON_TEST_ARTIFACTS`` (default
+``test-artifacts/dashboard`` at the repository root).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from conftest import HOSTILE
+
+from wilson_core import LLM, annotations
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = Path(
+    os.environ.get("WILSON_TEST_ARTIFACTS", Path(__file__).resolve().parents[3] / "test-artifacts")
+) / "dashboard"
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian chromium at /usr/bin/chromium"),
+]
+
+
+@pytest.fixture
+def page(served):
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1440, "height": 900}, accept_downloads=True, bypass_csp=True)  # test escaping itself, not only the CSP
+        tab = context.new_page()
+        errors: list[str] = []
+        tab.on("pageerror", lambda exc: errors.append(str(exc)))
+        tab.on("dialog", lambda dialog: dialog.dismiss())
+        tab.goto(served.login_url)
+        tab.wait_for_selector("#rows tr.current")
+        tab.wait_for_function("document.getElementById('stat-total').textContent !== '-'")
+        yield tab
+        context.close()
+        browser.close()
+        assert errors == [], errors
+
+
+def current_id(page) -> str:
+    return page.locator("#rows tr.current").get_attribute("data-id")
+
+
+def settle(page) -> None:
+    """Wait until every queued key action and request has finished."""
+    page.evaluate("() => S.chain")
+    page.wait_for_load_state("networkidle")
+
+
+def rows_shown(page) -> list[str]:
+    return page.locator("#rows tr").evaluate_all("rows => rows.map(r => r.dataset.id)")
+
+
+def label_versions(served, interaction_id: str) -> list[tuple]:
+    return [
+        (v.annotation.rating, v.annotation.preference, v.annotation.corrected_response, v.undone_at is not None)
+        for v in annotations.history(served.store, interaction_id)
+    ]
+
+
+def test_filter_rate_pair_correct_undo_and_export(served, page):
+    ids = served.ids
+    page.screenshot(path=str(ARTIFACTS / "training-tab.png"))
+
+    # filter: full-text search narrows the list to the two answers about groceries
+    page.fill("#f-q", "groceries")
+    page.wait_for_function("document.querySelectorAll('#rows tr').length === 2")
+    assert set(rows_shown(page)) == {ids["q0"], ids["q0_alt"]}
+    assert page.url.endswith("?q=groceries")
+    page.keyboard.press("Escape")  # leave the search box: keys act on the list again
+    first, second = rows_shown(page)
+
+    # rate with the keyboard: 4 on the first row (moves on), 2 on the second
+    page.keyboard.press("4")
+    page.keyboard.press("2")
+    settle(page)
+    assert label_versions(served, first) == [(4, None, None, False)]
+    assert label_versions(served, second) == [(2, None, None, False)]
+    assert page.locator(f'#rows tr[data-id="{first}"] .star.on').count() == 4
+
+    # pair: open the side-by-side view from the first answer and keep the left one
+    page.keyboard.press("k")
+    settle(page)
+    assert current_id(page) == first
+    page.keyboard.press("p")
+    page.wait_for_selector("#compare:not([hidden])")
+    page.screenshot(path=str(ARTIFACTS / "pairing.png"))
+    page.keyboard.press("c")
+    page.wait_for_selector("#compare", state="hidden")
+    settle(page)
+    pairs = [tuple(r) for r in served.store.connection().execute("SELECT chosen_id, rejected_id, undone_at FROM pairs")]
+    assert pairs == [(first, second, None)]
+    assert label_versions(served, first)[-1] == (4, "chosen", None, False)
+    assert label_versions(served, second)[-1] == (2, "rejected", None, False)
+
+    # correct the response of the current row
+    page.keyboard.press("e")
+    page.wait_for_selector("#editor:not([hidden])")
+    page.fill("#editor-text", "You spent $412.37 on groceries in March <b>8% less</b> than February.")
+    page.screenshot(path=str(ARTIFACTS / "correcting.png"))
+    page.keyboard.press("Control+Enter")
+    page.wait_for_selector("#editor", state="hidden")
+    settle(page)
+    corrected = "You spent $412.37 on groceries in March <b>8% less</b> than February."
+    assert label_versions(served, first)[-1] == (4, "chosen", corrected, False)
+    page.wait_for_selector("pre.text.corrected")
+    assert page.locator("pre.text.corrected").inner_text() == corrected  # shown as text, not markup
+
+    # undo takes the correction back; the pair stays
+    page.keyboard.press("u")
+    settle(page)
+    assert label_versions(served, first)[-1] == (4, "chosen", corrected, True)
+    assert annotations.current(served.store, first).corrected_response is None
+    assert served.store.connection().execute("SELECT count(*) FROM pairs WHERE undone_at IS NULL").fetchone()[0] == 1
+
+    # export: the SFT download is exactly what the export API writes with these filters
+    page.fill("#f-q", "")
+    page.keyboard.press("Escape")
+    page.wait_for_function("document.querySelectorAll('#rows tr').length > 2")
+    page.wait_for_function("document.getElementById('stat-sft').textContent === '1'")
+    for fmt, expected in (("sft", 1), ("dpo", 1)):
+        with page.expect_download() as info:
+            page.click(f"#export-{fmt}")
+        lines = [json.loads(line) for line in Path(info.value.path()).read_text().splitlines()]
+        assert len(lines) == expected == int(page.inner_text(f"#stat-{fmt}"))
+    page.screenshot(path=str(ARTIFACTS / "after-labelling.png"))
+
+
+def test_hostile_captured_text_is_shown_literally(served, page):
+    page.fill("#f-q", "pwned")
+    page.wait_for_function("document.querySelectorAll('#rows tr').length === 1")
+    page.keyboard.press("Escape")
+    page.wait_for_function(f"document.querySelector('#detail .facts code')?.textContent === '{served.ids['hostile']}'")
+    assert page.evaluate("window.__pwned") is None
+    assert page.locator("#detail .block pre.text").first.inner_text() == HOSTILE
+    assert "{{ 7*7 }}" in page.locator("#rows tr .response").inner_text()
+    assert page.locator("#detail img").count() == 0
+    page.goto(f"{served.base}/runs/{served.store.get_interaction(served.ids['hostile']).run_id}")
+    assert page.evaluate("window.__pwned") is None
+    assert HOSTILE in page.locator(".answer pre.text").inner_text()
+    page.screenshot(path=str(ARTIFACTS / "run-view-hostile.png"))
+
+
+def test_rating_100_interactions_takes_100_keypresses(served, page):
+    llm = LLM("scripted:bulk", db=str(served.db), script=lambda messages, tools: "ok")
+    for number in range(110):
+        llm.chat([{"role": "user", "content": f"Question number {number}"}], call_type="bulk")
+    page.goto(f"{served.base}/?annotated=no&call_type=bulk")
+    page.wait_for_selector("#rows tr.current")
+    page.wait_for_function("document.querySelectorAll('#rows tr').length === 50")
+    for number in range(100):
+        page.keyboard.press(str(number % 5 + 1))
+    settle(page)
+    rated = served.store.connection().execute(
+        "SELECT count(DISTINCT a.interaction_id), count(*) FROM annotations a "
+        "JOIN interactions i ON i.id = a.interaction_id WHERE i.call_type = 'bulk'"
+    ).fetchone()
+    assert tuple(rated) == (100, 100)  # 100 keys: 100 interactions rated once each, pages loaded on the way
