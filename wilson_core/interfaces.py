@@ -11,7 +11,6 @@ user asks for by name is imported.
 
 from __future__ import annotations
 
-import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -71,6 +70,8 @@ class Provider(ABC):
         params: Mapping[str, Any],
     ) -> ProviderResponse:
         """Async variant; the default runs :meth:`chat` in a worker thread."""
+        import asyncio  # here, not at the top: the CLI starts without asyncio
+
         return await asyncio.to_thread(self.chat, messages, tools, params)
 
     def close(self) -> None:  # noqa: B027 - optional hook
