@@ -14,6 +14,7 @@ that raises is counted (:attr:`LLM.capture_failures`), reported through the
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -35,6 +36,10 @@ from .records import (
     ToolResult,
     utcnow,
 )
+
+
+#: how many tool calls of standalone calls :meth:`LLM.record_tool_result` remembers.
+RECENT_CALLS = 1024
 
 
 def parse_provider(spec: str) -> tuple[str, str]:
@@ -86,6 +91,7 @@ class LLM:
         self.call_type = call_type
         self.capture_failures = 0
         self._lock = threading.Lock()
+        self._recent: OrderedDict[str, RunSession] = OrderedDict()
         if capture:
             plugins.plugin_manager()  # load sinks now, not during the first call
 
@@ -106,7 +112,7 @@ class LLM:
     ) -> Reply:
         """One call outside any run: it gets a run of its own."""
         session = RunSession(self, Run(call_type=call_type or self.call_type), standalone=True)
-        return session.chat(messages, tools=tools, **params)
+        return self._remember(session, session.chat(messages, tools=tools, **params))
 
     async def achat(
         self,
@@ -116,8 +122,38 @@ class LLM:
         call_type: str | None = None,
         **params: Any,
     ) -> Reply:
+        """Async variant of :meth:`chat`."""
         session = RunSession(self, Run(call_type=call_type or self.call_type), standalone=True)
-        return await session.achat(messages, tools=tools, **params)
+        return self._remember(session, await session.achat(messages, tools=tools, **params))
+
+    def record_tool_result(
+        self,
+        call: ToolCall | str,
+        content: Any,
+        *,
+        is_error: bool = False,
+        duration_ms: float | None = None,
+    ) -> ToolResult:
+        """Record a tool result for a tool call returned by a standalone :meth:`chat`.
+
+        (Inside a run, use ``run.record_tool_result``.)  The last
+        :data:`RECENT_CALLS` standalone tool calls are remembered.
+        """
+        call_id = call if isinstance(call, str) else call.id
+        with self._lock:
+            session = self._recent.get(call_id)
+        if session is None:
+            raise KeyError(f"tool call {call_id!r} was not returned by a recent standalone call")
+        return session.record_tool_result(call, content, is_error=is_error, duration_ms=duration_ms)
+
+    def _remember(self, session: RunSession, reply: Reply) -> Reply:
+        if reply.tool_calls:
+            with self._lock:
+                for call in reply.tool_calls:
+                    self._recent[call.id] = session
+                while len(self._recent) > RECENT_CALLS:
+                    self._recent.popitem(last=False)
+        return reply
 
     def close(self) -> None:
         self.provider.close()
