@@ -180,3 +180,13 @@ def test_call_types_default_to_the_seed_values():
     from wilson_core.records import DEFAULT_CALL_TYPES
 
     assert DEFAULT_CALL_TYPES == ("agent", "summarize", "relevance", "categorize")
+
+
+def test_a_standalone_call_can_record_its_tool_results_too(db):
+    llm = wilson_core.LLM("scripted:m", db=str(db), script=[CALL])
+    reply = llm.chat(conversation(), tools=TOOLS)
+    result = llm.record_tool_result(reply.tool_calls[0], "10 EUR", duration_ms=3.5)
+    [stored] = open_store(db).tool_results(reply.interaction_id)
+    assert stored.id == result.id and stored.content == "10 EUR" and stored.duration_ms == 3.5
+    with pytest.raises(KeyError, match="recent standalone"):
+        llm.record_tool_result("call_unknown", "x")

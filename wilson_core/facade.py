@@ -14,9 +14,9 @@ that raises is counted (:attr:`LLM.capture_failures`), reported through the
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 import time
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -36,7 +36,6 @@ from .records import (
     ToolResult,
     utcnow,
 )
-
 
 #: how many tool calls of standalone calls :meth:`LLM.record_tool_result` remembers.
 RECENT_CALLS = 1024
