@@ -280,10 +280,13 @@ class Store:
         return conn
 
     def close(self) -> None:
+        """Close this thread's connection and stop the background checkpointer."""
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             conn.close()
             self._local.conn = None
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
 
     def db(self) -> Any:
         """A :class:`sqlite_utils.Database` over this thread's connection (for reads and tools)."""
@@ -569,6 +572,7 @@ class _Checkpointer:
         self._event = threading.Event()
         self._thread: threading.Thread | None = None
         self._pid = 0
+        self._stopping = False
 
     def note_write(self, count: int = 1) -> None:
         self._writes += count
@@ -587,13 +591,27 @@ class _Checkpointer:
             conn = sqlite3.connect(self.path, timeout=busy_timeout_ms() / 1000, isolation_level=None)
         except sqlite3.Error:
             return
-        while True:
-            self._event.wait()
-            self._event.clear()
-            try:
-                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-            except sqlite3.Error:
-                pass
+        try:
+            while not self._stopping:
+                self._event.wait()
+                self._event.clear()
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except sqlite3.Error:
+                    pass
+        finally:
+            conn.close()
+
+    def stop(self) -> None:
+        """Run a last checkpoint and end the thread (a later write starts it again)."""
+        thread = self._thread
+        if thread is None or not thread.is_alive() or self._pid != os.getpid():
+            return
+        self._stopping = True
+        self._event.set()
+        thread.join(timeout=5)
+        self._stopping = False
+        self._thread = None
 
 
 class _transaction:
