@@ -86,8 +86,10 @@ def test_a_sink_that_raises_leaves_the_result_intact_and_is_counted(env):
     assert reply.text == "the answer"
     assert llm.capture_failures == 1
     assert reports == [(reply.interaction_id, "broken-sink", "sink exploded")]
-    # the other sinks still ran: the SQLite sink stored the call
-    assert open_store(env / "d.db").get_interaction(reply.interaction_id).status == "ok"
+    # the other sinks still ran: the SQLite sink stored the call, and counted the failure
+    store = open_store(env / "d.db")
+    assert store.get_interaction(reply.interaction_id).status == "ok"
+    assert collect_stats(store)["capture"]["sink_failures"] == 1
 
 
 # -- databases that cannot be written ------------------------------------------------------
@@ -220,7 +222,7 @@ def test_stats_on_the_cli_shows_spooled_and_replayed_counts(env):
     out = subprocess.run([sys.executable, "-m", "wilson_core.cli", "--db", str(path), "stats", "--json"],
                          capture_output=True, text=True, check=True)
     assert json.loads(out.stdout)["capture"] == {
-        "spooled": 2, "replayed": 2, "spooled_pending": 0, "spool_unreadable": 0}
+        "spooled": 2, "replayed": 2, "spooled_pending": 0, "spool_unreadable": 0, "sink_failures": 0}
     assert json.loads(out.stdout)["interactions"] == 3
 
 

@@ -165,7 +165,12 @@ class LLM:
                 self.capture_failures += 1
             warnings.warn(f"capture sink {sink!r} failed: {type(error).__name__}: {error}", stacklevel=4)
             _call_isolated(
-                "wilson_capture_failed", lambda *_: None, record=record, sink=sink, error=error
+                "wilson_capture_failed",
+                lambda *_: None,
+                record=record,
+                sink=sink,
+                error=error,
+                db_path=self.db_path,
             )
 
         return report

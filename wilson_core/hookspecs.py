@@ -66,13 +66,18 @@ def wilson_capture_tool_result(tool_result: ToolResult, db_path: str | None) -> 
 
 
 @hookspec
-def wilson_capture_failed(record: Any, sink: str, error: BaseException) -> None:
+def wilson_capture_failed(
+    record: Any, sink: str, error: BaseException, db_path: str | None
+) -> None:
     """A capture sink raised while writing ``record``.
 
-    :param record: the :class:`~wilson_core.records.Interaction` or
-        :class:`~wilson_core.records.ToolResult` that a sink failed to write.
+    :param record: the :class:`~wilson_core.records.Interaction`,
+        :class:`~wilson_core.records.ToolResult` or
+        :class:`~wilson_core.records.Run` that a sink failed to write.
     :param sink: the plugin name of the sink that failed.
     :param error: the exception it raised.
+    :param db_path: the facade's database (``None`` means the default); the
+        SQLite sink counts the failure there (``wilson stats``).
     :return: ignored.  All implementations are called; exceptions raised
         here are swallowed (a failure report must not fail the app).
     """

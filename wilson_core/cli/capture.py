@@ -140,6 +140,7 @@ def collect_stats(store) -> dict:
             "replayed": counters.get("replayed", 0),
             "spooled_pending": spool.pending(store.path),
             "spool_unreadable": counters.get("spool_unreadable", 0),
+            "sink_failures": counters.get("sink_failures", 0),
         },
     }
 
@@ -166,5 +167,6 @@ def stats_command(ctx: click.Context, as_json: bool) -> None:
     cap = data["capture"]
     click.echo(
         f"capture: {cap['spooled']} spooled (database unavailable), {cap['replayed']} replayed, "
-        f"{cap['spooled_pending']} waiting for replay, {cap['spool_unreadable']} unreadable spool lines"
+        f"{cap['spooled_pending']} waiting for replay, {cap['spool_unreadable']} unreadable spool lines, "
+        f"{cap['sink_failures']} failures of other sinks"
     )

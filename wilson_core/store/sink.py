@@ -30,6 +30,9 @@ _spooled_here: set[Path] = set()
 #: after a failed write, captures for that database go straight to the spool until this time.
 _down_until: dict[Path, float] = {}
 
+#: this plugin's entry-point name (group ``wilson``).
+PLUGIN_NAME = "sqlite_sink"
+
 _WRITE_ERRORS = (sqlite3.Error, OSError, StoreError)
 
 
@@ -189,6 +192,21 @@ def wilson_capture_interaction(interaction: Interaction, db_path: str | None) ->
 @hookimpl
 def wilson_capture_tool_result(tool_result: ToolResult, db_path: str | None) -> None:
     _write(db_path, tool_result)
+
+
+@hookimpl
+def wilson_capture_failed(record: object, sink: str, db_path: str | None) -> None:
+    """Count another sink's failure in the database (``wilson stats`` shows it)."""
+    if sink == PLUGIN_NAME:
+        return  # this sink's own failures are spooled, and counted when replayed
+    _counter(db_path, "sink_failures")
+
+
+def _counter(db_path: str | None, name: str) -> None:
+    try:
+        store_for(db_path).bump_counter(name)
+    except Exception:  # a failure report must not fail the app
+        pass
 
 
 @hookimpl
