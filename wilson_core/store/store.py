@@ -392,6 +392,8 @@ class Store:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+        if len(self._known_blobs) > 50_000:  # an app whose prompts never repeat: stay small
+            self._known_blobs.clear()
         for _, _, blobs in prepared:
             self._known_blobs.update(digest for _, _, digest in blobs)
         if self._checkpointer is not None:
