@@ -176,3 +176,28 @@ def test_rating_100_interactions_takes_100_keypresses(served, page):
         "JOIN interactions i ON i.id = a.interaction_id WHERE i.call_type = 'bulk'"
     ).fetchone()
     assert tuple(rated) == (100, 100)  # 100 keys: 100 interactions rated once each, pages loaded on the way
+
+
+def test_the_training_tab_shows_labels_judge_proposals_and_linked_tool_results(served, page):
+    ids = served.ids
+    store = served.store
+    annotations.rate(store, ids["q0_alt"], 5, add_tags=["groceries"])
+    annotations.rate(store, ids["q0"], 2, notes="no number given")
+    annotations.pair(store, ids["q0_alt"], ids["q0"])
+    annotations.rate(store, ids["tool_answer"], 4, add_tags=["tool-use"])
+    annotations.correct(store, ids["q3"], "Yes: after rent and bills you keep $1,480 this month.")
+    verdict = json.dumps({"scores": {"correctness": 4, "helpfulness": 5, "tool_use": 5, "clarity": 4},
+                          "rationale": "Calls get_balance with the right account."})
+    from wilson_core import judge
+
+    judge.judge(store, "scripted:judge-model", ids=[ids["tool_call"], ids["q1"]], provider_options={"script": [verdict] * 2})
+    page.goto(f"{served.base}/?call_type=agent&focus={ids['tool_call']}")
+    page.wait_for_function(f"document.querySelector('#detail .facts code')?.textContent === '{ids['tool_call']}'")
+    page.wait_for_function("document.getElementById('stat-dpo').textContent !== '-'")
+    assert page.locator("#detail .toolresult pre.text").inner_text() == '{"account": "checking", "balance": 2345.1}'
+    assert page.locator(f'#rows tr[data-id="{ids["tool_call"]}"] .chip.judge').inner_text() == "⚖ 5★ proposed"
+    assert page.locator("#detail .judgebox").is_visible()
+    page.screenshot(path=str(ARTIFACTS / "training-tab-labelled.png"))
+    page.keyboard.press("a")  # accept the judge's proposal from the keyboard
+    settle(page)
+    assert annotations.current(store, ids["tool_call"], source="judge", annotator="judge:scripted:judge-model").status == "accepted"

@@ -75,6 +75,12 @@ function toast(message, kind) {
 function fail(error) { toast(error.message || String(error), "error"); }
 
 function fmtNumber(n) { return n === null || n === undefined ? "–" : Number(n).toLocaleString(); }
+function whenCell(iso) {
+  const d = new Date(iso);
+  if (!iso || isNaN(d)) return [el("div", {}, iso || "")];
+  const pad = (x) => String(x).padStart(2, "0");
+  return [el("div", { class: "time" }, `${pad(d.getHours())}:${pad(d.getMinutes())}`), el("div", { class: "muted small" }, `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`)];
+}
 function fmtWhen(iso) {
   if (!iso) return "";
   const d = new Date(iso);
@@ -157,6 +163,18 @@ async function loadFacets() {
   } catch (error) { fail(error); }
 }
 
+/* Stats count what the exports would write: that can take a second at 100k rows, so after a
+   label change they are refreshed once the person pauses, and never two at a time. */
+let statsTimer = null;
+let statsRunning = null;
+function scheduleStats(delay) {
+  clearTimeout(statsTimer);
+  statsTimer = setTimeout(async () => {
+    if (statsRunning) { await statsRunning; }
+    statsRunning = loadStats().finally(() => { statsRunning = null; });
+  }, delay === undefined ? 1200 : delay);
+}
+
 async function loadStats() {
   try {
     const stats = await api("/api/stats?" + filterParams());
@@ -236,8 +254,8 @@ function renderRow(item, index) {
     "tr",
     { class: "row" + (S.selected.has(item.id) ? " selected" : "") + (index === S.index ? " current" : ""), dataset: { index: String(index), id: item.id } },
     el("td", { class: "col-check" }, check),
-    el("td", { class: "col-when" }, el("div", {}, fmtWhen(item.created_at)), el("div", { class: "muted small" }, `#${item.sequence_num}`)),
-    el("td", { class: "col-type" }, el("span", { class: "chip type" }, item.call_type || "–"), el("div", { class: "muted small model" }, item.model)),
+    el("td", { class: "col-when", title: item.created_at }, ...whenCell(item.created_at)),
+    el("td", { class: "col-type" }, el("span", { class: "chip type" }, item.call_type || "–"), el("div", { class: "muted small model", title: `${item.provider}:${item.model} · call #${item.sequence_num} of its run` }, `${item.model} · #${item.sequence_num}`)),
     el(
       "td",
       { class: "col-prompt" },
@@ -437,7 +455,7 @@ async function rateOne(index, stars, advance) {
     S.undo.push([item.id]);
     updateLabels(data.labels);
     if (advance) await move(1);
-    loadStats();
+    scheduleStats();
   } catch (error) { fail(error); }
 }
 
@@ -449,7 +467,7 @@ async function bulk(fields, message) {
     updateLabels(data.labels);
     toast(`${message} · ${ids.length} interaction${ids.length > 1 ? "s" : ""}`);
     clearSelection();
-    loadStats();
+    scheduleStats();
   } catch (error) { fail(error); }
 }
 
@@ -469,7 +487,7 @@ async function undo() {
     }
     updateLabels(labels);
     toast("Undone");
-    loadStats();
+    scheduleStats();
   } catch (error) { fail(error); }
 }
 
@@ -480,7 +498,7 @@ async function makePair(chosenId, rejectedId, force) {
     S.marks = { chosen: null, rejected: null };
     updateLabels(data.labels);
     toast("Pair saved: chosen ✓ rejected ✗");
-    loadStats();
+    scheduleStats();
     return true;
   } catch (error) {
     if (error.status === 409 && !force && /different contexts/.test(error.message)) {
@@ -517,7 +535,7 @@ async function decide(decision) {
     updateLabels(data.labels);
     toast(`${decision === "accept" ? "Accepted" : "Rejected"} ${data.written} proposal${data.written === 1 ? "" : "s"}`);
     if (S.selected.size) clearSelection();
-    loadStats();
+    scheduleStats();
   } catch (error) { fail(error); }
 }
 
@@ -568,7 +586,7 @@ async function saveEditor() {
     closeOverlays();
     updateLabels(data.labels);
     toast(editor.mode === "correct" ? "Correction saved" : "Notes saved");
-    loadStats();
+    scheduleStats();
   } catch (error) { fail(error); }
 }
 
@@ -682,7 +700,7 @@ document.addEventListener("keydown", (event) => {
 let filterTimer = null;
 function filtersChanged() {
   clearTimeout(filterTimer);
-  filterTimer = setTimeout(() => { syncUrl(); clearSelection(); loadList(true); loadStats(); }, 250);
+  filterTimer = setTimeout(() => { syncUrl(); clearSelection(); loadList(true); scheduleStats(0); }, 250);
 }
 
 $("filters").addEventListener("input", filtersChanged);
