@@ -21,6 +21,8 @@ RATED = "rated"  # one answer labelled desirable or not (KTO)
 
 
 def _tupled(value: Any) -> tuple:
+    if type(value) is tuple:
+        return value
     return tuple(value) if value is not None else ()
 
 
@@ -112,6 +114,9 @@ def normalize(messages: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     call_names: dict[str, str] = {}
     for message in messages:
         role = message.get("role")
+        if len(message) == 2 and (role == "user" or role == "system") and isinstance(message.get("content"), str):
+            result.append(message)  # already in shape: the common case, kept as it is
+            continue
         if role == "assistant":
             out = assistant_message(message.get("content"), message.get("tool_calls") or ())
             for call in out.get("tool_calls", ()):

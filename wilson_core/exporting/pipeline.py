@@ -9,6 +9,7 @@ file, so memory does not grow with the number of rows (``dedup`` keeps one
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import random
 import sqlite3
@@ -38,7 +39,7 @@ from .options import ExportError, ExportOptions
 from .redaction import Redactor
 from .select import (
     FROM,
-    LABELS,
+    RATING,
     context_of,
     count_rows,
     explicit_pairs,
@@ -113,16 +114,18 @@ def _answer(row: sqlite3.Row) -> dict[str, Any]:
 
 def _answer_examples(conn: sqlite3.Connection, options: ExportOptions, stats: Stats) -> Iterator[Example]:
     where, params = where_clause(options)
-    for row in iter_rows(conn, where, params):
+    for row in iter_rows(conn, where, params):  # the hot loop of big exports: kept lean
         try:
             prompt = normalize(context_of(row))
-            if row["corrected_response"] is not None:
-                completion, origin = assistant_message(row["corrected_response"]), "correction"
+            corrected = row["corrected_response"]
+            if corrected is not None:
+                completion, origin = assistant_message(corrected), "correction"
             else:
                 completion, origin = _answer(row), ANSWER
         except MalformedExample as exc:
             stats.skipped[exc.args[0]] += 1
             continue
+        tags = row["tags_json"]
         yield Example(
             kind=ANSWER,
             prompt=prompt,
@@ -130,7 +133,12 @@ def _answer_examples(conn: sqlite3.Connection, options: ExportOptions, stats: St
             tools=tools_of(row),
             interaction_ids=(row["id"],),
             origin=origin,
-            **_label_fields(row),
+            rating=row["rating"],
+            run_id=row["run_id"],
+            call_type=row["call_type"] or "",
+            model=row["model"] or "",
+            provider=row["provider"] or "",
+            tags=json.loads(tags) if tags else (),
         )
 
 
@@ -150,7 +158,7 @@ def _kto_label(row: sqlite3.Row, options: ExportOptions) -> bool | None:
 def _rated_examples(conn: sqlite3.Connection, options: ExportOptions, stats: Stats) -> Iterator[Example]:
     where, params = where_clause(options)
     where += (
-        " AND (l.rating IS NOT NULL OR l.corrected_response IS NOT NULL"
+        f" AND ({RATING} IS NOT NULL OR l.corrected_response IS NOT NULL"
         " OR l.preference IN ('chosen', 'rejected'))"
     )
     for row in iter_rows(conn, where, params):
@@ -340,7 +348,7 @@ def eval_runs(conn: sqlite3.Connection, options: ExportOptions) -> frozenset[str
     if not options.eval_split:
         return frozenset()
     where, params = where_clause(options, rating=False)
-    sql = f"WITH {LABELS} SELECT DISTINCT i.run_id FROM {FROM} WHERE {where} ORDER BY i.run_id"
+    sql = f"SELECT DISTINCT i.run_id FROM {FROM} WHERE {where} ORDER BY i.run_id"
     runs = [row[0] for row in conn.execute(sql, params)]
     if len(runs) < 2:
         return frozenset()
@@ -538,8 +546,11 @@ def _write_manifest(target: AtomicFile, manifest: dict[str, Any], ids_files: dic
         target.write(("," if index else "") + f'\n    "{split}": [')
         ids_file.seek(0)
         first = True
-        for line in ids_file:
-            target.write(("" if first else ",") + json.dumps(line.rstrip("\n")))
+        while True:
+            chunk = [line.rstrip("\n") for line in itertools.islice(ids_file, 10_000)]
+            if not chunk:
+                break
+            target.write(("" if first else ",") + json.dumps(chunk)[1:-1].replace(", ", ","))
             first = False
         target.write("]")
     target.write("\n  }\n}\n")

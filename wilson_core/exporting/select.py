@@ -20,39 +20,40 @@ from .options import ExportOptions
 
 HUMAN_SOURCES = ("human", "import", "rule")
 
-LABELS = """
-eligible AS (
-    SELECT interaction_id, rating, preference, tags_json, corrected_response, source,
-           created_at, version, CASE WHEN source = 'judge' THEN 1 ELSE 0 END AS judged
-    FROM current_annotations
-    WHERE (source IN ('human', 'import', 'rule') AND status = 'accepted')
-       OR (:include_judge AND source = 'judge' AND status != 'rejected')
-),
-labels AS (
-    SELECT interaction_id, preference, tags_json, corrected_response, source,
-           ROW_NUMBER() OVER (
-               PARTITION BY interaction_id ORDER BY judged, created_at DESC, version DESC
-           ) AS rank,
-           FIRST_VALUE(rating) OVER (
-               PARTITION BY interaction_id
-               ORDER BY judged, rating IS NULL, created_at DESC, version DESC
-           ) AS rating
-    FROM eligible
-)"""
+#: which current labels count: human sources accepted; judge proposals only with include_judge.
+ELIGIBLE = (
+    "((a.source IN ('human', 'import', 'rule') AND a.status = 'accepted')"
+    " OR (:include_judge AND a.source = 'judge' AND a.status != 'rejected'))"
+)
+
+#: the label that counts for ``i``: the newest eligible one, human before judge.
+LABEL_ID = (
+    "(SELECT a.id FROM current_annotations a WHERE a.interaction_id = i.id AND " + ELIGIBLE
+    + " ORDER BY a.source = 'judge', a.created_at DESC, a.version DESC LIMIT 1)"
+)
+
+#: its rating: from the newest eligible label of the same kind that has one.
+RATING = (
+    "(CASE WHEN l.id IS NULL THEN NULL WHEN l.rating IS NOT NULL THEN l.rating"
+    " ELSE (SELECT a.rating FROM current_annotations a"
+    " WHERE a.interaction_id = i.id AND " + ELIGIBLE
+    + " ORDER BY a.source = 'judge', a.rating IS NULL, a.created_at DESC, a.version DESC LIMIT 1) END)"
+)
 
 COLUMNS = (
     "i.id, i.run_id, i.sequence_num, i.call_type, i.model, i.provider, s.content AS system_prompt, "
     "i.messages_json, i.response_content, i.tool_calls_json, t.content AS tools_json, "
     "i.created_at, i.context_hash, i.tools_hash, "
-    "l.rating, l.preference, l.tags_json, l.corrected_response, l.source AS label_source"
+    f"{RATING} AS rating, l.preference, l.tags_json, l.corrected_response, l.source AS label_source"
 )
 
+# One indexed look-up per row (no materialised label table), so rows stream in capture order.
 FROM = (
     "interactions i "
     "LEFT JOIN runs r ON r.id = i.run_id "
     "LEFT JOIN blobs s ON s.hash = i.system_hash "
     "LEFT JOIN blobs t ON t.hash = i.tools_hash "
-    "LEFT JOIN labels l ON l.interaction_id = i.id AND l.rank = 1"
+    f"LEFT JOIN annotations l ON l.id = {LABEL_ID}"
 )
 
 
@@ -86,12 +87,12 @@ def where_clause(options: ExportOptions, *, rating: bool = True) -> tuple[str, d
         conditions.append(f"EXISTS (SELECT 1 FROM json_each(l.tags_json) WHERE value = :tag{index})")
     if rating and options.min_rating is not None:
         params["min_rating"] = int(options.min_rating)
-        conditions.append("(l.rating >= :min_rating OR l.corrected_response IS NOT NULL)")
+        conditions.append(f"({RATING} >= :min_rating OR l.corrected_response IS NOT NULL)")
     return " AND ".join(conditions), params
 
 
 def select_sql(where: str, order_by: str = "i.created_at, i.rowid") -> str:
-    return f"WITH {LABELS} SELECT {COLUMNS} FROM {FROM} WHERE {where} ORDER BY {order_by}"
+    return f"SELECT {COLUMNS} FROM {FROM} WHERE {where} ORDER BY {order_by}"
 
 
 def iter_rows(
@@ -110,7 +111,7 @@ def iter_rows(
 
 
 def count_rows(conn: sqlite3.Connection, where: str, params: dict[str, Any]) -> int:
-    sql = f"WITH {LABELS} SELECT count(*) FROM {FROM} WHERE {where}"
+    sql = f"SELECT count(*) FROM {FROM} WHERE {where}"
     return conn.execute(sql, params).fetchone()[0]
 
 
@@ -131,8 +132,20 @@ def context_of(row: sqlite3.Row) -> list[dict[str, Any]]:
     return messages
 
 
+_TOOLS_CACHE: dict[str, list[dict[str, Any]]] = {}
+
+
 def tools_of(row: sqlite3.Row) -> list[dict[str, Any]]:
-    return json.loads(row["tools_json"]) if row["tools_json"] else []
+    """The tool schemas offered to a call (parsed once per distinct schema set; do not mutate)."""
+    key = row["tools_hash"]
+    if not key:
+        return []
+    tools = _TOOLS_CACHE.get(key)
+    if tools is None:
+        if len(_TOOLS_CACHE) > 512:
+            _TOOLS_CACHE.clear()
+        tools = _TOOLS_CACHE[key] = json.loads(row["tools_json"]) if row["tools_json"] else []
+    return tools
 
 
 def tool_calls_of(row: sqlite3.Row) -> list[dict[str, Any]]:
@@ -174,9 +187,10 @@ def harvested_pairs(
     """(chosen, rejected) ids of answers to the same context and tools rated high and low."""
     params = {**params, "hi": options.kto_desirable, "lo": options.kto_undesirable}
     sql = f"""
-        WITH {LABELS},
-        rated AS (SELECT i.id, i.context_hash, i.tools_hash, l.rating, i.created_at
-                  FROM {FROM} WHERE {where} AND l.rating IS NOT NULL AND i.context_hash IS NOT NULL)
+        WITH rated AS (
+            SELECT * FROM (SELECT i.id, i.context_hash, i.tools_hash, {RATING} AS rating, i.created_at
+                           FROM {FROM} WHERE {where} AND i.context_hash IS NOT NULL)
+            WHERE rating IS NOT NULL)
         SELECT a.id AS chosen_id, b.id AS rejected_id FROM rated a JOIN rated b
           ON a.context_hash = b.context_hash AND a.tools_hash IS b.tools_hash AND a.id != b.id
         WHERE a.rating >= :hi AND b.rating <= :lo
