@@ -1,0 +1,151 @@
+"""A llama.cpp process: ``node runner.mjs`` (node-llama-cpp's prebuilt llama.cpp) spoken to
+in JSON lines.  One :class:`LlamaCppRunner` holds one loaded GGUF (plus LoRA adapters).
+
+The runner lives in ``plugins/wilson-gguf/node/`` (``npm ci`` there installs the pinned
+node-llama-cpp); ``$WILSON_GGUF_RUNNER_DIR`` points elsewhere.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from wilson_core.errors import WilsonError
+
+
+class RunnerError(WilsonError):
+    """llama.cpp could not be started or answered with an error."""
+
+
+def runner_dir() -> Path:
+    env = os.environ.get("WILSON_GGUF_RUNNER_DIR")
+    return Path(env) if env else Path(__file__).resolve().parent.parent / "node"
+
+
+def node_available() -> bool:
+    return shutil.which("node") is not None
+
+
+def check_runner() -> tuple[str, Path]:
+    """``(node executable, runner.mjs)``, or a :class:`RunnerError` saying what to install."""
+    node = shutil.which("node")
+    if node is None:
+        raise RunnerError("Node.js (node >= 20) is needed to run GGUF models with llama.cpp; install it")
+    folder = runner_dir()
+    script = folder / "runner.mjs"
+    if not script.is_file():
+        raise RunnerError(f"the llama.cpp runner {script} is missing (set WILSON_GGUF_RUNNER_DIR)")
+    if not (folder / "node_modules" / "node-llama-cpp").is_dir():
+        raise RunnerError(f"node-llama-cpp is not installed: run `npm ci --prefix {folder}`")
+    return node, script
+
+
+class LlamaCppRunner:
+    """A GGUF model loaded in llama.cpp, in a child process.
+
+    :param exact: flash attention off and an F32 KV cache (for comparisons with PyTorch).
+    :param lora: LoRA adapter GGUF files applied at scale 1 (or ``(path, scale)`` pairs).
+    """
+
+    def __init__(self, model: str | Path, *, lora: Sequence[Any] = (), exact: bool = False,
+                 context: int = 1024, threads: int = 1, timeout: float = 300.0) -> None:
+        node, script = check_runner()
+        model = Path(model)
+        if not model.is_file():
+            raise RunnerError(f"GGUF file {model} does not exist")
+        args = [node, str(script), str(model), "--context", str(context), "--threads", str(threads)]
+        for item in lora:
+            path, scale = (item, 1.0) if isinstance(item, (str, Path)) else item
+            if not Path(path).is_file():
+                raise RunnerError(f"LoRA adapter GGUF {path} does not exist")
+            args += ["--lora", f"{path}={scale}"]
+        if exact:
+            args.append("--exact")
+        self.model = model
+        self.timeout = timeout
+        self._lock = threading.Lock()
+        self._proc = subprocess.Popen(
+            args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, encoding="utf-8", cwd=str(script.parent),
+        )
+        ready = self._read()
+        if not ready.get("ok"):
+            self.close()
+            raise RunnerError(f"llama.cpp could not load {model}: {ready.get('error')}")
+        self.info = self.request("info")
+
+    def _read(self) -> dict[str, Any]:
+        assert self._proc.stdout is not None
+        line = self._proc.stdout.readline()
+        if not line:
+            err = self._proc.stderr.read() if self._proc.stderr else ""
+            raise RunnerError(f"the llama.cpp runner exited (code {self._proc.poll()}): {err.strip()[-2000:]}")
+        try:
+            return json.loads(line)
+        except ValueError:
+            raise RunnerError(f"the llama.cpp runner wrote something unexpected: {line[:300]!r}") from None
+
+    def request(self, op: str, **fields: Any) -> dict[str, Any]:
+        with self._lock:
+            if self._proc.poll() is not None:
+                raise RunnerError(f"the llama.cpp runner for {self.model} is not running")
+            assert self._proc.stdin is not None
+            self._proc.stdin.write(json.dumps({"op": op, **fields}) + "\n")
+            self._proc.stdin.flush()
+            answer = self._read()
+        if not answer.get("ok"):
+            raise RunnerError(f"llama.cpp {op} failed: {answer.get('error')}")
+        return answer
+
+    # -- operations --------------------------------------------------------------------
+
+    def tokenize(self, text: str) -> list[int]:
+        return list(self.request("tokenize", text=text)["tokens"])
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        return str(self.request("detokenize", tokens=list(tokens))["text"])
+
+    def next_token_probs(self, tokens: Sequence[int]) -> list[float]:
+        """The next-token distribution after ``tokens`` over the whole vocabulary."""
+        return list(self.request("probs", tokens=list(tokens))["probs"])
+
+    def greedy(self, tokens: Sequence[int], n: int) -> list[int]:
+        """``n`` argmax tokens after ``tokens`` (end-of-generation tokens are not special)."""
+        return list(self.request("greedy", tokens=list(tokens), n=n)["tokens"])
+
+    def generate(self, tokens: Sequence[int], max_tokens: int, temperature: float = 0.0,
+                 seed: int | None = None, top_p: float | None = None) -> dict[str, Any]:
+        return self.request("generate", tokens=list(tokens), max_tokens=max_tokens,
+                            temperature=temperature, seed=seed, top_p=top_p)
+
+    def close(self) -> None:
+        proc = self._proc
+        if proc.poll() is None:
+            try:
+                assert proc.stdin is not None
+                proc.stdin.close()
+                proc.wait(timeout=10)
+            except (subprocess.TimeoutExpired, OSError):
+                proc.kill()
+                proc.wait()
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+
+    def __enter__(self) -> LlamaCppRunner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:  # pragma: no cover - best effort
+        try:
+            self.close()
+        except Exception:
+            pass

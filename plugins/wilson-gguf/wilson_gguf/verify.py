@@ -1,0 +1,186 @@
+"""``--verify``: load the GGUF in llama.cpp and compare it with PyTorch.
+
+For each prompt (token ids from the Hugging Face tokenizer, fed to both runtimes so
+that tokenisation cannot hide a difference) the next-token log-probabilities over
+the whole vocabulary are compared; for F32 the greedy continuation of 20 tokens must
+also be identical (up to the first step where PyTorch's top two are a near tie).
+Tokenisation itself is checked separately (llama.cpp's tokenizer vs the HF one).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from wilson_core.interfaces import DeployCheck
+
+#: max |log p_llama.cpp - log p_torch| allowed, per precision.
+TOLERANCES = {"f32": 1e-4, "f16": 2e-2, "bf16": 0.15, "q8_0": 0.2, "q5_1": 0.6, "q5_0": 0.6,
+              "q4_1": 1.2, "q4_0": 1.2}
+#: the top-1 token must agree wherever PyTorch's top-1 leads by more than this (log-prob).
+TOP1_MARGIN = {"f32": 1e-3, "f16": 0.05, "bf16": 0.1, "q8_0": 0.1, "q5_1": 0.3, "q5_0": 0.3,
+               "q4_1": 0.6, "q4_0": 0.6}
+#: log-probs below this underflow llama.cpp's float32 softmax and are not compared.
+FLOOR = -80.0
+NEAR_TIE = 1e-2
+GREEDY_TOKENS = 20
+
+_TOOLS = [{"type": "function", "function": {
+    "name": "categorize", "description": "Set a transaction's category",
+    "parameters": {"type": "object", "properties": {"id": {"type": "string"},
+                                                    "category": {"type": "string"}},
+                   "required": ["id", "category"]}}}]
+
+
+def default_prompts(tokenizer: Any) -> list[tuple[str, list[int]]]:
+    """A few prompts as token ids: chat-template turns (with tools when the template
+    takes them) and plain text."""
+    chats = [
+        [{"role": "system", "content": "You sort bank transactions into categories."},
+         {"role": "user", "content": "Category of: STARBUCKS 4.50 EUR?"}],
+        [{"role": "user", "content": "Please categorise transaction t1: rent payment 900."},
+         {"role": "assistant", "content": "", "tool_calls": [{"type": "function", "function": {
+             "name": "categorize", "arguments": {"id": "t1", "category": "housing"}}}]},
+         {"role": "tool", "name": "categorize", "content": "ok"}],
+    ]
+    prompts: list[tuple[str, list[int]]] = []
+    if getattr(tokenizer, "chat_template", None):
+        for i, chat in enumerate(chats):
+            tools = _TOOLS if i == 1 else None
+            try:
+                ids = tokenizer.apply_chat_template(chat, tools=tools, add_generation_prompt=True,
+                                                    tokenize=True, return_dict=False)
+            except Exception:
+                continue
+            if isinstance(ids, dict) or hasattr(ids, "keys"):
+                ids = ids["input_ids"]
+            prompts.append((f"chat{i + 1}", [int(t) for t in ids]))
+    for i, text in enumerate(["The bank statement for March shows", "Groceries and rent are"]):
+        ids = tokenizer(text, add_special_tokens=True)["input_ids"]
+        prompts.append((f"text{i + 1}", [int(t) for t in ids]))
+    return prompts
+
+
+def torch_log_probs(model: Any, ids: Sequence[int]) -> Any:
+    import torch  # noqa: TID251 - lazy import
+
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([list(ids)])).logits[0, -1].to(torch.float64)
+    return torch.log_softmax(logits, dim=-1).numpy()
+
+
+def torch_greedy(model: Any, ids: Sequence[int], n: int) -> tuple[list[int], list[float]]:
+    """``n`` argmax tokens and, per step, PyTorch's margin between its top two log-probs."""
+    import torch  # noqa: TID251 - lazy import
+
+    tokens, margins = [], []
+    with torch.no_grad():
+        out = model(input_ids=torch.tensor([list(ids)]), use_cache=True)
+        for _ in range(n):
+            lp = torch.log_softmax(out.logits[0, -1].to(torch.float64), dim=-1)
+            top = torch.topk(lp, 2)
+            token = int(top.indices[0])
+            tokens.append(token)
+            margins.append(float(top.values[0] - top.values[1]))
+            out = model(input_ids=torch.tensor([[token]]), past_key_values=out.past_key_values,
+                        use_cache=True)
+    return tokens, margins
+
+
+def compare_log_probs(reference: Any, probs: Sequence[float], quant: str) -> dict[str, float]:
+    import numpy as np
+
+    ours = np.asarray(probs, dtype=np.float64)
+    if ours.shape != reference.shape:
+        raise ValueError(f"llama.cpp gave {ours.shape[0]} probabilities, PyTorch {reference.shape[0]}")
+    mask = reference > FLOOR
+    with np.errstate(divide="ignore"):
+        log_ours = np.log(ours)
+    diff = np.abs(log_ours[mask] - reference[mask])
+    order = np.argsort(reference)[::-1]
+    margin = float(reference[order[0]] - reference[order[1]])
+    top1_same = int(np.argmax(ours)) == int(order[0])
+    return {
+        "max_abs_diff": float(diff.max()) if diff.size else math.inf,
+        "compared": int(mask.sum()),
+        "vocab": int(reference.shape[0]),
+        "top1_margin": margin,
+        "top1_same": float(top1_same),
+        "top1_required": float(margin > TOP1_MARGIN.get(quant, 0.1)),
+    }
+
+
+def log_prob_check(name: str, model: Any, runner: Any, prompts: list[tuple[str, list[int]]],
+                   quant: str) -> DeployCheck:
+    tolerance = TOLERANCES[quant]
+    worst = 0.0
+    failures = []
+    compared = 0
+    for label, ids in prompts:
+        stats = compare_log_probs(torch_log_probs(model, ids), runner.next_token_probs(ids), quant)
+        worst = max(worst, stats["max_abs_diff"])
+        compared += int(stats["compared"])
+        if stats["max_abs_diff"] > tolerance:
+            failures.append(f"{label}: max diff {stats['max_abs_diff']:.3g} > {tolerance:g}")
+        if stats["top1_required"] and not stats["top1_same"]:
+            failures.append(f"{label}: top-1 differs (PyTorch margin {stats['top1_margin']:.3g})")
+    detail = (f"{len(prompts)} prompts, {compared} log-probs, max |diff| {worst:.3g} "
+              f"(tolerance {tolerance:g})")
+    if failures:
+        detail += "; " + "; ".join(failures)
+    return DeployCheck(name=name, passed=not failures, detail=detail,
+                       metrics={"max_abs_diff": worst, "tolerance": tolerance, "prompts": len(prompts)})
+
+
+def greedy_check(name: str, model: Any, runner: Any, prompts: list[tuple[str, list[int]]],
+                 n: int = GREEDY_TOKENS) -> DeployCheck:
+    compared = 0
+    failures = []
+    for label, ids in prompts:
+        ref, margins = torch_greedy(model, ids, n)
+        ours = runner.greedy(ids, n)
+        stop = next((i for i, m in enumerate(margins) if m < NEAR_TIE), n)
+        compared += stop
+        if ours[:stop] != ref[:stop]:
+            failures.append(f"{label}: llama.cpp {ours[:stop]} != PyTorch {ref[:stop]}")
+    detail = f"{compared} greedy tokens over {len(prompts)} prompts identical"
+    if failures:
+        detail = "; ".join(failures)
+    return DeployCheck(name=name, passed=not failures, detail=detail,
+                       metrics={"tokens_compared": compared})
+
+
+def tokenizer_check(name: str, tokenizer: Any, runner: Any) -> DeployCheck:
+    texts = ["Hello world, 12345 transactions.", "café  tabs\tand\nnewlines",
+             "<|im_start|>user\nRent 900<|im_end|>"]
+    failures = []
+    for text in texts:
+        ref = tokenizer(text, add_special_tokens=False)["input_ids"]
+        ours = runner.tokenize(text)
+        bos = runner.info.get("bos")
+        if ours and bos is not None and ours[0] == bos and (not ref or ref[0] != bos):
+            ours = ours[1:]
+        if list(ours) != list(ref):
+            failures.append(f"{text!r}: llama.cpp {ours} != HF {ref}")
+    return DeployCheck(name=name, passed=not failures,
+                       detail="; ".join(failures) or f"{len(texts)} texts tokenised identically")
+
+
+def verify_gguf(model_file: Path, torch_model: Any, tokenizer: Any, quant: str,
+                lora: Sequence[Path] = (), label: str = "model") -> list[DeployCheck]:
+    """All checks for one GGUF (with its adapters) against ``torch_model``."""
+    from .runner import LlamaCppRunner
+
+    prompts = default_prompts(tokenizer)
+    context = max(len(ids) for _, ids in prompts) + GREEDY_TOKENS + 8
+    checks = []
+    with LlamaCppRunner(model_file, lora=list(lora), exact=True, context=max(256, context)) as runner:
+        checks.append(tokenizer_check(f"{label}: tokenizer", tokenizer, runner))
+        checks.append(log_prob_check(f"{label} {quant}: next-token log-probs", torch_model, runner,
+                                     prompts, quant))
+        if quant == "f32":
+            checks.append(greedy_check(f"{label} {quant}: greedy {GREEDY_TOKENS} tokens",
+                                       torch_model, runner, prompts))
+    return checks
