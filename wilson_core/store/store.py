@@ -8,6 +8,7 @@ in ``blobs``, addressed by their SHA-256.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import functools
 import hashlib
@@ -208,6 +209,10 @@ class Store:
         self.path = Path(path).expanduser()
         self._local = threading.local()
         self._checkpointer = _Checkpointer(self) if background_checkpoint else None
+        # Threads of one process take turns here rather than in SQLite's busy
+        # handler, which sleeps at least a millisecond before retrying.
+        self._write_lock = threading.Lock()
+        self._busy_s = busy_timeout_ms() / 1000
         self._known_blobs: set[str] = set()
         self._system_hashes: dict[str, str] = {}
         if not self.path.exists():
@@ -278,6 +283,18 @@ class Store:
         self._local.conn = conn
         self._local.pid = os.getpid()
         return conn
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Hold this process's write turn, waiting no longer than the busy timeout."""
+        if not self._write_lock.acquire(timeout=self._busy_s):
+            raise sqlite3.OperationalError(
+                f"database is locked (another thread of this process held it for {self._busy_s:g} s)"
+            )
+        try:
+            yield
+        finally:
+            self._write_lock.release()
 
     def close(self) -> None:
         """Close this thread's connection and stop the background checkpointer."""
@@ -367,31 +384,33 @@ class Store:
             if all(digest in self._known_blobs for _, _, digest in blobs):
                 # The hot path: one statement, atomic on its own; the run row is
                 # created by the ``interactions_create_run`` trigger.
-                conn.execute(_INSERT_INTERACTION, row)
+                with self._writing():
+                    conn.execute(_INSERT_INTERACTION, row)
                 if self._checkpointer is not None:
                     self._checkpointer.note_write()
                 return
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for interaction, row, blobs in prepared:
-                for kind, content, digest in blobs:
-                    self._blob(conn, kind, content, digest)
-                run = (runs or {}).get(interaction.run_id)
-                conn.execute(
-                    _INSERT_RUN,
-                    (
-                        interaction.run_id,
-                        run.call_type if run else interaction.call_type,
-                        run.started_at if run else interaction.created_at,
-                        _dumps(run.metadata) if run and run.metadata else None,
-                    ),
-                )
-                conn.execute(_INSERT_INTERACTION, row)
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
+        with self._writing():
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for interaction, row, blobs in prepared:
+                    for kind, content, digest in blobs:
+                        self._blob(conn, kind, content, digest)
+                    run = (runs or {}).get(interaction.run_id)
+                    conn.execute(
+                        _INSERT_RUN,
+                        (
+                            interaction.run_id,
+                            run.call_type if run else interaction.call_type,
+                            run.started_at if run else interaction.created_at,
+                            _dumps(run.metadata) if run and run.metadata else None,
+                        ),
+                    )
+                    conn.execute(_INSERT_INTERACTION, row)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
         if len(self._known_blobs) > 50_000:  # an app whose prompts never repeat: stay small
             self._known_blobs.clear()
         for _, _, blobs in prepared:
@@ -402,28 +421,29 @@ class Store:
     def write_tool_results(self, results: Sequence[ToolResult]) -> None:
         """Insert tool results (idempotent by id), all or none."""
         conn = self.connection()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for result in results:
-                conn.execute(
-                    _INSERT_TOOL_RESULT,
-                    (
-                        result.id,
-                        result.interaction_id,
-                        result.tool_call_id,
-                        result.name,
-                        _dumps(result.arguments),
-                        result.content,
-                        int(result.is_error),
-                        result.duration_ms,
-                        result.created_at,
-                    ),
-                )
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
+        with self._writing():
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for result in results:
+                    conn.execute(
+                        _INSERT_TOOL_RESULT,
+                        (
+                            result.id,
+                            result.interaction_id,
+                            result.tool_call_id,
+                            result.name,
+                            _dumps(result.arguments),
+                            result.content,
+                            int(result.is_error),
+                            result.duration_ms,
+                            result.created_at,
+                        ),
+                    )
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
 
     def write_tool_result(self, result: ToolResult) -> None:
         self.write_tool_results([result])
@@ -431,7 +451,7 @@ class Store:
     def write_run(self, run: Run) -> None:
         """Insert or update a run (start, end, metadata)."""
         conn = self.connection()
-        with _transaction(conn):
+        with self._writing(), _transaction(conn):
             conn.execute(
                 _INSERT_RUN,
                 (run.id, run.call_type, run.started_at, _dumps(run.metadata) if run.metadata else None),
