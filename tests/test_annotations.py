@@ -283,3 +283,23 @@ def test_full_text_search_indexes_new_interactions_lazily(db):
     assert search.search(store, "rent") == [new]
     assert search.search(store, 'rent" OR (') == []  # typed operators are words, never syntax errors
     assert search.search(store, "ren*") == [new]
+
+
+def test_the_search_migration_upgrades_a_database_of_the_previous_version(tmp_path):
+    path = tmp_path / "old.db"
+    llm = LLM("scripted:x", db=str(path), script=["Your rent is due on the 1st"])
+    interaction_id = llm.chat([{"role": "user", "content": "When is rent due?"}]).interaction_id
+    conn = sqlite3.connect(path)
+    with conn:  # make it a database from before m006
+        conn.execute("DROP TABLE interactions_fts")
+        conn.execute("DROP TABLE search_index_state")
+        conn.execute("DROP INDEX idx_annotations_source_status")
+        conn.execute("DELETE FROM _sqlite_migrations WHERE name = 'm006_create_search_index'")
+    conn.close()
+    from wilson_core.store import sink
+
+    sink.forget_stores()
+    store = open_store(path)
+    assert search.search(store, "rent") == [interaction_id]
+    names = {r[0] for r in store.connection().execute("SELECT name FROM _sqlite_migrations")}
+    assert "m006_create_search_index" in names
