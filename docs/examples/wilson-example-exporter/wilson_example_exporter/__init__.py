@@ -1,0 +1,1 @@
+"""An example Wilson plugin: an Alpaca exporter and a redaction rule."""
