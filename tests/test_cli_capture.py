@@ -155,3 +155,10 @@ print([m for m in {HEAVY!r} + ("pandas", "sqlite_utils.cli") if m in sys.modules
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split("\n")[:2] == ["[]", "[]"], out.stdout
+
+
+def test_show_json_of_a_one_call_run_is_still_a_list(db):
+    runs = json.loads(wilson("runs", "--json", db=db.path).stdout)
+    single = next(r for r in runs if r["calls"] == 1)
+    data = json.loads(wilson("show", single["id"], "--json", db=db.path).stdout)
+    assert isinstance(data, list) and data[0]["call_type"] == "summarize"

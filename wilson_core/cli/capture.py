@@ -46,14 +46,16 @@ def runs_command(ctx: click.Context, limit: int, as_json: bool) -> None:
 @json_option
 @click.pass_context
 def show_command(ctx: click.Context, id: str, as_json: bool) -> None:
-    """Show one interaction (or every call of a run) in full."""
+    """Show one interaction in full, or every call of a run given its id (--json: a list)."""
     from wilson_core import converter
     from wilson_core.errors import NotFound
 
     store = open_db(ctx)
+    is_run = False
     try:
         interactions = [store.get_interaction(id)]
     except NotFound:
+        is_run = True
         interactions = store.run_interactions(id)
         if not interactions:
             raise NotFound(f"no interaction or run with id {id!r} in {store.path}") from None
@@ -63,7 +65,7 @@ def show_command(ctx: click.Context, id: str, as_json: bool) -> None:
         item["tool_results"] = converter.unstructure(store.tool_results(interaction.id))
         data.append(item)
     if as_json:
-        echo_json(data if len(data) > 1 else data[0])
+        echo_json(data if is_run else data[0])  # a run is always a list, even of one call
         return
     for item in data:
         click.secho(
