@@ -15,7 +15,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 @pytest.fixture(scope="session", autouse=True)
 def _one_thread():
-    import torch
+    import torch  # noqa: TID251
 
     torch.set_num_threads(1)
 
@@ -36,11 +36,12 @@ def tiny_model(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory) -> Path:
     """sft / dpo / kto files in TRL's documented shapes (a small categorisation set)."""
-    from wilson_train.corpus import CATEGORIES, categorisation_conversations
+    from wilson_train.corpus import CATEGORIES, categorisation_conversations, tool_conversations
 
     folder = tmp_path_factory.mktemp("data")
     conversations = categorisation_conversations(16, seed=11)
     write_jsonl(folder / "sft.jsonl", [{"messages": c} for c in conversations])
+    write_jsonl(folder / "tools.jsonl", tool_conversations(8, seed=13))
     write_jsonl(folder / "eval.jsonl", [{"messages": c} for c in categorisation_conversations(6, seed=12)])
     rng = random.Random(3)
     dpo, kto = [], []
@@ -70,11 +71,13 @@ def make_config():
 
 @pytest.fixture(scope="session")
 def sft_run(tiny_model, data_dir, tmp_path_factory) -> Path:
-    """A finished lora-sft run on the tiny model (shared by reload, provider and eval tests)."""
+    """A finished lora-sft run of the tiny model on 8 tool-calling conversations, evaluated on the
+    same set (a small overfit set); shared by reload, provider and eval tests."""
     from wilson_train.trainers import LoraSFTTrainer
 
     out = tmp_path_factory.mktemp("runs") / "sft"
-    config = _train_config(trainer="lora-sft", data=str(data_dir / "sft.jsonl"), base=str(tiny_model),
-                          out=str(out), max_steps=16, lr=2e-3, eval_data=str(data_dir / "eval.jsonl"))
+    data = str(data_dir / "tools.jsonl")
+    config = _train_config(trainer="lora-sft", data=data, base=str(tiny_model), out=str(out),
+                           max_steps=16, lr=5e-3, max_length=512, eval_data=data)
     LoraSFTTrainer().train(config)
     return out

@@ -88,8 +88,9 @@ def test_tools_with_different_parameters_reach_the_template_unchanged(tokenizer)
 
 
 def test_a_template_that_is_not_incremental_is_refused_with_advice(tokenizer):
-    from wilson_core.interfaces import TrainError
     from wilson_train.data import encode_conversation
+
+    from wilson_core.interfaces import TrainError
 
     odd = type(tokenizer).from_pretrained(tokenizer.name_or_path)
     odd.chat_template = "{% for m in messages %}{{ m.role }}:{{ m.content }}|{% endfor %}{{ messages | length }}"

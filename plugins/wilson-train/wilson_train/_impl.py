@@ -255,12 +255,16 @@ def run(kind: str, config: TrainConfig) -> TrainReport:
 
     trainer.remove_callback(ProgressCallback)
     trainer.add_callback(summary)
+    before: dict[str, Any] = {}
+    if eval_ds is not None and resume_from is None:
+        before = trainer.evaluate()
     result = trainer.train(resume_from_checkpoint=resume_from)
     train_seconds = getattr(interrupt, "seconds", None) or result.metrics.get("train_runtime", 0.0)
     metrics = _metrics(trainer, result, kind, tokens_per_epoch, train_seconds, len(train_ds), dropped)
     if eval_ds is not None and not interrupt.requested:
         evaluation = trainer.evaluate()
         metrics.update({k: v for k, v in evaluation.items() if isinstance(v, (int, float))})
+        metrics.update({f"{k}_before": v for k, v in before.items() if k in ("eval_loss", "eval_rewards/accuracies", "eval_rewards/margins")})
     report = _write_outputs(trainer, tokenizer, spec, config, out, metrics, targets, interrupt.requested)
     metrics["wall_seconds"] = round(time.perf_counter() - started, 3)
     metrics["peak_rss_mb"] = round(_peak_rss_mb(), 1)
