@@ -30,6 +30,9 @@ ARTIFACTS = Path(
     os.environ.get("WILSON_TEST_ARTIFACTS", Path(__file__).resolve().parents[3] / "test-artifacts")
 ) / "dashboard"
 
+#: what the next window.prompt() dialogs answer (otherwise they are dismissed).
+DIALOG_ANSWERS: list[str] = []
+
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian chromium at /usr/bin/chromium"),
@@ -47,7 +50,7 @@ def page(served):
         tab = context.new_page()
         errors: list[str] = []
         tab.on("pageerror", lambda exc: errors.append(str(exc)))
-        tab.on("dialog", lambda dialog: dialog.dismiss())
+        tab.on("dialog", lambda dialog: dialog.accept(DIALOG_ANSWERS.pop(0)) if DIALOG_ANSWERS else dialog.dismiss())
         tab.goto(served.login_url)
         tab.wait_for_selector("#rows tr.current")
         tab.wait_for_function("document.getElementById('stat-total').textContent !== '-'")
@@ -201,3 +204,71 @@ def test_the_training_tab_shows_labels_judge_proposals_and_linked_tool_results(s
     page.keyboard.press("a")  # accept the judge's proposal from the keyboard
     settle(page)
     assert annotations.current(store, ids["tool_call"], source="judge", annotator="judge:scripted:judge-model").status == "accepted"
+
+
+def test_bulk_rating_tagging_judge_decisions_and_regenerate_from_the_keyboard(served, page):
+    ids = served.ids
+    store = served.store
+    verdict = json.dumps({"scores": {"correctness": 3, "helpfulness": 3, "tool_use": 3, "clarity": 3}})
+    from wilson_core import judge
+
+    judge.judge(store, "scripted:judge", ids=[ids["q1"], ids["q2"], ids["q3"]], provider_options={"script": [verdict] * 3})
+    page.goto(f"{served.base}/?call_type=agent&model=wilson-small&judge=proposed")
+    page.wait_for_function("document.querySelectorAll('#rows tr').length === 3")
+    shown = rows_shown(page)
+    assert set(shown) == {ids["q1"], ids["q2"], ids["q3"]}
+
+    # select two rows with x, rate them both with one key, then tag them from the bulk bar
+    page.keyboard.press("x")
+    page.keyboard.press("j")
+    page.keyboard.press("x")
+    settle(page)
+    assert page.inner_text("#bulk-count") == "2"
+    page.keyboard.press("3")
+    settle(page)
+    assert [annotations.current(store, i).rating for i in shown[:2]] == [3, 3]
+    assert annotations.current(store, shown[2]) is None
+    page.keyboard.press("x")
+    page.keyboard.press("k")
+    page.keyboard.press("x")
+    settle(page)
+    page.fill("#bulk-tag", "needs-numbers")
+    page.click("#bulk-tag-button")
+    settle(page)
+    assert [annotations.current(store, i).tags for i in shown[:2]] == [("needs-numbers",)] * 2
+
+    # judge proposals: accept two at once, reject the third with one key
+    page.keyboard.press("x")
+    page.keyboard.press("j")
+    page.keyboard.press("x")
+    settle(page)
+    page.keyboard.press("a")
+    settle(page)
+    page.keyboard.press("j")
+    page.keyboard.press("d")
+    settle(page)
+    statuses = {
+        r[0]: r[1]
+        for r in store.connection().execute(
+            "SELECT interaction_id, status FROM current_annotations WHERE source = 'judge'"
+        )
+    }
+    assert statuses == {shown[0]: "accepted", shown[1]: "accepted", shown[2]: "rejected"}
+
+    # regenerate: ask another provider for an answer to the same context, keep it
+    DIALOG_ANSWERS.append("scripted:wilson-large")  # the provider the page asks for
+    original = current_id(page)
+    page.keyboard.press("g")
+    page.wait_for_selector("#compare:not([hidden])")
+    page.keyboard.press("r")  # the right one (the new answer) is better
+    page.wait_for_selector("#compare", state="hidden")
+    settle(page)
+    new_id, new_run, new_model, new_context = store.connection().execute(
+        "SELECT id, run_id, model, context_hash FROM interactions WHERE id NOT IN (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "AND call_type = 'agent'",
+        [i for k, i in ids.items() if k != "run"],
+    ).fetchone()
+    old = store.connection().execute("SELECT run_id, context_hash FROM interactions WHERE id = ?", (original,)).fetchone()
+    assert (new_model, new_run, new_context) == ("wilson-large", old[0], old[1])
+    pair = store.connection().execute("SELECT chosen_id, rejected_id FROM pairs").fetchone()
+    assert tuple(pair) == (new_id, original)
