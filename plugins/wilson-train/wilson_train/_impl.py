@@ -266,6 +266,7 @@ def run(kind: str, config: TrainConfig) -> TrainReport:
         metrics.update({k: v for k, v in evaluation.items() if isinstance(v, (int, float))})
         metrics.update({f"{k}_before": v for k, v in before.items() if k in ("eval_loss", "eval_rewards/accuracies", "eval_rewards/margins")})
     report = _write_outputs(trainer, tokenizer, spec, config, out, metrics, targets, interrupt.requested)
+    metrics["interrupted"] = interrupt.requested
     metrics["wall_seconds"] = round(time.perf_counter() - started, 3)
     metrics["peak_rss_mb"] = round(_peak_rss_mb(), 1)
     if torch.cuda.is_available():
