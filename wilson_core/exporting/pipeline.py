@@ -347,7 +347,7 @@ def eval_runs(conn: sqlite3.Connection, options: ExportOptions) -> frozenset[str
     """The runs that go to the eval file: a seeded random ``eval_split`` fraction of the selected runs."""
     if not options.eval_split:
         return frozenset()
-    where, params = where_clause(options, rating=False)
+    where, params = where_clause(options, rating=options.granularity != "run")
     sql = f"SELECT DISTINCT i.run_id FROM {FROM} WHERE {where} ORDER BY i.run_id"
     runs = [row[0] for row in conn.execute(sql, params)]
     if len(runs) < 2:
