@@ -24,6 +24,8 @@ EXIT_NOTHING_MATCHED = 3
 
 #: pyproject keys that are lists (repeatable flags) and their parameter names.
 _MULTI = {"call_type": "call_types", "model": "models", "provider": "providers", "tag": "tags"}
+#: other pyproject keys whose parameter has another name.
+_ALIASES = {**_MULTI, "option": "exporter_options", "options": "exporter_options"}
 
 
 def register(cli: click.Group) -> None:
@@ -105,6 +107,8 @@ def _format_command(name: str) -> click.Command:
     @click.option("--kto-desirable", type=click.IntRange(1, 5), default=4, show_default=True)
     @click.option("--kto-undesirable", type=click.IntRange(1, 5), default=2, show_default=True)
     @click.option("--harvest-pairs/--no-harvest-pairs", default=True, help="DPO: pair high and low rated answers to one context.")
+    @click.option("--option", "exporter_options", multiple=True, metavar="KEY=VALUE",
+                  help="An option for the exporter (repeatable; VALUE is JSON or text).")
     @click.option("--count", "count_only", is_flag=True, help="Only print how many lines would be written.")
     @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
     @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
@@ -118,13 +122,13 @@ def _format_command(name: str) -> click.Command:
 
 def _merge_config(ctx: click.Context, values: dict[str, Any]) -> dict[str, Any]:
     config = read_config()
-    known = set(values) | set(_MULTI)
+    known = set(values) | set(_ALIASES)
     unknown = sorted(set(config) - known - {"format"})
     if unknown:
         raise WilsonError(f"pyproject.toml [tool.wilson.export]: unknown keys {', '.join(unknown)}")
     merged = dict(values)
     for key, value in config.items():
-        param = _MULTI.get(key, key)
+        param = _ALIASES.get(key, key)
         if param == "format" or param not in values:
             continue
         if ctx.get_parameter_source(param) in (ParameterSource.DEFAULT, None):
@@ -142,6 +146,7 @@ def _export(ctx: click.Context, name: str, values: dict[str, Any]) -> None:
     quiet = values.pop("quiet")
     as_json = values.pop("as_json")
     out = values.pop("out")
+    values["exporter_options"] = _parse_options(values.get("exporter_options") or ())
     options = ExportOptions(format=name, **values)
     load_exporter(options)  # unknown format: fail before opening the database
     store = open_db(ctx)
@@ -175,6 +180,24 @@ def _export(ctx: click.Context, name: str, values: dict[str, Any]) -> None:
             "no examples matched the filters: wrote an empty file and a manifest saying 0 "
             f"(exit code {EXIT_NOTHING_MATCHED})"
         )
+
+
+def _parse_options(pairs: Any) -> dict[str, Any]:
+    """``KEY=VALUE`` strings (or a table from pyproject.toml) as exporter options."""
+    import json
+
+    if isinstance(pairs, dict):
+        return dict(pairs)
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = str(pair).partition("=")
+        if not sep or not key.strip():
+            raise WilsonError(f"--option {pair!r}: expected KEY=VALUE")
+        try:
+            options[key.strip().replace("-", "_")] = json.loads(value)
+        except ValueError:
+            options[key.strip().replace("-", "_")] = value
+    return options
 
 
 def _interrupt(signum: int, frame: Any) -> None:

@@ -470,7 +470,7 @@ def run_export(
     ids_files = {split: tempfile.TemporaryFile("w+", encoding="utf-8") for split in files}
     bar = None
     try:
-        if progress:
+        if progress and sys.stderr.isatty():  # the total costs a count query: only for a person
             from tqdm import tqdm
 
             total = count_selected(store, options)

@@ -53,3 +53,12 @@ def test_validate_checks_alpaca_lines(tmp_path, capsys):
     path.write_text('{"instruction": "a", "input": "", "output": "b"}\n{"instruction": 1}\n')
     assert main(["export", "validate", str(path), "--format", "alpaca"]) == 1
     assert "line 2: instruction must be text" in capsys.readouterr().err
+
+
+def test_exporter_options_reach_the_exporter(tmp_path, capsys):
+    store = make_store(tmp_path / "w.db")
+    out = tmp_path / "alpaca.jsonl"
+    code = main(["--db", str(store.path), "export", "alpaca", "--out", str(out), "-q",
+                 "--option", "include_system=false"])
+    assert code == 0, capsys.readouterr().err
+    assert json.loads(out.read_text())["input"] == ""
