@@ -139,9 +139,21 @@ def load_model(spec: BaseSpec, *, dtype: Any = None, quantization_config: Any = 
     if device_map is not None:
         kwargs["device_map"] = device_map
     try:
-        return AutoModelForCausalLM.from_pretrained(spec.location, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(spec.location, **kwargs)
     except OSError as exc:
         raise TrainError(f"--base {spec.name}: cannot load the model ({exc})") from None
+    if spec.gguf_file:
+        forget_gguf_quantization(model)
+    return model
+
+
+def forget_gguf_quantization(model: Any) -> None:
+    """A GGUF model is de-quantised to plain float weights on load, but transformers still
+    marks it as quantised (which blocks training and would be saved into the merged config)."""
+    model.hf_quantizer = None
+    model.is_quantized = False
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
 
 
 def default_targets(model: Any) -> list[str]:
