@@ -121,3 +121,28 @@ def test_a_card_number_that_fails_luhn_is_not_a_card():
 
 def test_key_value_secrets_are_replaced_but_the_key_name_stays():
     assert redact('api_key="abcd1234efgh5678" password: hunter22!') == 'api_key="<API_KEY_1>" password: <API_KEY_2>'
+
+
+def test_every_side_of_a_pair_and_tool_results_are_redacted_with_one_numbering():
+    redactor = Redactor(builtin_rules())
+    example = Example(
+        kind="pair",
+        prompt=[{"role": "user", "content": "mail ann@bank.example"},
+                {"role": "tool", "name": "lookup", "content": "IBAN DE89370400440532013000", "tool_call_id": "t"}],
+        completion=[{"role": "assistant", "content": "Sent to ann@bank.example"}],
+        rejected=[{"role": "assistant", "content": "Sent to bob@bank.example from DE89370400440532013000"}],
+    )
+    out = redactor.example(example)
+    assert out.prompt[1]["content"] == "IBAN <IBAN_1>"
+    assert out.completion[0]["content"] == "Sent to <EMAIL_1>"
+    assert out.rejected[0]["content"] == "Sent to <EMAIL_2> from <IBAN_1>"
+
+
+def test_long_repeated_texts_are_redacted_the_same_every_time():
+    redactor = Redactor(builtin_rules())
+    system = "Contact support@bank.example for help. " * 5
+    for _ in range(3):
+        out = redactor.example(Example(kind="answer", prompt=[{"role": "system", "content": system}],
+                                       completion=[{"role": "assistant", "content": "ok"}]))
+        assert out.prompt[0]["content"] == system.replace("support@bank.example", "<EMAIL_1>")
+    assert redactor.report()["replaced"] == {"EMAIL": 15}

@@ -33,13 +33,20 @@ class RedactionRule(Protocol):
 class PatternRule:
     """A regular expression; ``group`` picks the part to replace; ``check`` vets each match."""
 
-    def __init__(self, name: str, pattern: str, *, group: int = 0, check: Any = None, flags: int = 0):
+    def __init__(
+        self, name: str, pattern: str, *, group: int = 0, check: Any = None, flags: int = 0,
+        hint: Any = None,
+    ):
         self.name = name
         self.regex = re.compile(pattern, flags)
         self.group = group
         self.check = check
+        #: a cheap test that is false for text the pattern cannot match (skips the scan)
+        self.hint = hint
 
     def find(self, text: str) -> Iterator[tuple[int, int]]:
+        if self.hint is not None and not self.hint(text):
+            return
         for match in self.regex.finditer(text):
             value = match.group(self.group)
             if value and (self.check is None or self.check(value)):
@@ -77,6 +84,15 @@ def iban_valid(value: str) -> bool:
     return number % 97 == 1
 
 
+_HAS_DIGIT = re.compile(r"\d").search
+_KEY_PREFIXES = ("sk-", "sk_", "pk_", "rk_", "AKIA", "gh", "xox", "AIza", "hf_", "eyJ")
+_KEY_WORDS = re.compile(r"(?i)key|secret|token|passw").search
+
+
+def _has_key_prefix(text: str) -> bool:
+    return any(prefix in text for prefix in _KEY_PREFIXES)
+
+
 def _phone_digits_ok(value: str) -> bool:
     return 7 <= sum(c.isdigit() for c in value) <= 15
 
@@ -98,32 +114,42 @@ _KEY_PATTERNS = "|".join(
 def builtin_rules() -> list[PatternRule]:
     """The rules every redacting export applies, in priority order."""
     return [
-        PatternRule("BEARER_TOKEN", r"(?i)\bbearer\s+([A-Za-z0-9._~+/=-]{12,})", group=1),
-        PatternRule("API_KEY", _KEY_PATTERNS),
+        PatternRule(
+            "BEARER_TOKEN", r"(?i)\bbearer\s+([A-Za-z0-9._~+/=-]{12,})", group=1,
+            hint=re.compile(r"(?i)bearer").search,
+        ),
+        PatternRule("API_KEY", _KEY_PATTERNS, hint=_has_key_prefix),
         PatternRule(
             "API_KEY",
             r"(?i)\b(?:api[_-]?key|secret|access[_-]?token|auth[_-]?token|password|passwd)"
             r"[\"']?\s*[:=]\s*[\"']?([A-Za-z0-9._~+/=!@#$%^&*-]{8,})",
             group=1,
+            hint=_KEY_WORDS,
         ),
-        PatternRule("EMAIL", r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"),
+        PatternRule(
+            "EMAIL", r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}",
+            hint=lambda text: "@" in text,
+        ),
         PatternRule(
             "IBAN",
             r"\b[A-Z]{2}\d{2}(?:[A-Z0-9]{11,30}|(?: [A-Z0-9]{4}){2,7}(?: [A-Z0-9]{1,4})?)\b",
             check=iban_valid,
+            hint=_HAS_DIGIT,
         ),
-        PatternRule("CARD", r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])", check=luhn_valid),
+        PatternRule("CARD", r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])", check=luhn_valid, hint=_HAS_DIGIT),
         PatternRule(
             "ACCOUNT",
             r"(?i)\b(?:account|acct|a/c|routing|sort[ ]code|bsb)(?:[ ]?(?:number|no\.?|num|#))?"
             r"[\s:#.]{0,4}(\d(?:[ -]?\d){3,19})",
             group=1,
+            hint=_HAS_DIGIT,
         ),
         PatternRule(
             "PHONE",
             r"(?<![\w+])(?:\+\d{1,3}[ .-]?(?:\(\d{1,4}\)[ .-]?)?\d{1,4}(?:[ .-]?\d{2,4}){1,4}"
             r"|\(\d{3}\)[ .-]?\d{3}[ .-]\d{4}|\b\d{3}[.-]\d{3}[.-]\d{4})(?!\w)",
             check=_phone_digits_ok,
+            hint=_HAS_DIGIT,
         ),
     ]
 
@@ -137,6 +163,7 @@ class Redactor:
         self.examples_changed = 0
         self._values: dict[tuple[str, str], str] = {}
         self._numbers: Counter[str] = Counter()
+        self._cache: dict[str, list[tuple[int, int, str]]] = {}
 
     @classmethod
     def with_plugins(cls) -> Redactor:
@@ -151,6 +178,17 @@ class Redactor:
     # -- one text ----------------------------------------------------------
 
     def _spans(self, value: str) -> list[tuple[int, int, str]]:
+        """Non-overlapping matches (cached for long texts that repeat, such as system prompts)."""
+        if len(value) < 64:
+            return self._find_spans(value)
+        spans = self._cache.get(value)
+        if spans is None:
+            if len(self._cache) >= 1024:
+                self._cache.clear()
+            spans = self._cache[value] = self._find_spans(value)
+        return spans
+
+    def _find_spans(self, value: str) -> list[tuple[int, int, str]]:
         """Non-overlapping matches, leftmost first; the longer (then the earlier rule) wins."""
         found: list[tuple[int, int, int, str]] = []
         for priority, rule in enumerate(self.rules):
