@@ -90,8 +90,7 @@ def test_a_corrected_answer_replaces_the_original_and_unicode_survives(sample, t
         "messages": [
             {"role": "user", "content": samples.UNICODE_PROMPT},
             {"role": "assistant", "content": samples.CORRECTION},
-        ],
-        "tools": [],
+        ]
     }
     assert samples.UNICODE_PROMPT in (tmp_path / "out.jsonl").read_text(encoding="utf-8")
 
@@ -112,13 +111,11 @@ def test_dpo_pairs_come_from_explicit_pairs_and_corrections(sample, tmp_path):
             "prompt": [SYSTEM, {"role": "user", "content": samples.SUMMARY_PROMPT}],
             "chosen": [{"role": "assistant", "content": "You spent 640 EUR, mostly on rent and groceries."}],
             "rejected": [{"role": "assistant", "content": "Spending happened."}],
-            "tools": [],
         },
         {
             "prompt": [{"role": "user", "content": samples.UNICODE_PROMPT}],
             "chosen": [{"role": "assistant", "content": samples.CORRECTION}],
             "rejected": [{"role": "assistant", "content": "Dining"}],
-            "tools": [],
         },
     ]
     assert manifest["counts"]["by_origin"] == {"correction": 1, "pair:human": 1}
@@ -179,6 +176,16 @@ def test_openai_chat_has_string_arguments_and_no_empty_tools(sample, tmp_path):
     assert rows[0]["messages"][2]["content"] is None
     assert {"role": "tool", "content": "1,234.56 EUR", "tool_call_id": "call_balance_2"} in rows[2]["messages"]
     assert "tools" not in rows[3] and rows[0]["tools"] == samples.TOOLS
+
+
+def test_lines_without_tools_have_no_tools_key(sample, tmp_path):
+    """TRL hands a line's tools to the chat template as they are; [] makes some templates
+    render their tool preamble, a missing key loads as None."""
+    store, _ = sample
+    for fmt in ("sft", "dpo", "kto"):
+        rows, _ = export(store, tmp_path, name=f"{fmt}.jsonl", format=fmt)
+        assert all(row.get("tools", "absent") in ("absent", samples.TOOLS) for row in rows)
+        assert any("tools" not in row for row in rows)
 
 
 # -- per-run granularity -----------------------------------------------------------

@@ -61,9 +61,10 @@ def test_loaded_rows_render_exactly_like_the_written_lines(sample, tiny_model, t
     loaded = load(tmp_path / "sft.jsonl")
     assert len(loaded) == len(raw) == 7
     for row, line in zip(loaded, raw, strict=True):
-        assert row["messages"] == line["messages"] and row["tools"] == line["tools"]
-        assert tokenizer.apply_chat_template(row["messages"], tools=row["tools"] or None, tokenize=False) == \
-            tokenizer.apply_chat_template(line["messages"], tools=line["tools"] or None, tokenize=False)
+        assert row["messages"] == line["messages"] and row["tools"] == line.get("tools")
+        # what TRL's trainers do with a row: tools go to the template as they are
+        assert tokenizer.apply_chat_template(row["messages"], tools=row["tools"], tokenize=False) == \
+            tokenizer.apply_chat_template(line["messages"], tools=line.get("tools"), tokenize=False)
 
 
 def test_sft_trainer_trains_on_the_sft_export_with_assistant_only_loss(sample, tiny_model, tmp_path):

@@ -36,9 +36,9 @@ def test_bad_lines_are_reported_with_their_numbers(sample, tiny_model, tmp_path,
     broken = [
         good[0],
         "{not json",
-        json.dumps({"messages": [{"role": "user", "content": "hi"}], "tools": []}),
+        json.dumps({"messages": [{"role": "user", "content": "hi"}]}),
         json.dumps({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "tool_calls": [
-            {"type": "function", "function": {"name": "f", "arguments": "{\"a\": 1}"}}]}], "tools": []}),
+            {"type": "function", "function": {"name": "f", "arguments": "{\"a\": 1}"}}]}]}),
     ]
     out.write_text("\n".join(broken) + "\n")
     code, stdout, err = run_cli(capsys, "export", "validate", out, "--tokenizer", tiny_model, "--json")
@@ -87,7 +87,7 @@ def test_export_max_tokens_counts_with_the_tokenizer_chat_template(sample, tiny_
     store, _ = sample
     full = run_export(store, ExportOptions(format="sft"), tmp_path / "all.jsonl")
     lengths = [
-        len(tokenizer.apply_chat_template(row["messages"], tools=row["tools"] or None, tokenize=True,
+        len(tokenizer.apply_chat_template(row["messages"], tools=row.get("tools"), tokenize=True,
                                           return_dict=True)["input_ids"])
         for row in map(json.loads, (tmp_path / "all.jsonl").read_text().splitlines())
     ]

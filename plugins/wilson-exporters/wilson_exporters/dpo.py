@@ -25,7 +25,7 @@ class DPOExporter(Exporter):
             "prompt": list(example.prompt),
             "chosen": list(example.completion),
             "rejected": list(example.rejected),
-            "tools": list(example.tools),
+            **({"tools": list(example.tools)} if example.tools else {}),
         }
 
     def check(self, record: Mapping[str, Any]) -> list[str]:

@@ -26,7 +26,7 @@ class KTOExporter(Exporter):
             "prompt": list(example.prompt),
             "completion": list(example.completion),
             "label": bool(example.label),
-            "tools": list(example.tools),
+            **({"tools": list(example.tools)} if example.tools else {}),
         }
 
     def check(self, record: Mapping[str, Any]) -> list[str]:

@@ -4,8 +4,9 @@ One line per example: ``{"messages": [...], "tools": [...]}``.  ``messages``
 holds the conversation in the order the model saw and produced it; assistant
 tool calls are ``{"id", "type": "function", "function": {"name", "arguments":
 {...}}}`` and tool results ``{"role": "tool", "name", "content",
-"tool_call_id"}``.  ``tools`` is always present (``[]`` when the call offered
-none; TRL treats an empty list as no tools).
+"tool_call_id"}``.  ``tools`` is left out when the call offered none: TRL passes
+a line's ``tools`` straight to the chat template, and some templates (Llama 3)
+render their tool preamble for an empty list; a missing key loads as ``None``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,10 @@ class SFTExporter(Exporter):
     needs = "answers"
 
     def record(self, example: Any) -> dict[str, Any] | None:
-        return {"messages": example.messages, "tools": list(example.tools)}
+        record: dict[str, Any] = {"messages": example.messages}
+        if example.tools:
+            record["tools"] = list(example.tools)
+        return record
 
     def check(self, record: Mapping[str, Any]) -> list[str]:
         if not isinstance(record, Mapping):
