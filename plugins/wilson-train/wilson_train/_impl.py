@@ -91,8 +91,6 @@ class _Callbacks:
                 self.previous: Any = None
 
             def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-                self.started = time.perf_counter()
-
                 def handler(signum: int, frame: Any) -> None:
                     if self.requested:
                         signal.signal(signal.SIGINT, self.previous or signal.default_int_handler)
@@ -111,7 +109,6 @@ class _Callbacks:
                     control.should_training_stop = True
 
             def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-                self.seconds = time.perf_counter() - self.started
                 if self.previous is not None:
                     signal.signal(signal.SIGINT, self.previous)
 
@@ -258,8 +255,9 @@ def run(kind: str, config: TrainConfig) -> TrainReport:
     before: dict[str, Any] = {}
     if eval_ds is not None and resume_from is None:
         before = trainer.evaluate()
+    train_started = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=resume_from)
-    train_seconds = getattr(interrupt, "seconds", None) or result.metrics.get("train_runtime", 0.0)
+    train_seconds = time.perf_counter() - train_started
     metrics = _metrics(trainer, result, kind, tokens_per_epoch, train_seconds, len(train_ds), dropped)
     if eval_ds is not None and not interrupt.requested:
         evaluation = trainer.evaluate()

@@ -1,0 +1,179 @@
+"""Benchmark: ``wilson train lora-sft`` against a plain TRL script, same model, data and settings.
+
+    .venv/bin/python bench/bench_train.py                 # tiny Llama on CPU (2 threads)
+    .venv/bin/python bench/bench_train.py --size 0.5b     # random ~0.5B Qwen2 in bf16 (GPU)
+
+Both sides run in fresh subprocesses, alternating, ``--repeats`` times each; the
+median training throughput (trained tokens / training seconds) is compared.
+Wilson's wrapping (cheap checks, its own tokenisation, callbacks, metrics) must
+cost nothing: the target is a ratio >= 0.95.  Peak memory (RSS; GPU peak when on
+CUDA) is reported for each side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+# One training run of plain TRL (what a user would write without Wilson).
+PLAIN_TRL = r"""
+import json, resource, sys, time
+import torch
+from datasets import Dataset
+from peft import LoraConfig
+from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
+from trl import SFTConfig, SFTTrainer
+
+args = json.loads(sys.argv[1])
+torch.set_num_threads(args["threads"])
+cuda = torch.cuda.is_available()
+bf16 = cuda and torch.cuda.is_bf16_supported()
+tokenizer = PreTrainedTokenizerFast.from_pretrained(args["base"])
+model = AutoModelForCausalLM.from_pretrained(args["base"], dtype=torch.bfloat16 if bf16 else torch.float32)
+rows = [json.loads(line) for line in open(args["data"])]
+dataset = Dataset.from_list(rows)
+config = SFTConfig(
+    output_dir=args["out"], max_steps=args["steps"], learning_rate=2e-4, lr_scheduler_type="cosine",
+    warmup_steps=0.1, per_device_train_batch_size=args["batch"], gradient_accumulation_steps=1,
+    logging_steps=10, save_strategy="no", report_to="none", use_cpu=not cuda, bf16=bf16, fp16=False,
+    gradient_checkpointing=cuda, max_length=args["max_length"], assistant_only_loss=True, seed=0,
+    dataloader_num_workers=0,
+)
+peft_config = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
+                         task_type="CAUSAL_LM")
+trainer = SFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config)
+lengths = [len(ids) for ids in trainer.train_dataset["input_ids"]]
+start = time.perf_counter()
+result = trainer.train()
+seconds = time.perf_counter() - start
+examples = min(args["steps"] * args["batch"], 10**12)
+tokens = sum(lengths) * examples / len(lengths)
+out = {"tokens_per_s": tokens / seconds, "train_seconds": seconds,
+       "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+       "train_loss": result.metrics["train_loss"]}
+if cuda:
+    out["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
+print("RESULT " + json.dumps(out))
+"""
+
+# The same run through Wilson's trainer driver (what `wilson train lora-sft` calls).
+WILSON = r"""
+import json, sys
+import torch
+from wilson_core.training import build_config
+from wilson_train.trainers import LoraSFTTrainer
+
+args = json.loads(sys.argv[1])
+torch.set_num_threads(args["threads"])
+config = build_config("lora-sft", {}, {
+    "data": args["data"], "base": args["base"], "out": args["out"], "force": True, "max_steps": args["steps"],
+    "batch_size": args["batch"], "max_length": args["max_length"], "logging_steps": 10, "save_steps": 10**6,
+    "merge": False, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"],
+})
+report = LoraSFTTrainer().train(config)
+m = report.metrics
+out = {"tokens_per_s": m["tokens_per_s"], "train_seconds": m["train_seconds"], "peak_rss_mb": m["peak_rss_mb"],
+       "train_loss": m["train_loss"]}
+if "peak_gpu_mb" in m:
+    out["peak_gpu_mb"] = m["peak_gpu_mb"]
+print("RESULT " + json.dumps(out))
+"""
+
+
+def run_child(code: str, args: dict) -> dict:
+    env = {**os.environ, "OMP_NUM_THREADS": str(args["threads"]), "TOKENIZERS_PARALLELISM": "false"}
+    result = subprocess.run([sys.executable, "-c", code, json.dumps(args)], capture_output=True, text=True, env=env)
+    for line in result.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[7:])
+    raise SystemExit(f"child failed ({result.returncode}):\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}")
+
+
+def build_base(folder: Path, size: str) -> Path:
+    from wilson_train.tiny import build_tiny_model
+
+    if size == "tiny":
+        return build_tiny_model(folder / "base", arch="llama", pretrain_steps=30)
+    # a randomly initialised Qwen2 of Qwen2.5-0.5B's shape (its 151,936-row vocabulary included)
+    path = build_tiny_model(folder / "base-small", arch="qwen2")
+    import torch  # noqa: TID251
+    from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast, Qwen2Config
+    from wilson_train.saving import save_model_folder
+
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(path)
+    config = Qwen2Config(vocab_size=151936, hidden_size=896, num_hidden_layers=24, num_attention_heads=14,
+                         num_key_value_heads=2, intermediate_size=4864, max_position_embeddings=4096,
+                         tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id,
+                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+    print(f"random Qwen2: {sum(p.numel() for p in model.parameters()) / 1e6:.0f}M parameters")
+    return save_model_folder(model, tokenizer, folder / "base-0.5b")
+
+
+def write_data(path: Path, n: int) -> Path:
+    from wilson_train.corpus import categorisation_conversations, tool_conversations
+
+    rows = [{"messages": c} for c in categorisation_conversations(n, seed=1)]
+    # tool conversations without the tools list: plain TRL would feed them through Arrow's struct union
+    rows += [{"messages": c["messages"]} for c in tool_conversations(n // 4, seed=2)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", choices=["tiny", "0.5b"], default="tiny")
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--max-length", type=int, default=512)
+    options = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        base = build_base(folder, options.size)
+        data = write_data(folder / "train.jsonl", 64)
+        results: dict[str, list[dict]] = {"wilson": [], "trl": []}
+        started = time.perf_counter()
+        for repeat in range(options.repeats):
+            order = [("wilson", WILSON), ("trl", PLAIN_TRL)]
+            if repeat % 2:
+                order.reverse()
+            for name, code in order:
+                args = {"base": str(base), "data": str(data), "out": str(folder / f"{name}-{repeat}"),
+                        "steps": options.steps, "batch": options.batch, "threads": options.threads,
+                        "max_length": options.max_length}
+                result = run_child(code, args)
+                results[name].append(result)
+                print(f"  {name:<6} run {repeat + 1}: {result['tokens_per_s']:8.1f} tokens/s, "
+                      f"{result['train_seconds']:.2f} s, loss {result['train_loss']:.4f}, "
+                      f"peak RSS {result['peak_rss_mb']:.0f} MB"
+                      + (f", peak GPU {result['peak_gpu_mb']:.0f} MB" if "peak_gpu_mb" in result else ""))
+        wilson = statistics.median(r["tokens_per_s"] for r in results["wilson"])
+        trl = statistics.median(r["tokens_per_s"] for r in results["trl"])
+        print(f"\nbase {options.size}, {options.steps} steps x batch {options.batch}, {options.repeats} runs each "
+              f"({time.perf_counter() - started:.0f} s)")
+        print(f"wilson train lora-sft: {wilson:9.1f} tokens/s (median), peak RSS "
+              f"{max(r['peak_rss_mb'] for r in results['wilson']):.0f} MB")
+        print(f"plain TRL script:      {trl:9.1f} tokens/s (median), peak RSS "
+              f"{max(r['peak_rss_mb'] for r in results['trl']):.0f} MB")
+        for name in ("wilson", "trl"):
+            gpu = [r["peak_gpu_mb"] for r in results[name] if "peak_gpu_mb" in r]
+            if gpu:
+                print(f"peak GPU memory {name}: {max(gpu):.0f} MB")
+        ratio = wilson / trl
+        print(f"ratio wilson/trl: {ratio:.3f} (target >= 0.95) {'OK' if ratio >= 0.95 else 'BELOW TARGET'}")
+
+
+if __name__ == "__main__":
+    main()
