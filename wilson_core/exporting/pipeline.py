@@ -460,16 +460,19 @@ def run_export(
     from wilson_core.plugins import driver_entry_points
 
     path = Path(out_path).expanduser()
+    exporter, counter, redactor = _prepare(options)  # an unknown format fails before any file
     check_writable(path)
-    exporter, counter, redactor = _prepare(options)
     stats = Stats()
-    files = {TRAIN: AtomicFile(path)}
-    if options.eval_split:
-        files[EVAL] = AtomicFile(eval_path(path))
-    manifest_file = AtomicFile(manifest_path(path))
-    ids_files = {split: tempfile.TemporaryFile("w+", encoding="utf-8") for split in files}
+    files: dict[str, AtomicFile] = {}
+    manifest_file: AtomicFile | None = None
+    splits = [TRAIN, EVAL] if options.eval_split else [TRAIN]
+    ids_files = {split: tempfile.TemporaryFile("w+", encoding="utf-8") for split in splits}
     bar = None
     try:
+        files[TRAIN] = AtomicFile(path)
+        if options.eval_split:
+            files[EVAL] = AtomicFile(eval_path(path))
+        manifest_file = AtomicFile(manifest_path(path))
         if progress and sys.stderr.isatty():  # the total costs a count query: only for a person
             from tqdm import tqdm
 
@@ -529,7 +532,8 @@ def run_export(
     except BaseException:
         for f in files.values():
             f.discard()
-        manifest_file.discard()
+        if manifest_file is not None:
+            manifest_file.discard()
         raise
     finally:
         if bar is not None:
