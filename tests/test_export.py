@@ -548,3 +548,21 @@ def test_custom_redaction_rules_from_the_hook_are_applied(sample, tmp_path):
     assert rows[0]["messages"][1]["content"].endswith("what is my <CUSTOMER_ID_1> balance?")
     assert rows[0]["messages"][2]["tool_calls"][1]["function"]["arguments"] == {"account": "<CUSTOMER_ID_1>"}
     assert manifest["redaction"]["replaced"]["CUSTOMER_ID"] >= 3
+
+
+def test_malformed_tool_calls_and_empty_answers_are_skipped_and_counted(tmp_path):
+    from wilson_core import open_store
+
+    store = open_store(tmp_path / "m.db")
+    context = [{"role": "user", "content": "balance?"}]
+    store.write_interactions([
+        Interaction(run_id="a", sequence_num=1, call_type="agent", provider="p", model="m", messages=context,
+                    tool_calls=[ToolCall(id="c1", name="get_balance", raw_arguments='{"account": chec')]),
+        Interaction(run_id="b", sequence_num=1, call_type="agent", provider="p", model="m", messages=context,
+                    response_content=None),
+        Interaction(run_id="c", sequence_num=1, call_type="agent", provider="p", model="m", messages=context,
+                    response_content="42 EUR"),
+    ])
+    rows, manifest = export(store, tmp_path, format="sft")
+    assert [row["messages"][-1]["content"] for row in rows] == ["42 EUR"]
+    assert manifest["counts"]["skipped"] == {"empty_answer": 1, "malformed_tool_call": 1}
