@@ -280,6 +280,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=100, help="calls per chunk for (a)")
     parser.add_argument("--rounds", type=int, default=100, help="interleaved chunks for (a)")
     parser.add_argument("--concurrent-calls", type=int, default=2500, help="calls per thread for (b)")
+    parser.add_argument("--processes", type=int, default=2, help="processes for (b)")
+    parser.add_argument("--threads", type=int, default=4, help="threads per process for (b)")
     parser.add_argument("--size", type=int, default=100_000, help="interactions for (c)")
     parser.add_argument("--only", choices=["overhead", "throughput", "size"])
     parser.add_argument("--json", action="store_true")
@@ -291,7 +293,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.only in (None, "overhead"):
             results["overhead"] = bench_overhead(folder, args.calls, args.rounds)
         if args.only in (None, "throughput"):
-            results["throughput"] = bench_throughput(folder, args.concurrent_calls)
+            results["throughput"] = bench_throughput(
+                folder, args.concurrent_calls, args.processes, args.threads
+            )
         if args.only in (None, "size"):
             results["size"] = bench_size(folder, args.size)
     if args.json:
@@ -311,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
         ok &= ratio <= 3
     if "throughput" in results:
         t = results["throughput"]
-        print("(b) concurrent capture, 4 threads x 2 processes")
+        print(f"(b) concurrent capture, {args.threads} threads x {args.processes} processes")
         print(f"    {t['interactions_per_s']:,.0f} interactions/s (target >= 5,000) = "
               f"{t['interactions_per_s'] / 5000:.2f}x target; lost {t['lost']} of {t['interactions']}; "
               f"app errors {t['app_errors']}; capture failures {t['capture_failures']}; "

@@ -194,7 +194,7 @@ def test_a_full_database_spools_the_call_and_replays_it(env):
     path = env / "d.db"
     llm = llm_for(path)
     llm.chat(ASK)
-    conn = sink.store_for(str(path)).connection()  # the connection this thread captures with
+    conn = sink.store_for(str(path)).write_connection()  # the connection capture writes with
     pages = conn.execute("PRAGMA page_count").fetchone()[0]
     conn.execute(f"PRAGMA max_page_count = {pages}")  # no room for one more page: SQLITE_FULL
     big = [{"role": "user", "content": "x" * 200_000}]

@@ -138,9 +138,8 @@ def write_batch(store: Store, batch: ImportBatch) -> dict[str, Any]:
     from wilson_core.store.store import _INSERT_INTERACTION, _INSERT_TOOL_RESULT, transaction
 
     prepared = [store.interaction_row(i) for i in batch.interactions]
-    conn = store.connection()
     added = {"runs": 0, "interactions": 0, "tool_results": 0, "annotations": 0, "pairs": 0}
-    with transaction(conn):
+    with store.writing() as conn, transaction(conn):
         for run in batch.runs:
             added["runs"] += conn.execute(
                 _INSERT_RUN,

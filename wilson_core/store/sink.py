@@ -108,8 +108,7 @@ def replay_spool(store: Store) -> int:
             else:
                 results.append(record)
         rows = [store.interaction_row(i) for i in interactions]
-        conn = store.connection()
-        with transaction(conn):
+        with store.writing() as conn, transaction(conn):
             for run in runs:
                 metadata = _dumps(run.metadata) if run.metadata else None
                 conn.execute(_INSERT_RUN, (run.id, run.call_type, run.started_at, metadata))

@@ -8,6 +8,7 @@ in ``blobs``, addressed by their SHA-256.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import fcntl
 import functools
@@ -213,6 +214,9 @@ class Store:
         # handler, which sleeps at least a millisecond before retrying.
         self._write_lock = threading.Lock()
         self._busy_s = busy_timeout_ms() / 1000
+        self._write_conn: sqlite3.Connection | None = None
+        self._write_pid = 0
+        self._pending: collections.deque[_Pending] = collections.deque()
         self._known_blobs: set[str] = set()
         self._system_hashes: dict[str, str] = {}
         if not self.path.exists():
@@ -260,6 +264,25 @@ class Store:
         conn = getattr(self._local, "conn", None)
         if conn is not None and self._local.pid == os.getpid():
             return conn
+        conn = self._open()
+        self._local.conn = conn
+        self._local.pid = os.getpid()
+        return conn
+
+    def write_connection(self) -> sqlite3.Connection:
+        """The connection the capture path writes with: one per process, shared by its threads.
+
+        One connection keeps its page cache warm; a connection per thread would
+        find its cache invalidated by every other thread's commit.  Use it only
+        inside :meth:`writing`.
+        """
+        conn = self._write_conn
+        if conn is None or self._write_pid != os.getpid():
+            conn = self._open()
+            self._write_conn, self._write_pid = conn, os.getpid()
+        return conn
+
+    def _open(self) -> sqlite3.Connection:
         timeout_ms = busy_timeout_ms()
         try:
             conn = sqlite3.connect(
@@ -280,19 +303,21 @@ class Store:
         except sqlite3.DatabaseError as exc:
             conn.close()
             raise StoreError(_describe_error(self.path, exc)) from None
-        self._local.conn = conn
-        self._local.pid = os.getpid()
         return conn
 
     @contextlib.contextmanager
-    def _writing(self) -> Iterator[None]:
-        """Hold this process's write turn, waiting no longer than the busy timeout."""
+    def writing(self) -> Iterator[sqlite3.Connection]:
+        """This process's turn to write, on :meth:`write_connection`.
+
+        Waits no longer than the busy timeout for the other threads, then
+        raises ``sqlite3.OperationalError`` like a lock held by another process.
+        """
         if not self._write_lock.acquire(timeout=self._busy_s):
             raise sqlite3.OperationalError(
                 f"database is locked (another thread of this process held it for {self._busy_s:g} s)"
             )
         try:
-            yield
+            yield self.write_connection()
         finally:
             self._write_lock.release()
 
@@ -304,6 +329,13 @@ class Store:
             self._local.conn = None
         if self._checkpointer is not None:
             self._checkpointer.stop()
+        if self._write_conn is not None and self._write_lock.acquire(timeout=self._busy_s):
+            try:
+                if self._write_pid == os.getpid():
+                    self._write_conn.close()
+                self._write_conn = None
+            finally:
+                self._write_lock.release()
 
     def db(self) -> Any:
         """A :class:`sqlite_utils.Database` over this thread's connection (for reads and tools)."""
@@ -378,18 +410,12 @@ class Store:
     ) -> None:
         """Insert several interactions in one transaction (all or none)."""
         prepared = [(i, *self.interaction_row(i)) for i in interactions]
-        conn = self.connection()
-        if len(prepared) == 1 and not runs and not conn.in_transaction:
+        if len(prepared) == 1 and not runs:
             _, row, blobs = prepared[0]
             if all(digest in self._known_blobs for _, _, digest in blobs):
-                # The hot path: one statement, atomic on its own; the run row is
-                # created by the ``interactions_create_run`` trigger.
-                with self._writing():
-                    conn.execute(_INSERT_INTERACTION, row)
-                if self._checkpointer is not None:
-                    self._checkpointer.note_write()
+                self._group_insert(row)
                 return
-        with self._writing():
+        with self.writing() as conn:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 for interaction, row, blobs in prepared:
@@ -418,10 +444,44 @@ class Store:
         if self._checkpointer is not None:
             self._checkpointer.note_write(len(prepared))
 
+    def _group_insert(self, row: tuple[Any, ...]) -> None:
+        """The hot path: insert one interaction row, committing together with other threads'.
+
+        The row joins a queue; whichever thread holds the write turn commits
+        every queued row in one transaction (group commit), so under
+        contention the others find theirs already written and return without
+        touching SQLite.  Alone, it is one ``INSERT`` statement (the run row is
+        created by the ``interactions_create_run`` trigger).  A failed batch
+        fails every call in it, so each caller can spool its own record.
+        """
+        entry = _Pending(row)
+        self._pending.append(entry)
+        with self.writing() as conn:
+            if entry.done:
+                if entry.error is not None:
+                    raise entry.error
+                return
+            batch = []
+            while self._pending:
+                batch.append(self._pending.popleft())
+            try:
+                if len(batch) == 1:
+                    conn.execute(_INSERT_INTERACTION, batch[0].row)
+                else:
+                    with _transaction(conn):
+                        conn.executemany(_INSERT_INTERACTION, [e.row for e in batch])
+            except BaseException as exc:
+                for e in batch:
+                    e.error, e.done = exc, True
+                raise
+            for e in batch:
+                e.done = True
+        if self._checkpointer is not None:
+            self._checkpointer.note_write(len(batch))
+
     def write_tool_results(self, results: Sequence[ToolResult]) -> None:
         """Insert tool results (idempotent by id), all or none."""
-        conn = self.connection()
-        with self._writing():
+        with self.writing() as conn:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 for result in results:
@@ -450,8 +510,7 @@ class Store:
 
     def write_run(self, run: Run) -> None:
         """Insert or update a run (start, end, metadata)."""
-        conn = self.connection()
-        with self._writing(), _transaction(conn):
+        with self.writing() as conn, _transaction(conn):
             conn.execute(
                 _INSERT_RUN,
                 (run.id, run.call_type, run.started_at, _dumps(run.metadata) if run.metadata else None),
@@ -464,8 +523,7 @@ class Store:
             )
 
     def bump_counter(self, name: str, amount: int = 1) -> None:
-        conn = self.connection()
-        with _transaction(conn):
+        with self.writing() as conn, _transaction(conn):
             conn.execute(
                 "INSERT INTO capture_counters (name, value) VALUES (?, ?) "
                 "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
@@ -576,6 +634,17 @@ class Store:
 
     def integrity_check(self) -> str:
         return self.connection().execute("PRAGMA integrity_check").fetchone()[0]
+
+
+class _Pending:
+    """An interaction row waiting for the group commit."""
+
+    __slots__ = ("done", "error", "row")
+
+    def __init__(self, row: tuple[Any, ...]) -> None:
+        self.row = row
+        self.done = False
+        self.error: BaseException | None = None
 
 
 class _Checkpointer:
