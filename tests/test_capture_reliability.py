@@ -208,6 +208,36 @@ def test_a_full_database_spools_the_call_and_replays_it(env):
     assert len(store.get_interaction(reply.interaction_id).messages[0]["content"]) == 200_000
 
 
+def test_threads_capturing_into_a_full_database_each_spool_their_own_call(env):
+    import threading
+
+    path = env / "d.db"
+    llm = llm_for(path)
+    llm.chat(ASK)
+    conn = sink.store_for(str(path)).write_connection()
+    conn.execute(f"PRAGMA max_page_count = {conn.execute('PRAGMA page_count').fetchone()[0]}")
+    replies, errors = [], []
+
+    def work(t):
+        for n in range(5):
+            try:
+                replies.append(llm.chat([{"role": "user", "content": f"{t}-{n} " + "y" * 50_000}]))
+            except Exception as exc:  # must not happen: capture never breaks the call
+                errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and len(replies) == 20
+    sink.forget_stores()
+    store = open_store(path)
+    stored = {r[0] for r in store.connection().execute("SELECT id FROM interactions")}
+    assert {r.interaction_id for r in replies} <= stored
+    assert collect_stats(store)["capture"]["replayed"] == 20  # every one was spooled, then replayed
+
+
 def test_stats_on_the_cli_shows_spooled_and_replayed_counts(env):
     path = env / "d.db"
     llm = llm_for(path)
