@@ -566,3 +566,32 @@ def test_malformed_tool_calls_and_empty_answers_are_skipped_and_counted(tmp_path
     rows, manifest = export(store, tmp_path, format="sft")
     assert [row["messages"][-1]["content"] for row in rows] == ["42 EUR"]
     assert manifest["counts"]["skipped"] == {"empty_answer": 1, "malformed_tool_call": 1}
+
+
+@pytest.mark.parametrize("rule", ["not a rule", "raises"])
+def test_a_broken_redaction_plugin_is_a_clear_error_and_nothing_is_written(sample, tmp_path, capsys, rule):
+    from wilson_core import hookimpl
+    from wilson_core.plugins import plugin_manager
+
+    class Raising:
+        name = "BROKEN"
+
+        def find(self, text):
+            raise ValueError("bad pattern")
+
+    class Plugin:
+        @hookimpl
+        def wilson_redaction_rules(self):
+            return ["just a string"] if rule == "not a rule" else [Raising()]
+
+    store, _ = sample
+    pm = plugin_manager()
+    pm.register(Plugin(), name="broken-rules")
+    try:
+        code, _, err = run_cli(capsys, "--db", str(store.path), "export", "sft", "--out",
+                               str(tmp_path / "x.jsonl"), "--redact", "-q")
+    finally:
+        pm.unregister(name="broken-rules")
+    assert code == 1 and "Traceback" not in err
+    assert ("a rule needs a 'name'" in err) if rule == "not a rule" else ("rule 'BROKEN'" in err)
+    assert not (tmp_path / "x.jsonl").exists()

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 from attrs import evolve
 
 from .examples import Example
+from .options import ExportError
 
 
 class RedactionRule(Protocol):
@@ -172,7 +173,13 @@ class Redactor:
 
         rules: list[Any] = builtin_rules()
         for extra in hook().wilson_redaction_rules():
-            rules.extend(extra or ())
+            for rule in extra or ():
+                if not isinstance(getattr(rule, "name", None), str) or not callable(getattr(rule, "find", None)):
+                    raise ExportError(
+                        f"a wilson_redaction_rules plugin returned {rule!r}: a rule needs a "
+                        "'name' (text) and a 'find(text)' method"
+                    )
+                rules.append(rule)
         return cls(rules)
 
     # -- one text ----------------------------------------------------------
@@ -192,7 +199,14 @@ class Redactor:
         """Non-overlapping matches, leftmost first; the longer (then the earlier rule) wins."""
         found: list[tuple[int, int, int, str]] = []
         for priority, rule in enumerate(self.rules):
-            for start, end in rule.find(value):
+            try:
+                spans = list(rule.find(value))
+            except Exception as exc:  # a plugin's rule: name it instead of a traceback
+                raise ExportError(
+                    f"redaction rule {rule.name!r} ({type(rule).__module__}) failed: "
+                    f"{type(exc).__name__}: {exc}; nothing was written"
+                ) from exc
+            for start, end in spans:
                 if 0 <= start < end <= len(value):
                     found.append((start, -(end - start), priority, rule.name))
         found.sort()
