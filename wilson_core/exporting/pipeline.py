@@ -454,7 +454,9 @@ def run_export(
     """Write the export to ``out_path`` (and its eval twin) and ``out_path.manifest.json``.
 
     Files are written under temporary names and renamed only when the whole
-    export succeeded.  Returns the manifest.
+    export succeeded.  Returns the manifest without its ``interaction_ids``
+    lists (they can hold millions of ids: read them from the manifest file).
+    With ``progress`` and a terminal, a tqdm bar runs on stderr.
     """
     from wilson_core.interfaces import EXPORTERS
     from wilson_core.plugins import driver_entry_points
