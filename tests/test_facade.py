@@ -190,3 +190,28 @@ def test_a_standalone_call_can_record_its_tool_results_too(db):
     assert stored.id == result.id and stored.content == "10 EUR" and stored.duration_ms == 3.5
     with pytest.raises(KeyError, match="recent standalone"):
         llm.record_tool_result("call_unknown", "x")
+
+
+def test_any_text_is_stored_and_read_back_as_valid_utf8(tmp_path_factory, monkeypatch):
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from wilson_core.messages import clean_text
+
+    folder = tmp_path_factory.mktemp("any-text")
+    monkeypatch.setenv("WILSON_SPOOL_DIR", str(folder / "spool"))
+    llm = wilson_core.LLM("scripted:m", db=str(folder / "d.db"), script=lambda m, t: m[-1]["content"])
+    store = open_store(folder / "d.db")
+
+    @settings(max_examples=60, deadline=None)
+    @given(st.text())
+    def check(text):
+        reply = llm.chat([{"role": "user", "content": text}])
+        stored = store.get_interaction(reply.interaction_id)
+        assert stored.user_prompt == clean_text(text) == stored.response_content
+        stored.user_prompt.encode("utf-8")
+
+    try:
+        check()
+    finally:
+        sink.forget_stores()

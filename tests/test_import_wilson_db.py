@@ -162,3 +162,31 @@ def test_the_cli_imports_and_reports_as_json(source, tmp_path):
     assert first["added"]["interactions"] == 5 and second["added"]["interactions"] == 0
     text = subprocess.run(command[:-1], capture_output=True, text=True, env=env, check=True).stdout
     assert "interactions: 0 new (5 already present)" in text
+
+
+def test_integer_ids_and_epoch_millisecond_times_are_understood(tmp_path, store):
+    from wilson_fixtures import WILSON_SCHEMA
+
+    path = tmp_path / "integer-ids.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(WILSON_SCHEMA.replace("id TEXT PRIMARY KEY", "id INTEGER PRIMARY KEY")
+                       .replace("interaction_id TEXT", "interaction_id INTEGER"))
+    conn.execute(
+        "INSERT INTO llm_interactions (id, run_id, sequence_num, call_type, model, provider,"
+        " user_prompt, response_content, tool_calls_json, status, created_at)"
+        " VALUES (7, 'r', 1, 'agent', 'm', 'openai', 'hi', NULL, ?, 'success', 1748772000000)",
+        (json.dumps([{"id": "c", "name": "f", "args": "{not json"}]),),
+    )
+    conn.execute("INSERT INTO llm_tool_results (id, interaction_id, tool_call_id, tool_name, tool_result,"
+                 " created_at) VALUES (1, 7, 'c', 'f', 'done', 1748772000500)")
+    conn.execute("INSERT INTO interaction_annotations (id, interaction_id, rating, annotated_at)"
+                 " VALUES (1, 7, 3, '2025-06-01T10:00:00Z')")
+    conn.commit()
+    conn.close()
+    report = import_wilson_db(store, path)
+    assert report["added"]["interactions"] == 1 and report["added"]["tool_results"] == 1
+    [row] = store.iter_interactions()
+    assert row.created_at == "2025-06-01T10:00:00.000000+00:00"
+    assert row.tool_calls[0].raw_arguments == "{not json"  # kept verbatim
+    assert store.tool_results(row.id)[0].content == "done"
+    assert store.connection().execute("SELECT rating FROM current_annotations").fetchone()[0] == 3
