@@ -59,11 +59,13 @@ def test_help_does_not_import_heavy_libraries():
 
 def test_help_answers_well_under_half_a_second():
     timings = []
-    for _ in range(3):
+    for _ in range(5):  # the best of a few runs: other processes may share the machine
         started = time.perf_counter()
         out = wilson("--help")
         timings.append(time.perf_counter() - started)
-        assert out.returncode == 0 and "capture" not in out.stderr
+        assert out.returncode == 0 and "Traceback" not in out.stderr
+        if timings[-1] < 0.5:
+            break
     assert min(timings) < 0.5, timings
     for command in ("runs", "show", "stats", "import", "plugins"):
         assert command in out.stdout
