@@ -140,7 +140,8 @@ def load_driver(namespace: str, name: str) -> type:
         info = next(i for i in driver_entry_points(namespace) if i.name == name)
         raise PluginError(
             f"{namespace} driver {name!r} ({info.value}, from {info.distribution} "
-            f"{info.version}) failed to load: {detail}"
+            f"{info.version}) failed to load: {detail}; available: "
+            + ", ".join(n for n in available if n != name)
         ) from exc
 
 
