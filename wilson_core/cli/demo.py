@@ -23,7 +23,7 @@ def register(cli: click.Group) -> None:
               help="Deployers to run (repeatable).")
 def demo_command(out: Path, base: str, steps: int, count: int, seed: int, targets: tuple[str, ...]) -> None:
     """Capture, annotate, export, train, evaluate, deploy and switch: a finance agent end to end."""
-    from ..demo.loop import run_demo
+    from wilson_core.demo.loop import run_demo
 
     run_demo(out, base, steps, count, seed, targets)
     click.secho(f"The loop is closed. Everything is in {out}/", bold=True, fg="green")

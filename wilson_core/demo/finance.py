@@ -51,6 +51,10 @@ _MERCHANTS: dict[str, tuple[str, ...]] = {
     "Travel": ("LUFTHANSA", "BOOKING.COM HOTEL", "AIRBNB", "RYANAIR", "HERTZ RENTAL"),
 }
 
+#: Luhn-valid test card numbers and valid-checksum example IBANs (no real accounts).
+_TEST_CARDS = ("4111 1111 1111 1111", "5500 0000 0000 0004", "4012888888881881")
+_TEST_IBANS = ("DE89 3704 0044 0532 0130 00", "GB29NWBK60161331926819")
+
 TOOLS: list[dict[str, Any]] = [
     {
         "type": "function",
@@ -91,7 +95,17 @@ def transactions(count: int, seed: int = 0) -> Iterator[tuple[str, str]]:
         amount = rng.randint(3, 250) if category not in ("Rent", "Income") else rng.randint(600, 3200)
         sign = "+" if category == "Income" else "-"
         day = rng.randint(1, 28)
-        yield f"2026-10-{day:02d} {merchant} {sign}{amount}.{rng.randint(0, 99):02d} EUR", category
+        # Real statements carry personal data: card numbers, IBANs, e-mails.
+        # The export's redaction must take them out before anything is trained.
+        extra = ""
+        roll = rng.random()
+        if roll < 0.15:
+            extra = f" CARD {rng.choice(_TEST_CARDS)}"
+        elif roll < 0.25 and category in ("Rent", "Income", "Utilities"):
+            extra = f" IBAN {rng.choice(_TEST_IBANS)}"
+        elif roll < 0.3:
+            extra = " REF jane.doe@example.com"
+        yield f"2026-10-{day:02d} {merchant}{extra} {sign}{amount}.{rng.randint(0, 99):02d} EUR", category
 
 
 def categorise_messages(transaction: str) -> list[dict[str, Any]]:
@@ -156,7 +170,7 @@ def run_tool(name: str, arguments: dict[str, Any]) -> list[dict[str, Any]]:
     if name == "get_transactions":
         category = arguments.get("category")
         rows = [
-            {"date": line[:10], "description": line[11:-14].strip(), "amount": -float(line.split()[-2].lstrip("+-"))}
+            {"date": line[:10], "description": line[11:].rsplit(" ", 2)[0], "amount": -float(line.split()[-2].lstrip("+-"))}
             for line, cat in transactions(30, seed=7)
             if category in (None, cat)
         ]

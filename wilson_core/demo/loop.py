@@ -15,7 +15,8 @@ from typing import Any
 
 import click
 
-from ..errors import WilsonError
+from wilson_core.errors import WilsonError
+
 from . import finance
 
 
@@ -37,7 +38,7 @@ class Step:
 
 def _wilson(*args: str) -> None:
     """Run one ``wilson`` command in-process, exactly as a user would type it."""
-    from ..cli import main
+    from wilson_core.cli import main
 
     click.secho("      $ wilson " + " ".join(args), dim=True)
     code = main(list(args))
@@ -47,7 +48,7 @@ def _wilson(*args: str) -> None:
 
 def capture(db: Path, count: int, seed: int) -> dict[str, int]:
     """The app at work: categorise transactions and answer one agent question with tools."""
-    from ..facade import LLM
+    from wilson_core.facade import LLM
 
     llm = LLM("scripted:cloud-teacher", db=str(db), script=finance.teacher(seed))
     answered = 0
@@ -77,8 +78,8 @@ def capture(db: Path, count: int, seed: int) -> dict[str, int]:
 
 def annotate(db: Path) -> dict[str, int]:
     """A reviewer's pass, written as rules: rate, and correct what was wordy or wrong."""
-    from .. import annotations
-    from ..store import open_store
+    from wilson_core import annotations
+    from wilson_core.store import open_store
 
     store = open_store(db)
     counts = {"rated": 0, "corrected": 0}
@@ -151,8 +152,8 @@ def run_demo(out: Path, base: str, steps: int, count: int, seed: int, targets: t
 
 
 def switch(db: Path, deployed: dict[str, str], seed: int) -> list[dict[str, Any]]:
-    from ..facade import LLM
-    from ..store import open_store
+    from wilson_core.facade import LLM
+    from wilson_core.store import open_store
 
     results = []
     provider = _local_provider(deployed)
