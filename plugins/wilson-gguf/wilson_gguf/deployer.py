@@ -8,7 +8,8 @@ With ``--adapter`` the base model and the adapter become two files (the adapter 
 llama.cpp's LoRA GGUF format, what ``--lora`` and Ollama's ``ADAPTER`` take); with
 ``-o merge=true`` the adapter is merged into the weights first and one file is written.
 Options: ``name=...`` (GGUF general.name), ``tokenizer_gguf=FILE`` (copy that GGUF's
-tokenizer metadata, for a base that came from a GGUF), ``merge=true``.
+tokenizer metadata, for a base that came from a GGUF), ``merge=true``, ``tolerance=X``
+(max |log-prob diff| allowed by ``--verify`` instead of the per-precision default).
 """
 
 from __future__ import annotations
@@ -52,10 +53,10 @@ class GgufDeployer(Deployer):
         quant = self.resolve_quant(config)
         assert quant is not None
         options = dict(config.options)
-        unknown = set(options) - {"name", "tokenizer_gguf", "merge"}
+        unknown = set(options) - {"name", "tokenizer_gguf", "merge", "tolerance"}
         if unknown:
             raise DeployError(f"unknown gguf option(s): {', '.join(sorted(unknown))} "
-                              "(known: name, tokenizer_gguf, merge)")
+                              "(known: name, tokenizer_gguf, merge, tolerance)")
         source = open_model(config.model, options)
         adapter = open_adapter(config.adapter) if config.adapter else None
         merge = adapter is not None and _truthy(options.get("merge", False))
@@ -92,7 +93,9 @@ class GgufDeployer(Deployer):
         checks: list[DeployCheck] = []
         if config.verify:
             t1 = time.perf_counter()
-            checks = _verify(source, adapter, model_file, adapter_file, quant, merge)
+            tolerance = options.get("tolerance")
+            checks = _verify(source, adapter, model_file, adapter_file, quant, merge,
+                             float(tolerance) if tolerance is not None else None)
             details["verify_seconds"] = round(time.perf_counter() - t1, 3)
         provider = provider_string(model_file, adapter_file)
         report = DeployReport(
@@ -119,7 +122,7 @@ def _merged(state: dict[str, Any], tensors: dict[str, Any], scale: float) -> dic
 
 
 def _verify(source: Any, adapter: Any, model_file: Path, adapter_file: Path | None, quant: str,
-            merge: bool) -> list[DeployCheck]:
+            merge: bool, tolerance: float | None) -> list[DeployCheck]:
     import warnings
 
     import torch  # noqa: TID251 - lazy import
@@ -132,15 +135,15 @@ def _verify(source: Any, adapter: Any, model_file: Path, adapter_file: Path | No
     tokenizer = load_hf_tokenizer(source)
     if merge:
         model = load_torch_model(source, adapter.path)
-        return verify_gguf(model_file, model, tokenizer, quant, label="merged")
+        return verify_gguf(model_file, model, tokenizer, quant, label="merged", tolerance=tolerance)
     model = load_torch_model(source)
-    checks = verify_gguf(model_file, model, tokenizer, quant, label="model")
+    checks = verify_gguf(model_file, model, tokenizer, quant, label="model", tolerance=tolerance)
     if adapter is not None and adapter_file is not None:
         from peft import PeftModel
 
         tuned = PeftModel.from_pretrained(model, str(adapter.path)).eval()
         checks += verify_gguf(model_file, tuned, tokenizer, quant, lora=[adapter_file],
-                              label="model+adapter")
+                              label="model+adapter", tolerance=tolerance)
     return checks
 
 

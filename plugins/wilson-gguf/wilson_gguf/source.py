@@ -95,6 +95,15 @@ def _tokenizer_gguf_hint(path: Path, options: dict[str, Any]) -> Path | None:
                 candidates.append(json.loads(meta.read_text(encoding="utf-8")).get(key))
             except ValueError:
                 pass
+    # a merged model written by wilson-train: its run's adapter/wilson_base.json names the base
+    for base_card in (path / "wilson_base.json", path.parent / "adapter" / "wilson_base.json"):
+        if base_card.is_file():
+            try:
+                card = json.loads(base_card.read_text(encoding="utf-8"))
+            except ValueError:
+                continue
+            if card.get("gguf_file") and card.get("location"):
+                candidates.append(str(Path(card["location"]) / card["gguf_file"]))
     for candidate in candidates:
         if not candidate or not isinstance(candidate, str):
             continue
@@ -275,7 +284,24 @@ def load_adapter_tensors(adapter: AdapterSource) -> dict[str, Any]:
 
 def check_adapter_matches(adapter: AdapterSource, tensors: dict[str, Any], state: dict[str, Any],
                           source: ModelSource) -> None:
-    """Every LoRA pair must target an existing weight of the model, with matching shapes."""
+    """The adapter's recorded base must be this architecture, and every LoRA pair must
+    target an existing weight of the model, with matching shapes."""
+    recorded = adapter.config.get("base_model_name_or_path")
+    base_config = Path(recorded) / "config.json" if isinstance(recorded, str) and recorded else None
+    if base_config is not None and base_config.is_file():
+        try:
+            other = json.loads(base_config.read_text(encoding="utf-8"))
+        except ValueError:
+            other = {}
+        keys = ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                "num_key_value_heads", "intermediate_size", "vocab_size")
+        diffs = [f"{k} {other.get(k)!r} vs {source.config.get(k)!r}" for k in keys
+                 if k in other and other.get(k) != source.config.get(k)]
+        if diffs:
+            raise DeployError(
+                f"adapter {adapter.path} does not match model {source.path}: it was trained on "
+                f"{recorded}, which differs ({'; '.join(diffs)}) (was it trained on another base model?)"
+            )
     for base, (a, b) in tensors.items():
         weight = state.get(base)
         if weight is None:
