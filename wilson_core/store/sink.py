@@ -8,6 +8,7 @@ app's call is never affected.
 
 from __future__ import annotations
 
+import atexit
 import os
 import sqlite3
 import threading
@@ -75,6 +76,11 @@ def forget_stores() -> None:
         _by_key.clear()
         _down_until.clear()
         _spooled_here.clear()
+
+
+# Close cleanly at exit: the last connection to close checkpoints the WAL into the
+# database (this sink's writers leave checkpoints to a background thread).
+atexit.register(forget_stores)
 
 
 def replay_spool(store: Store) -> int:

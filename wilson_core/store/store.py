@@ -244,9 +244,10 @@ class Store:
         if not schema.migrations.pending(db):
             return
         # Two processes opening a new database at once must not both migrate it.
+        lock_path = f"{self.path}.migrate.lock"
         lock_fd = None
         try:
-            lock_fd = os.open(f"{self.path}.migrate.lock", os.O_WRONLY | os.O_CREAT, 0o644)
+            lock_fd = os.open(lock_path, os.O_WRONLY | os.O_CREAT, 0o644)
             fcntl.flock(lock_fd, fcntl.LOCK_EX)
         except OSError:
             lock_fd = None  # a read-only folder: migrate without the lock
@@ -255,6 +256,10 @@ class Store:
                 schema.apply(db)
         finally:
             if lock_fd is not None:
+                # Removed while still held: a process waiting on this file finds
+                # nothing pending, and one arriving later makes a new file.
+                with contextlib.suppress(OSError):
+                    os.unlink(lock_path)
                 os.close(lock_fd)
 
     # -- connections -----------------------------------------------------
