@@ -145,6 +145,10 @@ def main() -> None:
         data = write_data(folder / "train.jsonl", 64)
         results: dict[str, list[dict]] = {"wilson": [], "trl": []}
         started = time.perf_counter()
+        for name, code in (("wilson", WILSON), ("trl", PLAIN_TRL)):  # warm-up runs (caches, CUDA kernels): discarded
+            run_child(code, {"base": str(base), "data": str(data), "out": str(folder / f"{name}-warmup"),
+                             "steps": max(2, options.steps // 4), "batch": options.batch,
+                             "threads": options.threads, "max_length": options.max_length})
         for repeat in range(options.repeats):
             order = [("wilson", WILSON), ("trl", PLAIN_TRL)]
             if repeat % 2:

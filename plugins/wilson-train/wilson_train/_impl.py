@@ -69,7 +69,10 @@ class _Callbacks:
             def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
                 if not state.is_world_process_zero or not logs:
                     return
-                parts = [f"step {state.global_step}/{state.max_steps}", f"epoch {state.epoch or 0:.2f}"]
+                if state.max_steps:
+                    parts = [f"step {state.global_step}/{state.max_steps}", f"epoch {state.epoch or 0:.2f}"]
+                else:
+                    parts = ["before training"]
                 for key, label in (
                     ("loss", "loss"), ("eval_loss", "eval_loss"), ("rewards/accuracies", "reward_acc"),
                     ("rewards/margins", "margin"), ("learning_rate", "lr"), ("grad_norm", "grad"),
