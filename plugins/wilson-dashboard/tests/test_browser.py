@@ -67,7 +67,8 @@ def current_id(page) -> str:
 def settle(page) -> None:
     """Wait until every queued key action and request has finished."""
     page.evaluate("() => S.chain")
-    page.wait_for_load_state("networkidle")
+    page.wait_for_function("S.pending === 0")
+    page.evaluate("() => S.chain")
 
 
 def rows_shown(page) -> list[str]:

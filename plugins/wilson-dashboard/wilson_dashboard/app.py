@@ -416,7 +416,7 @@ def stats(store: Store, filters: queries.Filters) -> dict[str, Any]:
     started = time.perf_counter()
     total = queries.count(conn, filters)
     annotated = queries.count(conn, filters, queries.ANNOTATED_SQL)
-    proposals = queries.count(conn, filters, f"{queries.JUDGE_STATUS_SQL} = 'proposed'")
+    proposals = queries.count(conn, filters, queries.PROPOSED_SQL)
     result: dict[str, Any] = {
         "total": total,
         "annotated": annotated,
@@ -426,13 +426,26 @@ def stats(store: Store, filters: queries.Filters) -> dict[str, Any]:
     }
     try:
         from wilson_core.exporting import count_records
-
-        for fmt in EXPORT_FORMATS:
-            result["export"][fmt] = count_records(store, export_options(filters, fmt))
     except ImportError:
         result["export_error"] = "the export module is not installed"
-    except WilsonError as exc:
-        result["export_error"] = str(exc)
+        count_records = None
+    if count_records is not None:
+        # one thread per format: SQLite releases the GIL, so the three counts overlap
+        from concurrent.futures import ThreadPoolExecutor
+
+        def one(fmt: str) -> int:
+            try:
+                return count_records(store, export_options(filters, fmt))
+            finally:
+                store.close()  # this worker thread's connection
+
+        with ThreadPoolExecutor(max_workers=len(EXPORT_FORMATS)) as pool:
+            futures = {fmt: pool.submit(one, fmt) for fmt in EXPORT_FORMATS}
+            for fmt, future in futures.items():
+                try:
+                    result["export"][fmt] = future.result()
+                except WilsonError as exc:
+                    result["export_error"] = str(exc)
     result["query_ms"] = round((time.perf_counter() - started) * 1000, 2)
     return result
 

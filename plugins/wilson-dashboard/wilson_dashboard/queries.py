@@ -30,17 +30,29 @@ RATING_SQL = (
     "AND a.rating IS NOT NULL AND a.status = 'accepted' AND a.source IN ('human', 'import', 'rule') "
     "ORDER BY a.created_at DESC, a.rowid DESC LIMIT 1)"
 )
-ANNOTATED_SQL = (
-    "EXISTS (SELECT 1 FROM annotations a WHERE a.interaction_id = i.id AND a.undone_at IS NULL "
-    "AND a.status = 'accepted' AND a.source IN ('human', 'import', 'rule'))"
+_HUMAN = "a.undone_at IS NULL AND a.status = 'accepted' AND a.source IN ('human', 'import', 'rule')"
+#: the interactions with a current accepted non-judge label (one pass over the labels).
+ANNOTATED_SQL = f"i.id IN (SELECT a.interaction_id FROM annotations a WHERE {_HUMAN})"
+#: each labelled interaction's current rating, computed once over the labels, not per row.
+_RATED = (
+    "SELECT interaction_id, rating FROM (SELECT a.interaction_id, a.rating, row_number() OVER ("
+    "PARTITION BY a.interaction_id ORDER BY a.created_at DESC, a.rowid DESC) AS n "
+    f"FROM annotations a WHERE {_HUMAN} AND a.rating IS NOT NULL) WHERE n = 1"
 )
-JUDGE_STATUS_SQL = (
-    "(SELECT a.status FROM annotations a WHERE a.interaction_id = i.id AND a.undone_at IS NULL "
-    "AND a.source = 'judge' ORDER BY a.created_at DESC, a.rowid DESC LIMIT 1)"
+MIN_RATING_SQL = f"i.id IN (SELECT interaction_id FROM ({_RATED}) WHERE rating >= ?)"
+MAX_RATING_SQL = f"i.id IN (SELECT interaction_id FROM ({_RATED}) WHERE rating <= ?)"
+#: the status of each interaction's newest judge label (over the judge labels only).
+_JUDGED = (
+    "SELECT a.interaction_id FROM annotations a WHERE a.source = 'judge' AND a.undone_at IS NULL "
+    "AND a.status {status} AND a.created_at = (SELECT max(b.created_at) FROM annotations b "
+    "WHERE b.interaction_id = a.interaction_id AND b.source = 'judge' AND b.undone_at IS NULL)"
 )
+JUDGE_ANY_SQL = "i.id IN (SELECT a.interaction_id FROM annotations a WHERE a.source = 'judge' AND a.undone_at IS NULL)"
+JUDGE_STATUS_SQL = "i.id IN (" + _JUDGED.format(status="= ?") + ")"
+PROPOSED_SQL = "i.id IN (" + _JUDGED.format(status="= 'proposed'") + ")"
 TAG_SQL = (
-    "EXISTS (SELECT 1 FROM annotations a, json_each(a.tags_json) t WHERE a.interaction_id = i.id "
-    "AND a.undone_at IS NULL AND a.source != 'judge' AND t.value = ? "
+    "i.id IN (SELECT a.interaction_id FROM annotations a, json_each(a.tags_json) t "
+    "WHERE a.undone_at IS NULL AND a.source != 'judge' AND t.value = ? "
     "AND a.version = (SELECT max(b.version) FROM annotations b WHERE b.interaction_id = a.interaction_id "
     "AND b.source = a.source AND b.annotator = a.annotator AND b.undone_at IS NULL))"
 )
@@ -166,10 +178,10 @@ class Filters:
             # a bare date means "up to the end of that day"
             params.append(self.until + "T99" if len(self.until) == 10 else self.until)
         if self.min_rating is not None:
-            conditions.append(f"{RATING_SQL} >= ?")
+            conditions.append(MIN_RATING_SQL)
             params.append(self.min_rating)
         if self.max_rating is not None:
-            conditions.append(f"{RATING_SQL} <= ?")
+            conditions.append(MAX_RATING_SQL)
             params.append(self.max_rating)
         if self.annotated is not None:
             conditions.append(ANNOTATED_SQL if self.annotated else f"NOT {ANNOTATED_SQL}")
@@ -177,11 +189,11 @@ class Filters:
             conditions.append(TAG_SQL)
             params.append(self.tag)
         if self.judge == "any":
-            conditions.append(f"{JUDGE_STATUS_SQL} IS NOT NULL")
+            conditions.append(JUDGE_ANY_SQL)
         elif self.judge == "none":
-            conditions.append(f"{JUDGE_STATUS_SQL} IS NULL")
+            conditions.append(f"NOT {JUDGE_ANY_SQL}")
         elif self.judge:
-            conditions.append(f"{JUDGE_STATUS_SQL} = ?")
+            conditions.append(JUDGE_STATUS_SQL)
             params.append(self.judge)
         if self.q:
             query = search.match_query(self.q)

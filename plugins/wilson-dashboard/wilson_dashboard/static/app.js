@@ -22,6 +22,7 @@ const S = {
   editor: null,
   lastProvider: APP.dataset.regenerate || "",
   requestId: 0,
+  pending: 0, // requests in flight (the page is idle when this is 0 and the key queue is empty)
 };
 
 /* ---------- small helpers ---------- */
@@ -51,7 +52,13 @@ async function api(path, body) {
     options.headers["X-CSRF-Token"] = CSRF;
     options.body = JSON.stringify(body);
   }
-  const response = await fetch(path, options);
+  S.pending += 1;
+  let response;
+  try {
+    response = await fetch(path, options);
+  } finally {
+    S.pending -= 1;
+  }
   let data = {};
   try { data = await response.json(); } catch (e) { data = {}; }
   if (!response.ok) {
@@ -274,7 +281,7 @@ function starButtons(item, rating) {
   const box = el("div", { class: "stars", role: "group", "aria-label": "rating" });
   for (let n = 1; n <= 5; n++) {
     const button = el("button", { type: "button", class: "star" + (rating && n <= rating ? " on" : ""), title: `${n} star${n > 1 ? "s" : ""} (${n})` }, "★");
-    button.addEventListener("click", (event) => { event.stopPropagation(); rateOne(S.items.indexOf(item), n, false); });
+    button.addEventListener("click", (event) => { event.stopPropagation(); queue(() => rateOne(S.items.indexOf(item), n, false)); });
     box.appendChild(button);
   }
   return box;
@@ -394,10 +401,10 @@ function renderDetail(data) {
       label.version ? el("div", { class: "muted small" }, `version ${label.version} · ${label.source} · ${label.annotator}`) : el("div", { class: "muted small" }, "not labelled yet"),
     ),
     el("div", { class: "actions" },
-      el("button", { type: "button", class: "button small", onclick: () => openCompare() }, `Compare (${data.alternatives || 0}) p`),
-      el("button", { type: "button", class: "button small", onclick: () => openEditor("correct") }, "Correct e"),
-      el("button", { type: "button", class: "button small", onclick: () => regenerate() }, "Regenerate g"),
-      el("button", { type: "button", class: "button small ghost", onclick: () => undo() }, "Undo u"),
+      el("button", { type: "button", class: "button small", onclick: () => queue(() => openCompare()) }, `Compare (${data.alternatives || 0}) p`),
+      el("button", { type: "button", class: "button small", onclick: () => queue(() => openEditor("correct")) }, "Correct e"),
+      el("button", { type: "button", class: "button small", onclick: () => queue(() => regenerate()) }, "Regenerate g"),
+      el("button", { type: "button", class: "button small ghost", onclick: () => queue(() => undo()) }, "Undo u"),
     ),
   );
   const judgeBox = judge
@@ -405,8 +412,8 @@ function renderDetail(data) {
         el("div", {}, el("strong", {}, `Judge ${judge.annotator}: ${stars(judge.rating)} `), el("span", { class: "chip judge judge-" + judge.status }, judge.status)),
         judge.notes ? el("div", { class: "small" }, judge.notes) : null,
         judge.status === "proposed" ? el("div", { class: "actions" },
-          el("button", { type: "button", class: "button small good", onclick: () => decide("accept") }, "Accept a"),
-          el("button", { type: "button", class: "button small bad", onclick: () => decide("reject") }, "Reject d")) : null)
+          el("button", { type: "button", class: "button small good", onclick: () => queue(() => decide("accept")) }, "Accept a"),
+          el("button", { type: "button", class: "button small bad", onclick: () => queue(() => decide("reject")) }, "Reject d")) : null)
     : null;
   const answer = [];
   if (data.error) answer.push(el("pre", { class: "text error" }, data.error));
@@ -716,11 +723,11 @@ for (const overlay of document.querySelectorAll(".overlay")) {
 }
 $("select-page").addEventListener("change", (event) => { for (const item of S.items) toggleSelected(item.id, event.target.checked); });
 for (const button of document.querySelectorAll("[data-bulk-rate]")) {
-  button.addEventListener("click", () => bulk({ rating: Number(button.dataset.bulkRate) }, button.dataset.bulkRate + "★"));
+  button.addEventListener("click", () => queue(() => bulk({ rating: Number(button.dataset.bulkRate) }, button.dataset.bulkRate + "★")));
 }
-$("bulk-tag-button").addEventListener("click", () => { const tag = $("bulk-tag").value.trim(); if (tag) bulk({ add_tags: [tag] }, "#" + tag); $("bulk-tag").value = ""; });
-$("bulk-accept").addEventListener("click", () => decide("accept"));
-$("bulk-reject").addEventListener("click", () => decide("reject"));
+$("bulk-tag-button").addEventListener("click", () => { const tag = $("bulk-tag").value.trim(); $("bulk-tag").value = ""; if (tag) queue(() => bulk({ add_tags: [tag] }, "#" + tag)); });
+$("bulk-accept").addEventListener("click", () => queue(() => decide("accept")));
+$("bulk-reject").addEventListener("click", () => queue(() => decide("reject")));
 $("bulk-clear").addEventListener("click", clearSelection);
 $("show-proposals").addEventListener("click", (event) => { event.preventDefault(); $("f-judge").value = "proposed"; filtersChanged(); });
 $("list").addEventListener("scroll", () => {
