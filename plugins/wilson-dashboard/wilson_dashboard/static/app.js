@@ -737,6 +737,5 @@ $("list").addEventListener("scroll", () => {
 
 const focusId = applyUrlFilters();
 syncUrl();
-loadFacets();
-loadList(true, focusId);
-loadStats();
+// rows first (what the person looks at), then the menus and the slower stat cards
+loadList(true, focusId).then(() => { loadFacets(); scheduleStats(0); });
