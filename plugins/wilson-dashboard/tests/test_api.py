@@ -233,3 +233,13 @@ def test_regenerate_through_the_api_captures_an_alternative(served):
 def test_unknown_things_are_404(served, path):
     client, _ = login(served)
     assert client.get(path).status_code == 404
+
+
+def test_the_date_range_is_inclusive_in_the_list_and_in_the_export_counts(served):
+    client, csrf = login(served)
+    post(client, csrf, "/api/bulk", {"ids": [served.ids["q0"], served.ids["q2"]], "rating": 5})
+    today = served.store.get_interaction(served.ids["q0"]).created_at[:10]
+    listed = client.get("/api/interactions", params={"since": today, "until": today}).json()["items"]
+    assert len(listed) == served.store.count()
+    stats = client.get("/api/stats", params={"since": today, "until": today}).json()
+    assert stats["export"]["sft"] == client.get("/api/stats").json()["export"]["sft"] == 2

@@ -213,13 +213,23 @@ class Filters:
             models=self.models,
             providers=self.providers,
             since=self.since,
-            until=self.until,
+            until=_day_after(self.until) if self.until and len(self.until) == 10 else self.until,
             tags=(self.tag,) if self.tag else (),
             **extra,
         )
 
 
 FROM = "interactions i LEFT JOIN runs r ON r.id = i.run_id"
+
+
+def _day_after(day: str) -> str:
+    """The "to" date is inclusive in the page; the export's ``until`` is exclusive."""
+    from datetime import date, timedelta
+
+    try:
+        return (date.fromisoformat(day) + timedelta(days=1)).isoformat()
+    except ValueError:
+        raise BadFilter(f"until must be a date YYYY-MM-DD, got {day!r}") from None
 
 
 def encode_cursor(value: Any, rowid: int) -> str:
