@@ -134,7 +134,7 @@ def run_demo(out: Path, base: str, steps: int, count: int, seed: int, targets: t
     with Step(5, total, "Evaluate: base against tuned on the held-out split"):
         _wilson(
             "eval", "--data", str(eval_data), "--base", base, "--tuned", str(model_dir),
-            "--json", str(out / "eval.json"), "--samples", "3",
+            "--json", str(out / "eval.json"), "--samples", "3", "--max-new-tokens", "24",
         )
     deployed: dict[str, str] = {}
     with Step(6, total, "Deploy: " + ", ".join(targets) + " (verified against PyTorch)"):
