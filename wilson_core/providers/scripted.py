@@ -12,6 +12,7 @@ an error).  Token counts are whitespace-separated words.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import threading
@@ -29,8 +30,14 @@ def _words(value: Any) -> int:
     if value is None:
         return 0
     if isinstance(value, str):
-        return len(value.split())
+        return _count_words(value)
     return len(json.dumps(value, default=str).split())
+
+
+@functools.lru_cache(maxsize=512)
+def _count_words(text: str) -> int:
+    """Cached: an app sends the same long system prompt on every call."""
+    return len(text.split())
 
 
 class ScriptedProvider(Provider):
