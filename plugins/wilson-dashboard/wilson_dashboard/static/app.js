@@ -409,7 +409,7 @@ function renderDetail(data) {
   );
   const judgeBox = judge
     ? el("div", { class: "judgebox judge-" + judge.status },
-        el("div", {}, el("strong", {}, `Judge ${judge.annotator}: ${stars(judge.rating)} `), el("span", { class: "chip judge judge-" + judge.status }, judge.status)),
+        el("div", { class: "judge-title" }, el("strong", {}, "Judge " + judge.annotator.replace(/^judge:/, "")), el("span", { class: "stars-static" }, stars(judge.rating)), el("span", { class: "chip judge judge-" + judge.status }, judge.status)),
         judge.notes ? el("div", { class: "small" }, judge.notes) : null,
         judge.status === "proposed" ? el("div", { class: "actions" },
           el("button", { type: "button", class: "button small good", onclick: () => queue(() => decide("accept")) }, "Accept a"),
