@@ -59,3 +59,9 @@ def train_adapter(base: Path, out: Path, steps: int = 6, seed: int = 0) -> Path:
 @pytest.fixture(scope="session")
 def tiny_adapter(tiny_model, tmp_path_factory) -> Path:
     return train_adapter(tiny_model, tmp_path_factory.mktemp("adapter") / "adapter")
+
+
+@pytest.fixture(scope="session")
+def adapter_trainer():
+    """``train_adapter(base, out, steps=6)``: a PEFT LoRA adapter trained a few steps."""
+    return train_adapter

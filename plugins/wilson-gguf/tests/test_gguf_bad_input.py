@@ -14,13 +14,12 @@ def run(capsys, *args: str) -> tuple[int, str]:
     return code, capsys.readouterr().err
 
 
-def test_an_adapter_trained_on_another_base_is_refused(tiny_model, tmp_path, capsys):
-    from conftest import train_adapter
+def test_an_adapter_trained_on_another_base_is_refused(tiny_model, adapter_trainer, tmp_path, capsys):
     from wilson_train.tiny import build_tiny_model
 
     other = build_tiny_model(tmp_path / "other", arch="llama", hidden_size=64, heads=4, kv_heads=2,
                              intermediate=128, pretrain_steps=0)
-    adapter = train_adapter(other, tmp_path / "other-adapter", steps=1)
+    adapter = adapter_trainer(other, tmp_path / "other-adapter", steps=1)
     out = tmp_path / "out"
     code, err = run(capsys, "--model", str(tiny_model), "--adapter", str(adapter), "--out", str(out))
     assert code == 1
@@ -29,12 +28,11 @@ def test_an_adapter_trained_on_another_base_is_refused(tiny_model, tmp_path, cap
     assert not out.exists()
 
 
-def test_an_adapter_for_another_architecture_is_refused(tiny_model, tmp_path, capsys):
-    from conftest import train_adapter
+def test_an_adapter_for_another_architecture_is_refused(tiny_model, adapter_trainer, tmp_path, capsys):
     from wilson_train.tiny import build_tiny_model
 
     other = build_tiny_model(tmp_path / "qwen", arch="qwen2", pretrain_steps=0)
-    adapter = train_adapter(other, tmp_path / "qwen-adapter", steps=1)
+    adapter = adapter_trainer(other, tmp_path / "qwen-adapter", steps=1)
     code, err = run(capsys, "--model", str(tiny_model), "--adapter", str(adapter), "--out", str(tmp_path / "o"))
     assert code == 1 and "does not match model" in err
 
