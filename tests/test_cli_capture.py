@@ -153,7 +153,7 @@ for n in range(50):
     llm.chat([{{"role": "system", "content": "S"}}, {{"role": "user", "content": str(n)}}],
              tools=[{{"type": "function", "function": {{"name": "t"}}}}])
 print(sorted(set(sys.modules) - before))
-print([m for m in {HEAVY!r} + ("pandas", "sqlite_utils.cli") if m in sys.modules])
+print([m for m in {HEAVY!r} + ("sqlite_utils", "cattrs.preconf") if m in sys.modules])
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split("\n")[:2] == ["[]", "[]"], out.stdout
