@@ -7,7 +7,7 @@ import re
 
 import httpx
 import pytest
-from conftest import HOSTILE
+from dashboard_testdata import HOSTILE
 
 from wilson_core import annotations, judge
 

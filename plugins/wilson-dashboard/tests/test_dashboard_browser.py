@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import HOSTILE
+from dashboard_testdata import HOSTILE
 
 from wilson_core import LLM, annotations
 
