@@ -56,3 +56,15 @@ def test_defaults_are_loopback_and_port_3141():
     assert (options["host"], options["port"], DEFAULT_PORT) == ("127.0.0.1", 3141, 3141)
     assert is_loopback("127.0.0.1") and is_loopback("localhost") and is_loopback("::1")
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.10")
+
+
+def test_the_plugin_declares_the_dashboard_annotation_source_and_command():
+    from wilson_core import plugins
+
+    sources = [s for group in plugins.hook().wilson_annotation_sources() for s in group]
+    assert {"name": "dashboard", "kind": "human"}.items() <= next(s for s in sources if s["name"] == "dashboard").items()
+    import click
+
+    group = click.Group()
+    plugins.hook().wilson_register_commands(cli=group)
+    assert "dashboard" in group.commands
