@@ -121,11 +121,15 @@ def build_base(folder: Path, size: str) -> Path:
 
 
 def write_data(path: Path, n: int) -> Path:
+    """Identical data for both sides: categorisation chats plus tool-calling chats whose calls all
+    have the same argument keys (mixed keys would reach plain TRL through Arrow's struct union
+    as extra null arguments, i.e. different, longer training text)."""
     from wilson_train.corpus import categorisation_conversations, tool_conversations
 
     rows = [{"messages": c} for c in categorisation_conversations(n, seed=1)]
-    # tool conversations without the tools list: plain TRL would feed them through Arrow's struct union
-    rows += [{"messages": c["messages"]} for c in tool_conversations(n // 4, seed=2)]
+    for example in tool_conversations(n // 2, seed=2):
+        if example["messages"][2]["tool_calls"][0]["function"]["name"] == "categorize_transaction":
+            rows.append({"messages": example["messages"]})
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
 
