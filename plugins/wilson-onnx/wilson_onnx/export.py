@@ -18,9 +18,11 @@ dynamic dimensions the names it reads (``batch_size``, ``sequence_length``,
 from __future__ import annotations
 
 import json
+import logging
 import re
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -113,17 +115,24 @@ def export_decoder(model: Any, path: Path) -> None:
         "past": tuple({0: b, 2: p} for _ in range(2 * layers)),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    with torch.no_grad():
-        program = torch.onnx.export(
-            _decoder_wrapper(model),
-            (ids, mask, positions, *past),
-            dynamo=True,
-            dynamic_shapes=shapes,
-            input_names=input_names(layers),
-            output_names=output_names(layers),
-            optimize=True,
-            verbose=False,
-        )
+    registration = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = registration.level
+    registration.setLevel(logging.ERROR)  # "torchvision is not installed" is noise here
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # deprecation chatter from transformers and the exporter
+            program = torch.onnx.export(
+                _decoder_wrapper(model),
+                (ids, mask, positions, *past),
+                dynamo=True,
+                dynamic_shapes=shapes,
+                input_names=input_names(layers),
+                output_names=output_names(layers),
+                optimize=True,
+                verbose=False,
+            )
+    finally:
+        registration.setLevel(level)
     program.save(str(path))
 
 
