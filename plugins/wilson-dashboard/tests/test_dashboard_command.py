@@ -68,3 +68,12 @@ def test_the_plugin_declares_the_dashboard_annotation_source_and_command():
     group = click.Group()
     plugins.hook().wilson_register_commands(cli=group)
     assert "dashboard" in group.commands
+
+
+def test_a_missing_database_is_a_clear_error_not_a_new_empty_one(tmp_path, capsys):
+    from wilson_core.cli import main
+
+    missing = tmp_path / "none.db"
+    assert main(["--db", str(missing), "dashboard", "--port", "0"]) == 1
+    assert f"Error: no Wilson database at {missing}" in capsys.readouterr().err
+    assert not missing.exists()

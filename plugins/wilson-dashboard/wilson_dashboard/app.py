@@ -90,7 +90,7 @@ class Sessions:
 
 def create_app(settings: Settings) -> Starlette:
     """The ASGI app for ``settings.db``; every request needs the token or the session cookie."""
-    store = open_store(settings.db)
+    store = open_store(settings.db, create=False)
     environment = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(HERE / "templates")), autoescape=True, undefined=jinja2.StrictUndefined
     )
