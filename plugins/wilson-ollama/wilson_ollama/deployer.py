@@ -39,8 +39,10 @@ def model_name(config: DeployConfig) -> str:
 
 def modelfile_text(model_file: str, adapter_file: str | None, template: str, stops: list[str],
                    system: str | None, temperature: float) -> str:
-    if '"""' in template or (system and '"""' in system):
-        raise DeployError('the TEMPLATE or SYSTEM contains """, which a Modelfile cannot quote')
+    for text in (template, system or ""):
+        if '"""' in text or text.endswith('"'):
+            raise DeployError('the TEMPLATE or SYSTEM contains """ or ends with ", which a Modelfile '
+                              "cannot quote")
     lines = [f"FROM ./{model_file}"]
     if adapter_file:
         lines.append(f"ADAPTER ./{adapter_file}")
@@ -58,16 +60,25 @@ def _quote(text: str) -> str:
 
 
 def parse_modelfile(text: str) -> dict[str, Any]:
-    """The instructions of a Modelfile we wrote (FROM, ADAPTER, TEMPLATE, PARAMETER, SYSTEM)."""
+    """The instructions of a Modelfile (FROM, ADAPTER, TEMPLATE, PARAMETER, SYSTEM, ...);
+    triple-quoted values may span lines."""
     result: dict[str, Any] = {"parameters": {}}
     pos = 0
-    pattern = re.compile(r'^(FROM|ADAPTER|TEMPLATE|PARAMETER|SYSTEM) (?:"""(.*?)"""|(.*))$', re.M | re.S)
-    for match in pattern.finditer(text):
-        if match.start() < pos:
+    while pos < len(text):
+        line_end = text.find("\n", pos)
+        line_end = len(text) if line_end < 0 else line_end
+        line = text[pos:line_end]
+        key, _, value = line.partition(" ")
+        if value.startswith('"""'):
+            close = text.find('"""', pos + len(key) + 4)
+            if close < 0:
+                raise DeployError(f"unterminated \"\"\" after {key} in the Modelfile")
+            value = text[pos + len(key) + 4:close]
+            line_end = text.find("\n", close)
+            line_end = len(text) if line_end < 0 else line_end
+        pos = line_end + 1
+        if not key or key.startswith("#"):
             continue
-        pos = match.end()
-        key, block, line = match.group(1), match.group(2), match.group(3)
-        value = block if block is not None else line
         if key == "PARAMETER":
             name, _, raw = value.partition(" ")
             if raw.startswith('"'):
