@@ -33,6 +33,7 @@ from attrs import field, frozen
 
 from . import converter
 from .errors import AnnotationRefused, NotFound
+from .hookspecs import hookimpl
 from .records import ANNOTATION_SOURCES, PREFERENCES, Annotation, Interaction, new_id, utcnow
 
 if TYPE_CHECKING:
@@ -506,6 +507,22 @@ def pending_proposals(store: Store, *, limit: int | None = None) -> list[Annotat
     if limit is not None:
         sql += f" LIMIT {int(limit)}"
     return [annotation_from_row(row) for row in store.connection().execute(sql)]
+
+
+# --- the built-in annotation sources (declared on the wilson_annotation_sources hook) ---
+
+
+@hookimpl
+def wilson_annotation_sources() -> list[dict[str, str]]:
+    """The sources wilson-core itself provides (the dashboard plugin declares its own)."""
+    return [
+        {"name": "cli", "kind": "human", "description": "wilson annotate rate/pair/correct/tag/note/undo"},
+        {"name": "import", "kind": "import", "description": "wilson annotate import FILE (CSV or JSONL)"},
+        {"name": "judge", "kind": "judge", "description": "wilson annotate judge: an LLM scores answers "
+         "with a weighted rubric; its labels are proposals to accept or reject"},
+        {"name": "harvest-pairs", "kind": "rule", "description": "pairs from answers to one context "
+         "whose ratings differ by 2+ stars"},
+    ]
 
 
 # --- internals -----------------------------------------------------------------
