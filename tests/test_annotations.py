@@ -303,3 +303,21 @@ def test_the_search_migration_upgrades_a_database_of_the_previous_version(tmp_pa
     assert search.search(store, "rent") == [interaction_id]
     names = {r[0] for r in store.connection().execute("SELECT name FROM _sqlite_migrations")}
     assert "m006_create_search_index" in names
+
+
+def test_an_empty_change_is_refused(db):
+    with pytest.raises(AnnotationRefused, match="nothing to change"):
+        annotations.annotate(db["store"], db["a"])
+    with pytest.raises(AnnotationRefused, match="nothing to change"):
+        annotations.annotate_many(db["store"], [db["a"], db["b"]])
+    assert rows(db["store"]) == []
+
+
+def test_undoing_a_pair_keeps_a_later_rating_of_the_partner(db):
+    store = db["store"]
+    made = annotations.pair(store, db["b"], db["a"])
+    annotations.rate(store, db["a"], 1, notes="wrong total")  # after the pair
+    annotations.undo(store, db["b"])
+    partner = annotations.current(store, db["a"])
+    assert (partner.rating, partner.notes, partner.preference, partner.pair_id) == (1, "wrong total", None, None)
+    assert annotations.get_pair(store, made.id).undone_at is not None

@@ -224,6 +224,7 @@ def annotate(
         clear=clear,
     )
     _check_stream(source, annotator, status)
+    change.require_something()
     conn = store.connection()
     with _write(conn):
         _check_interaction(conn, interaction_id)
@@ -244,6 +245,7 @@ def annotate_many(
     """The same change on many interactions, all or nothing (bulk rate / tag)."""
     change = _Change.build(**fields)
     _check_stream(source, annotator, status)
+    change.require_something()
     ids = list(dict.fromkeys(interaction_ids))
     if not ids:
         raise AnnotationRefused("no interactions selected")
@@ -580,6 +582,12 @@ class _Change:
             clear=cleared,
         )
 
+    def require_something(self) -> None:
+        if not (self.values or self.add_tags or self.remove_tags or self.clear) and self.replace_tags is None:
+            raise AnnotationRefused(
+                "nothing to change: give a rating, preference, tags, notes or a corrected response"
+            )
+
     def apply(self, previous: dict[str, Any]) -> dict[str, Any]:
         state = {name: previous.get(name) for name in _FIELDS}
         state["tags"] = list(previous.get("tags") or [])
@@ -752,6 +760,16 @@ def _undo_pair(conn: sqlite3.Connection, pair_id: str) -> None:
         introduced = previous is None or previous["pair_id"] != pair_id
         if latest is not None and latest["id"] == row["id"] and introduced:
             _mark_undone(conn, row["id"], now)
+        elif latest is not None and latest["pair_id"] == pair_id:
+            # labelled again since the pair was made: keep that, drop only the pair
+            _append(
+                conn,
+                row["interaction_id"],
+                _Change(clear=frozenset({"preference", "pair_id"})),
+                row["source"],
+                row["annotator"],
+                latest["status"],
+            )
 
 
 def _mark_undone(conn: sqlite3.Connection, annotation_id: str, when: str | None = None) -> None:
