@@ -484,7 +484,8 @@ async function rate(n) {
 }
 
 async function undo() {
-  const ids = S.undo.pop();
+  // your changes in this page first; after a reload, the current row's latest version
+  const ids = S.undo.pop() || (current() ? [current().id] : null);
   if (!ids) { toast("Nothing to undo"); return; }
   try {
     let labels = {};
