@@ -595,3 +595,18 @@ def test_a_broken_redaction_plugin_is_a_clear_error_and_nothing_is_written(sampl
     assert code == 1 and "Traceback" not in err
     assert ("a rule needs a 'name'" in err) if rule == "not a rule" else ("rule 'BROKEN'" in err)
     assert not (tmp_path / "x.jsonl").exists()
+
+
+def test_a_progress_bar_runs_on_stderr_when_it_is_a_terminal(sample, tmp_path, monkeypatch):
+    import io
+    import sys
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    store, _ = sample
+    run_export(store, ExportOptions(format="sft"), tmp_path / "p.jsonl", progress=True)
+    assert "export sft" in terminal.getvalue() and "7/7" in terminal.getvalue()
