@@ -8,6 +8,7 @@ import re
 import httpx
 import pytest
 from dashboard_testdata import HOSTILE
+from wilson_dashboard.queries import SORTS
 
 from wilson_core import annotations, judge
 
@@ -137,6 +138,14 @@ def test_keyset_paging_visits_every_row_once_in_every_sort(served):
             if not cursor:
                 break
         assert len(seen) == len(set(seen)) == total, sort
+        key, direction = SORTS[sort]  # the order the definition of each sort gives
+        expected = [
+            r[0]
+            for r in served.store.connection().execute(
+                f"SELECT i.id FROM interactions i ORDER BY {key} {direction}, i.rowid {direction}"
+            )
+        ]
+        assert seen == expected, sort
     best = client.get("/api/interactions", params={"sort": "rating_desc", "limit": 3}).json()["items"]
     assert [i["label"]["rating"] for i in best] == [5, 3, 3]
 

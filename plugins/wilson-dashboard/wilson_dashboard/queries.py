@@ -220,6 +220,13 @@ class Filters:
 
 
 FROM = "interactions i LEFT JOIN runs r ON r.id = i.run_id"
+COLUMNS = (
+    "i.rowid AS rid, i.id, i.run_id, i.sequence_num, i.call_type, i.model, i.provider, i.status, "
+    f"substr(i.user_prompt, 1, {PREVIEW_CHARS}) AS prompt, length(i.user_prompt) AS prompt_chars, "
+    f"substr(i.response_content, 1, {PREVIEW_CHARS}) AS response, "
+    "length(i.response_content) AS response_chars, i.tool_calls_json, i.error, "
+    "i.input_tokens, i.output_tokens, i.total_tokens, i.duration_ms, i.created_at"
+)
 
 
 def _day_after(day: str) -> str:
@@ -256,23 +263,21 @@ def page(
 ) -> dict[str, Any]:
     """One page of rows (newest first by default) and the cursor of the next page."""
     limit = max(1, min(int(limit), MAX_PAGE_SIZE))
-    key, direction = SORTS[filters.sort]
-    where, params = filters.where()
-    if cursor:
-        value, rowid = decode_cursor(cursor)
-        op = "<" if direction == "DESC" else ">"
-        where += f" AND ({key}, i.rowid) {op} (?, ?)"
-        params += [value, rowid]
-    sql = (
-        f"SELECT i.rowid AS rid, i.id, i.run_id, i.sequence_num, i.call_type, i.model, i.provider, "
-        f"i.status, substr(i.user_prompt, 1, {PREVIEW_CHARS}) AS prompt, "
-        f"length(i.user_prompt) AS prompt_chars, substr(i.response_content, 1, {PREVIEW_CHARS}) AS response, "
-        f"length(i.response_content) AS response_chars, i.tool_calls_json, i.error, "
-        f"i.input_tokens, i.output_tokens, i.total_tokens, i.duration_ms, i.created_at, "
-        f"{key} AS sort_value FROM {FROM} WHERE {where} "
-        f"ORDER BY {key} {direction}, i.rowid {direction} LIMIT ?"
-    )
-    rows = conn.execute(sql, [*params, limit + 1]).fetchall()
+    if filters.sort in ("rating_desc", "rating_asc"):
+        rows = _rating_rows(conn, filters, cursor, limit + 1)
+    else:
+        key, direction = SORTS[filters.sort]
+        where, params = filters.where()
+        if cursor:
+            value, rowid = decode_cursor(cursor)
+            op = "<" if direction == "DESC" else ">"
+            where += f" AND ({key}, i.rowid) {op} (?, ?)"
+            params += [value, rowid]
+        sql = (
+            f"SELECT {COLUMNS}, {key} AS sort_value FROM {FROM} WHERE {where} "
+            f"ORDER BY {key} {direction}, i.rowid {direction} LIMIT ?"
+        )
+        rows = conn.execute(sql, [*params, limit + 1]).fetchall()
     more = len(rows) > limit
     rows = rows[:limit]
     labels = labels_for(conn, [row["id"] for row in rows])
@@ -306,6 +311,44 @@ def page(
         )
     next_cursor = encode_cursor(rows[-1]["sort_value"], rows[-1]["rid"]) if more and rows else None
     return {"items": items, "next_cursor": next_cursor}
+
+
+def _rating_rows(
+    conn: sqlite3.Connection, filters: Filters, cursor: str | None, wanted: int
+) -> list[sqlite3.Row]:
+    """Rows sorted by rating in two keyset segments: the rated ones (sorted over the labels
+    only), then the unrated ones in rowid order, instead of a rating lookup for every row.
+
+    The sort value of an unrated row is 0 (best first) or 6 (worst first), as if it sorted
+    after every rated one, so a cursor says which segment it points into.
+    """
+    descending = filters.sort == "rating_desc"
+    direction, op, unrated = ("DESC", "<", 0) if descending else ("ASC", ">", 6)
+    where, params = filters.where()
+    value, rowid = decode_cursor(cursor) if cursor else (None, None)
+    rows: list[sqlite3.Row] = []
+    if value != unrated:
+        condition, extra = "", []
+        if value is not None:
+            condition, extra = f" AND (eff.rating, i.rowid) {op} (?, ?)", [value, rowid]
+        rows = conn.execute(
+            f"SELECT {COLUMNS}, eff.rating AS sort_value FROM ({_RATED}) eff "
+            f"JOIN interactions i ON i.id = eff.interaction_id LEFT JOIN runs r ON r.id = i.run_id "
+            f"WHERE {where}{condition} ORDER BY eff.rating {direction}, i.rowid {direction} LIMIT ?",
+            [*params, *extra, wanted],
+        ).fetchall()
+        rowid = None
+    if len(rows) < wanted:
+        condition, extra = "", []
+        if rowid is not None:
+            condition, extra = f" AND i.rowid {op} ?", [rowid]
+        rows += conn.execute(
+            f"SELECT {COLUMNS}, {unrated} AS sort_value FROM {FROM} "
+            f"WHERE {where} AND i.id NOT IN (SELECT interaction_id FROM ({_RATED})){condition} "
+            f"ORDER BY i.rowid {direction} LIMIT ?",
+            [*params, *extra, wanted - len(rows)],
+        ).fetchall()
+    return rows
 
 
 def count(conn: sqlite3.Connection, filters: Filters, extra: str | None = None) -> int:
