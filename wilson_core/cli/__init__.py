@@ -18,20 +18,27 @@ from wilson_core.errors import WilsonError
 CORE_COMMANDS = (
     "capture",
     "importing",
-    "plugins",
-    "deploy",
-    "demo",
+    "annotate",
     "export",
     "train",
-    "annotate",
+    "deploy",
+    "plugins",
+    "demo",
+)
+
+#: ``wilson --help`` lists commands in pipeline order; unknown (plugin) ones follow.
+HELP_ORDER = (
+    "runs", "show", "stats", "import", "dashboard", "annotate", "export", "model", "train",
+    "eval", "deploy", "plugins", "demo",
 )
 
 
 class WilsonGroup(click.Group):
-    """Keeps commands in the order they were added (the pipeline order)."""
+    """Lists commands in the order of the pipeline."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return list(self.commands)
+        rank = {name: index for index, name in enumerate(HELP_ORDER)}
+        return sorted(self.commands, key=lambda name: (rank.get(name, len(rank)), name))
 
 
 @click.group(cls=WilsonGroup, context_settings={"help_option_names": ["-h", "--help"]})
