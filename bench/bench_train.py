@@ -55,7 +55,8 @@ lengths = [len(ids) for ids in trainer.train_dataset["input_ids"]]
 start = time.perf_counter()
 result = trainer.train()
 seconds = time.perf_counter() - start
-examples = min(args["steps"] * args["batch"], 10**12)
+# examples actually seen (the last batch of an epoch may be short): the same count Wilson's metrics use
+examples = min(args["steps"] * args["batch"], int(len(lengths) * trainer.state.epoch) or args["steps"] * args["batch"])
 tokens = sum(lengths) * examples / len(lengths)
 out = {"tokens_per_s": tokens / seconds, "train_seconds": seconds,
        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
