@@ -190,8 +190,10 @@ def _up_to_date(conn: sqlite3.Connection) -> bool:
 class Store:
     """A Wilson database on disk.
 
-    Open with :func:`wilson_core.open_store`.  Safe to share between threads
-    (each thread gets its own connection); open a new one in a forked child.
+    Open with :func:`wilson_core.open_store`.  Safe to share between threads:
+    each thread reads on its own connection (:meth:`connection`), and the
+    capture writes go through one per-process connection in turns
+    (:meth:`writing`, with group commit).  A forked child opens new ones.
     """
 
     def __init__(
