@@ -1,9 +1,11 @@
 """The SQLite store: durable, concurrent writes on the capture path and the read API.
 
-Writes use one short ``BEGIN IMMEDIATE`` transaction per call on a per-thread
-connection (WAL, busy timeout), so several threads and processes can capture
-at once.  Large repeated parts (system prompts, tool schemas) are stored once
-in ``blobs``, addressed by their SHA-256.
+A capture is one ``INSERT`` (a trigger creates the run row) on the process's
+write connection (WAL, ``synchronous=NORMAL``, busy timeout); threads take
+turns and whoever holds the turn commits every queued capture at once, so
+several threads and processes can capture at the same time.  Large repeated
+parts (system prompts, tool schemas) are stored once in ``blobs``, addressed
+by their SHA-256.  Reads use a connection per thread.
 """
 
 from __future__ import annotations
