@@ -172,6 +172,8 @@ def test_filters_narrow_the_list_and_the_counts(served):
     assert listed(since="2999-01-01") == set()
     stats = client.get("/api/stats", params={"annotated": "yes"}).json()
     assert (stats["total"], stats["annotated"]) == (2, 2)
+    for params, expected in (({"min_rating": 4}, 1), ({"max_rating": 2}, 1), ({"tag": "groceries"}, 1), ({"judge": "none"}, 11)):
+        assert client.get("/api/stats", params=params).json()["total"] == len(listed(**params)) == expected
     bad = client.get("/api/interactions", params={"min_rating": "9"})
     assert bad.status_code == 400 and "min_rating" in bad.json()["error"]
 

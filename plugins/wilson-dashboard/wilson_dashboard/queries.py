@@ -149,8 +149,13 @@ class Filters:
             sort=sort,
         )
 
-    def where(self) -> tuple[str, list[Any]]:
-        """SQL conditions over ``i`` (interactions) and ``r`` (runs), and their parameters."""
+    def where(self, *, counting: bool = False) -> tuple[str, list[Any]]:
+        """SQL conditions over ``i`` (interactions) and ``r`` (runs), and their parameters.
+
+        A page stops after 50 rows, so it checks the rating row by row (cheap while
+        matches are common); a count visits every row, so it joins the ratings
+        computed once over the labels.
+        """
         conditions = ["r.deleted_at IS NULL"]
         params: list[Any] = []
 
@@ -178,10 +183,10 @@ class Filters:
             # a bare date means "up to the end of that day"
             params.append(self.until + "T99" if len(self.until) == 10 else self.until)
         if self.min_rating is not None:
-            conditions.append(MIN_RATING_SQL)
+            conditions.append(MIN_RATING_SQL if counting else f"{RATING_SQL} >= ?")
             params.append(self.min_rating)
         if self.max_rating is not None:
-            conditions.append(MAX_RATING_SQL)
+            conditions.append(MAX_RATING_SQL if counting else f"{RATING_SQL} <= ?")
             params.append(self.max_rating)
         if self.annotated is not None:
             conditions.append(ANNOTATED_SQL if self.annotated else f"NOT {ANNOTATED_SQL}")
@@ -352,7 +357,7 @@ def _rating_rows(
 
 
 def count(conn: sqlite3.Connection, filters: Filters, extra: str | None = None) -> int:
-    where, params = filters.where()
+    where, params = filters.where(counting=True)
     if extra:
         where += f" AND {extra}"
     return conn.execute(f"SELECT count(*) FROM {FROM} WHERE {where}", params).fetchone()[0]
