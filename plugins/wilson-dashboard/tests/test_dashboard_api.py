@@ -254,3 +254,15 @@ def test_the_date_range_is_inclusive_in_the_list_and_in_the_export_counts(served
     assert len(listed) == served.store.count()
     stats = client.get("/api/stats", params={"since": today, "until": today}).json()
     assert stats["export"]["sft"] == client.get("/api/stats").json()["export"]["sft"] == 2
+
+
+def test_calls_of_a_deleted_run_are_hidden_and_cannot_be_labelled(served):
+    client, csrf = login(served)
+    gone = served.ids["q5"]
+    run_id = served.store.get_interaction(gone).run_id
+    served.store.connection().execute("UPDATE runs SET deleted_at = '2026-01-01T00:00:00+00:00' WHERE id = ?", (run_id,))
+    listed = {i["id"] for i in client.get("/api/interactions", params={"limit": 100}).json()["items"]}
+    assert gone not in listed and len(listed) == served.store.count() - 1
+    refused = post(client, csrf, f"/api/interactions/{gone}/label", {"rating": 5})
+    assert refused.status_code == 409 and "was deleted" in refused.json()["error"]
+    assert label_rows(served) == []
