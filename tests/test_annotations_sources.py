@@ -164,13 +164,7 @@ def test_the_built_in_annotation_sources_are_declared_on_the_hook():
     from wilson_core import plugins
 
     pm = plugins.plugin_manager()
-    registered = pm.is_registered(annotations)
-    if not registered:  # wilson-core's own entry point may not name the module yet
-        pm.register(annotations, name="test-core-annotation-sources")
-    try:
-        sources = [s for group in pm.hook.wilson_annotation_sources() for s in group]
-    finally:
-        if not registered:
-            pm.unregister(name="test-core-annotation-sources")
+    assert pm.is_registered(annotations), "wilson-core's entry point 'annotations' is missing"
+    sources = [s for group in pm.hook.wilson_annotation_sources() for s in group]
     kinds = {s["name"]: s["kind"] for s in sources}
     assert {"cli": "human", "import": "import", "judge": "judge", "harvest-pairs": "rule"}.items() <= kinds.items()

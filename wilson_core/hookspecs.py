@@ -118,7 +118,7 @@ def wilson_annotation_sources() -> list[dict[str, str]]:
         "description": ...}`` mappings.  All implementations are called and
         their lists concatenated; ``wilson plugins`` shows them.
 
-    A source writes labels through :meth:`wilson_core.store.Store.annotate`
+    A source writes labels through :func:`wilson_core.annotations.annotate`
     with its ``source`` set; this hook only makes it discoverable.
     """
 
