@@ -60,7 +60,13 @@ class GgufDeployer(Deployer):
         source = open_model(config.model, options)
         adapter = open_adapter(config.adapter) if config.adapter else None
         merge = adapter is not None and _truthy(options.get("merge", False))
-        state = load_state_dict(source)
+        # a GGUF-only base is de-quantised by transformers: load it once, reuse it to verify
+        preloaded = None
+        if source.gguf_file is not None:
+            from .source import load_torch_model
+
+            preloaded = load_torch_model(source)
+        state = load_state_dict(source, preloaded)
         tensors = None
         if adapter is not None:
             tensors = load_adapter_tensors(adapter)
@@ -95,7 +101,7 @@ class GgufDeployer(Deployer):
             t1 = time.perf_counter()
             tolerance = options.get("tolerance")
             checks = _verify(source, adapter, model_file, adapter_file, quant, merge,
-                             float(tolerance) if tolerance is not None else None)
+                             float(tolerance) if tolerance is not None else None, preloaded)
             details["verify_seconds"] = round(time.perf_counter() - t1, 3)
         provider = provider_string(model_file, adapter_file)
         report = DeployReport(
@@ -122,7 +128,7 @@ def _merged(state: dict[str, Any], tensors: dict[str, Any], scale: float) -> dic
 
 
 def _verify(source: Any, adapter: Any, model_file: Path, adapter_file: Path | None, quant: str,
-            merge: bool, tolerance: float | None) -> list[DeployCheck]:
+            merge: bool, tolerance: float | None, preloaded: Any = None) -> list[DeployCheck]:
     import warnings
 
     import torch  # noqa: TID251 - lazy import
@@ -134,9 +140,14 @@ def _verify(source: Any, adapter: Any, model_file: Path, adapter_file: Path | No
     warnings.filterwarnings("ignore", category=FutureWarning)
     tokenizer = load_hf_tokenizer(source)
     if merge:
-        model = load_torch_model(source, adapter.path)
+        if preloaded is not None:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(preloaded, str(adapter.path)).eval()
+        else:
+            model = load_torch_model(source, adapter.path)
         return verify_gguf(model_file, model, tokenizer, quant, label="merged", tolerance=tolerance)
-    model = load_torch_model(source)
+    model = preloaded if preloaded is not None else load_torch_model(source)
     checks = verify_gguf(model_file, model, tokenizer, quant, label="model", tolerance=tolerance)
     if adapter is not None and adapter_file is not None:
         from peft import PeftModel

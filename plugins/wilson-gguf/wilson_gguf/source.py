@@ -157,13 +157,13 @@ def _config_from_gguf(gguf_file: Path) -> dict[str, Any]:
     return config.to_dict()
 
 
-def load_state_dict(source: ModelSource) -> dict[str, Any]:
-    """The model's tensors as float32 torch tensors, by HF name."""
+def load_state_dict(source: ModelSource, model: Any = None) -> dict[str, Any]:
+    """The model's tensors as float32 torch tensors, by HF name (from ``model`` if given)."""
     import torch  # noqa: TID251 - lazy import
 
-    if source.gguf_file is not None:
-        model = load_torch_model(source)
-        return {k: v.detach().to(torch.float32) for k, v in model.state_dict().items()}
+    if model is not None or source.gguf_file is not None:
+        model = model if model is not None else load_torch_model(source)
+        return {k: v.detach().to(torch.float32).clone() for k, v in model.state_dict().items()}
     from safetensors.torch import load_file
 
     files = sorted(source.path.glob("*.safetensors"))
