@@ -32,7 +32,10 @@ for (const prompt of job.prompts) {
   try {
     const options = { add_generation_prompt: true, tokenize: true, return_tensor: false };
     if (prompt.tools) options.tools = prompt.tools;
-    entry.template_ids = Array.from(tokenizer.apply_chat_template(prompt.messages, options), Number);
+    let ids = tokenizer.apply_chat_template(prompt.messages, options);
+    if (ids && !Array.isArray(ids) && ids.input_ids) ids = ids.input_ids; // 4.x returns a dict
+    if (ids && ids.data) ids = ids.data; // a Tensor
+    entry.template_ids = Array.from(ids.flat ? ids.flat() : ids, Number);
   } catch (error) {
     entry.template_error = String(error && error.message ? error.message : error);
   }

@@ -5,7 +5,7 @@
     OUT/tokenizer.json              the tokenizer, as trained
     OUT/tokenizer_config.json       tokenizer_class PreTrainedTokenizerFast, chat_template inside
     OUT/onnx/model.onnx             fp32 decoder with past key values (dtype "fp32")
-    OUT/onnx/model_quantized.onnx   int8 weights, dynamic quantisation (dtype "q8")
+    OUT/onnx/model_quantized.onnx   int8 weights (MatMulNBits, 8 bits), fp32 activations (dtype "q8")
 
 The decoder is exported with ``torch.onnx.export(dynamo=True)``; its inputs and
 outputs carry the names Transformers.js uses for decoder-only models
@@ -30,6 +30,8 @@ from wilson_core.interfaces import DeployError
 
 #: protobuf's 2 GiB limit: larger models would need ONNX external data.
 MAX_SINGLE_FILE_BYTES = 2_000_000_000
+#: weights per int8 scale in the quantised model.
+INT8_BLOCK_SIZE = 32
 
 _GENERATION_TAG = re.compile(r"\{%-?\s*(?:generation|endgeneration)\s*-?%\}")
 
@@ -136,11 +138,33 @@ def export_decoder(model: Any, path: Path) -> None:
     program.save(str(path))
 
 
-def quantize_int8(src: Path, dst: Path) -> None:
-    """int8 weights (dynamic quantisation of MatMul/Gather weights), what Transformers.js calls q8."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+def quantize_int8(src: Path, dst: Path, block_size: int = INT8_BLOCK_SIZE) -> None:
+    """int8 weights, fp32 activations: every MatMul with a constant weight becomes
+    ``MatMulNBits`` (8 bits, symmetric, one scale per ``block_size`` weights).
 
-    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+    Weight-only: ``quantize_dynamic`` (the older q8 recipe) also quantises activations
+    per tensor, which put SmolLM2-135M's logits off by up to ~20 and changed the top-1
+    token at a third of the positions; this keeps them within ~1.  8-bit MatMulNBits
+    needs onnxruntime >= 1.22 (Transformers.js 4.x; 3.x's runtime has 4-bit only).
+    """
+    import onnx
+    from onnxruntime.quantization.matmul_nbits_quantizer import (
+        DefaultWeightOnlyQuantConfig,
+        MatMulNBitsQuantizer,
+    )
+
+    quant_logger = logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer")
+    level = quant_logger.level
+    quant_logger.setLevel(logging.WARNING)  # one INFO line per node otherwise
+    try:
+        config = DefaultWeightOnlyQuantConfig(block_size=block_size, is_symmetric=True, bits=8)
+        quantizer = MatMulNBitsQuantizer(
+            onnx.load(str(src)), bits=8, block_size=block_size, is_symmetric=True, algo_config=config
+        )
+        quantizer.process()
+    finally:
+        quant_logger.setLevel(level)
+    quantizer.model.save_model_to_file(str(dst), False)
 
 
 def strip_generation_tags(template: str) -> str:
