@@ -146,3 +146,16 @@ def test_verification_fails_for_a_gguf_that_computes_something_else(tiny_model, 
     assert by_name["model: tokenizer"].passed
     assert not by_name["model f32: next-token log-probs"].passed
     assert by_name["model f32: next-token log-probs"].metrics["max_abs_diff"] > 1e-4
+
+
+@pytest.mark.node
+def test_a_failed_check_exits_non_zero_and_keeps_the_files(tiny_model, tmp_path, capsys):
+    out = tmp_path / "strict"
+    code = main(["deploy", "gguf", "--model", str(tiny_model), "--out", str(out), "--quant", "f16",
+                 "--verify", "--option", "tolerance=1e-9"])
+    captured = capsys.readouterr()
+    assert code == 3
+    assert "FAIL model f16: next-token log-probs" in captured.out
+    assert "Error: verification failed: model f16: next-token log-probs" in captured.err
+    assert (out / "model-f16.gguf").is_file()
+    assert json.loads((out / "wilson-deploy.json").read_text())["passed"] is False
