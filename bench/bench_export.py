@@ -8,6 +8,11 @@ schemas as blobs, one human rating per interaction, a tool call on every 5th
 answer), then runs each export in a fresh child process and reports rows/s,
 the ratio (Wilson / raw; the target is >= 0.5) and the child's peak RSS, at
 the small and the full size: streaming means the peak does not grow with rows.
+
+Then, on the full-size database, ``count_records`` (what ``wilson export
+--count`` and the dashboard's stat cards use) against counting by running the
+pipeline without writing (the baseline), for several formats and filters:
+both must give the same number.
 """
 
 from __future__ import annotations
@@ -139,12 +144,45 @@ def measure(kind: str, db: Path, out: Path) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+COUNT_CASES = {
+    "sft": {"format": "sft"},
+    "sft --min-rating 4": {"format": "sft", "min_rating": 4},
+    "dpo": {"format": "dpo"},
+    "kto": {"format": "kto"},
+    "sft --granularity run --min-rating 2": {"format": "sft", "granularity": "run", "min_rating": 2},
+}
+
+
+def bench_counts(db: Path, repeat: int) -> None:
+    """count_records against the pipeline count, best of ``repeat`` each, alternated."""
+    from wilson_core import open_store
+    from wilson_core.exporting import ExportOptions, count_records
+    from wilson_core.exporting.pipeline import count_by_pipeline
+
+    store = open_store(db)
+    print("count_records (SQL where examples cannot fail) vs counting through the pipeline:")
+    for name, options in COUNT_CASES.items():
+        opts = ExportOptions(**options)
+        fast, slow = [], []
+        for _ in range(repeat):
+            for fn, times in ((count_by_pipeline, slow), (count_records, fast)):
+                started = time.perf_counter()
+                result = fn(store, opts)
+                times.append((time.perf_counter() - started, result))
+        (fast_s, counted), (slow_s, expected) = min(fast), min(slow)
+        assert counted == expected, (name, counted, expected)
+        print(f"    {name:<38} {counted:>9,} lines  {fast_s * 1000:8.0f} ms vs {slow_s * 1000:8.0f} ms"
+              f"  -> {fast_s / slow_s:.3f}x")
+    store.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--small", type=int, default=100_000, help="rows of the second database (RSS)")
     parser.add_argument("--dir", help="work folder (default: a temporary one)")
     parser.add_argument("--repeat", type=int, default=2, help="runs of each export (best is reported)")
+    parser.add_argument("--counts-only", action="store_true", help="only the count comparison")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -158,6 +196,8 @@ def main() -> None:
         if not db.exists():
             print(f"building {rows:,} interactions ... ", end="", flush=True)
             print(f"{build(db, rows):.1f} s")
+        if args.counts_only:
+            continue
         # alternate the two, best of `--repeat` each: the machine is shared, noise only slows a run down
         raws, ourss = [], []
         for _ in range(args.repeat):
@@ -174,6 +214,7 @@ def main() -> None:
               f"(peak RSS {raw['peak_rss_mib']} MiB)")
         print(f"{'':>9}       wilson export sft {rows / ours['seconds']:>9,.0f} rows/s  "
               f"(peak RSS {ours['peak_rss_mib']} MiB)   ratio {ratio:.2f}x of raw (target >= 0.5)")
+    bench_counts(work / f"bench-{args.rows}.db", args.repeat)
     sizes = sorted(results)
     if len(sizes) == 2:
         small, large = (results[s][1]["peak_rss_mib"] for s in sizes)

@@ -98,6 +98,9 @@ class Exporter(ABC):
     #: (``completion`` chosen over ``rejected`` for one ``prompt``) or
     #: ``"ratings"`` (one answer with a boolean ``label``).
     needs: ClassVar[str] = "answers"
+    #: ``True`` when :meth:`record` never returns ``None``: ``count_records`` may then count
+    #: the lines without building them (leave ``False`` when the exporter filters examples).
+    keeps_every_example: ClassVar[bool] = False
 
     def __init__(self, **options: Any) -> None:
         self.options = options

@@ -112,34 +112,41 @@ def _answer(row: sqlite3.Row) -> dict[str, Any]:
     return answer
 
 
+def _answer_example(row: sqlite3.Row, stats: Stats) -> Example | None:
+    """The SFT example of one selected row, or ``None`` (counted in ``stats``) when it is malformed."""
+    try:
+        prompt = normalize(context_of(row))
+        corrected = row["corrected_response"]
+        if corrected is not None:
+            completion, origin = assistant_message(corrected), "correction"
+        else:
+            completion, origin = _answer(row), ANSWER
+    except MalformedExample as exc:
+        stats.skipped[exc.args[0]] += 1
+        return None
+    tags = row["tags_json"]
+    return Example(
+        kind=ANSWER,
+        prompt=prompt,
+        completion=(completion,),
+        tools=tools_of(row),
+        interaction_ids=(row["id"],),
+        origin=origin,
+        rating=row["rating"],
+        run_id=row["run_id"],
+        call_type=row["call_type"] or "",
+        model=row["model"] or "",
+        provider=row["provider"] or "",
+        tags=json.loads(tags) if tags else (),
+    )
+
+
 def _answer_examples(conn: sqlite3.Connection, options: ExportOptions, stats: Stats) -> Iterator[Example]:
     where, params = where_clause(options)
     for row in iter_rows(conn, where, params):  # the hot loop of big exports: kept lean
-        try:
-            prompt = normalize(context_of(row))
-            corrected = row["corrected_response"]
-            if corrected is not None:
-                completion, origin = assistant_message(corrected), "correction"
-            else:
-                completion, origin = _answer(row), ANSWER
-        except MalformedExample as exc:
-            stats.skipped[exc.args[0]] += 1
-            continue
-        tags = row["tags_json"]
-        yield Example(
-            kind=ANSWER,
-            prompt=prompt,
-            completion=(completion,),
-            tools=tools_of(row),
-            interaction_ids=(row["id"],),
-            origin=origin,
-            rating=row["rating"],
-            run_id=row["run_id"],
-            call_type=row["call_type"] or "",
-            model=row["model"] or "",
-            provider=row["provider"] or "",
-            tags=json.loads(tags) if tags else (),
-        )
+        example = _answer_example(row, stats)
+        if example is not None:
+            yield example
 
 
 def _kto_label(row: sqlite3.Row, options: ExportOptions) -> bool | None:
@@ -155,33 +162,48 @@ def _kto_label(row: sqlite3.Row, options: ExportOptions) -> bool | None:
     return {"chosen": True, "rejected": False}.get(row["preference"] or "")
 
 
-def _rated_examples(conn: sqlite3.Connection, options: ExportOptions, stats: Stats) -> Iterator[Example]:
+def rated_where(options: ExportOptions) -> tuple[str, dict[str, Any]]:
+    """The rows KTO examples come from: rated, corrected or marked chosen/rejected."""
     where, params = where_clause(options)
     where += (
         f" AND ({RATING} IS NOT NULL OR l.corrected_response IS NOT NULL"
         " OR l.preference IN ('chosen', 'rejected'))"
     )
-    for row in iter_rows(conn, where, params):
-        try:
-            prompt = normalize(context_of(row))
-            answer = _answer(row)
-        except MalformedExample as exc:
-            stats.skipped[exc.args[0]] += 1
-            continue
-        common = {"prompt": prompt, "tools": tools_of(row), "interaction_ids": (row["id"],), **_label_fields(row)}
-        label = _kto_label(row, options)
-        if label is None:
-            stats.skipped["rating_between_thresholds"] += 1
-        else:
-            yield Example(kind=RATED, completion=(answer,), label=label, origin=ANSWER, **common)
-        if row["corrected_response"] is not None:
-            yield Example(
+    return where, params
+
+
+def _rated_row_examples(row: sqlite3.Row, options: ExportOptions, stats: Stats) -> list[Example]:
+    """The KTO examples of one selected row (none when it is malformed)."""
+    try:
+        prompt = normalize(context_of(row))
+        answer = _answer(row)
+    except MalformedExample as exc:
+        stats.skipped[exc.args[0]] += 1
+        return []
+    common = {"prompt": prompt, "tools": tools_of(row), "interaction_ids": (row["id"],), **_label_fields(row)}
+    examples = []
+    label = _kto_label(row, options)
+    if label is None:
+        stats.skipped["rating_between_thresholds"] += 1
+    else:
+        examples.append(Example(kind=RATED, completion=(answer,), label=label, origin=ANSWER, **common))
+    if row["corrected_response"] is not None:
+        examples.append(
+            Example(
                 kind=RATED,
                 completion=(assistant_message(row["corrected_response"]),),
                 label=True,
                 origin="correction",
                 **common,
             )
+        )
+    return examples
+
+
+def _rated_examples(conn: sqlite3.Connection, options: ExportOptions, stats: Stats) -> Iterator[Example]:
+    where, params = rated_where(options)
+    for row in iter_rows(conn, where, params):
+        yield from _rated_row_examples(row, options, stats)
 
 
 def _pair(chosen: sqlite3.Row, rejected: sqlite3.Row, origin: str, stats: Stats) -> Example | None:
@@ -210,9 +232,14 @@ def _pair(chosen: sqlite3.Row, rejected: sqlite3.Row, origin: str, stats: Stats)
     )
 
 
-def _pair_examples(conn: sqlite3.Connection, options: ExportOptions, stats: Stats) -> Iterator[Example]:
+def _explicit_pair_examples(
+    conn: sqlite3.Connection,
+    options: ExportOptions,
+    stats: Stats,
+    seen: set[tuple[str, str]],
+) -> Iterator[Example]:
+    """DPO examples of the ``pairs`` table; the pairs taken go into ``seen``."""
     where, params = where_clause(options, rating=False)
-    seen: set[tuple[str, str]] = set()
     for pair in explicit_pairs(conn, options):
         chosen_ids = {row["id"] for row in iter_rows(conn, where + " AND i.id = :pair_chosen", {**params, "pair_chosen": pair["chosen_id"]})}
         if pair["chosen_id"] not in chosen_ids:
@@ -225,34 +252,53 @@ def _pair_examples(conn: sqlite3.Connection, options: ExportOptions, stats: Stat
         example = _pair(rows[pair["chosen_id"]], rows[pair["rejected_id"]], f"pair:{pair['source']}", stats)
         if example is not None:
             yield example
+
+
+def _correction_pair(row: sqlite3.Row, stats: Stats) -> Example | None:
+    """The corrected answer chosen over the original one (``None`` when malformed or identical)."""
+    try:
+        original = _answer(row)
+        prompt = normalize(context_of(row))
+    except MalformedExample as exc:
+        stats.skipped[exc.args[0]] += 1
+        return None
+    corrected = assistant_message(row["corrected_response"])
+    if message_key(corrected) == message_key(original):
+        stats.skipped["identical_pair"] += 1
+        return None
+    return Example(
+        kind=PAIR,
+        prompt=prompt,
+        completion=(corrected,),
+        rejected=(original,),
+        tools=tools_of(row),
+        interaction_ids=(row["id"],),
+        origin="correction",
+        **_label_fields(row),
+    )
+
+
+def _harvested_pair(
+    conn: sqlite3.Connection, options: ExportOptions, chosen_id: str, rejected_id: str, stats: Stats
+) -> Example | None:
+    rows = rows_by_id(conn, [chosen_id, rejected_id], options)
+    return _pair(rows[chosen_id], rows[rejected_id], "harvested", stats)
+
+
+def _pair_examples(conn: sqlite3.Connection, options: ExportOptions, stats: Stats) -> Iterator[Example]:
+    where, params = where_clause(options, rating=False)
+    seen: set[tuple[str, str]] = set()
+    yield from _explicit_pair_examples(conn, options, stats, seen)
     for row in iter_rows(conn, where + " AND l.corrected_response IS NOT NULL", params):
-        try:
-            original = _answer(row)
-            prompt = normalize(context_of(row))
-        except MalformedExample as exc:
-            stats.skipped[exc.args[0]] += 1
-            continue
-        corrected = assistant_message(row["corrected_response"])
-        if message_key(corrected) == message_key(original):
-            stats.skipped["identical_pair"] += 1
-            continue
-        yield Example(
-            kind=PAIR,
-            prompt=prompt,
-            completion=(corrected,),
-            rejected=(original,),
-            tools=tools_of(row),
-            interaction_ids=(row["id"],),
-            origin="correction",
-            **_label_fields(row),
-        )
+        example = _correction_pair(row, stats)
+        if example is not None:
+            yield example
     if not options.harvest_pairs:
         return
     for chosen_id, rejected_id in harvested_pairs(conn, options, where, params):
         if (chosen_id, rejected_id) in seen:
             continue
-        rows = rows_by_id(conn, [chosen_id, rejected_id], options)
-        example = _pair(rows[chosen_id], rows[rejected_id], "harvested", stats)
+        example = _harvested_pair(conn, options, chosen_id, rejected_id, stats)
         if example is not None:
             yield example
 
@@ -423,7 +469,22 @@ def iter_records(store: Any, options: ExportOptions) -> Iterator[dict[str, Any]]
 
 
 def count_records(store: Any, options: ExportOptions) -> int:
-    """Exactly the number of lines :func:`run_export` would write (train + eval)."""
+    """Exactly the number of lines :func:`run_export` would write (train + eval).
+
+    Rows whose example cannot fail are counted by SQLite alone (see
+    :mod:`.counting`); with ``dedup``, ``max_tokens`` or an exporter that may
+    refuse examples, the whole pipeline runs without writing.
+    """
+    from .counting import count_fast, fast_countable
+
+    exporter, counter, _ = _prepare(options)
+    if fast_countable(options, exporter):
+        return count_fast(store, options, exporter.needs, Stats())
+    return count_by_pipeline(store, options)
+
+
+def count_by_pipeline(store: Any, options: ExportOptions) -> int:
+    """The line count by building every line without writing (the slow, general way)."""
     exporter, counter, _ = _prepare(options)
     return sum(1 for _ in _stream(store, options, exporter, Stats(), redactor=None, counter=counter))
 

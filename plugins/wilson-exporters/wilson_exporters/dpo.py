@@ -19,6 +19,7 @@ from .shapes import check_messages, check_tools, tools_or_none
 class DPOExporter(Exporter):
     description = "TRL DPO: {prompt, chosen, rejected, tools} from pairs, corrections, ratings"
     needs = "pairs"
+    keeps_every_example = True
 
     def record(self, example: Any) -> dict[str, Any] | None:
         return {

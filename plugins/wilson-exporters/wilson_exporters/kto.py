@@ -20,6 +20,7 @@ from .shapes import check_messages, check_tools, tools_or_none
 class KTOExporter(Exporter):
     description = "TRL KTO: {prompt, completion, label, tools} from star ratings"
     needs = "ratings"
+    keeps_every_example = True
 
     def record(self, example: Any) -> dict[str, Any] | None:
         return {

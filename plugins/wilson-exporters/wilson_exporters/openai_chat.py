@@ -43,6 +43,7 @@ def _openai_message(message: Mapping[str, Any]) -> dict[str, Any]:
 class OpenAIChatExporter(Exporter):
     description = "OpenAI chat fine-tuning JSONL: {messages, tools?}, arguments as JSON strings"
     needs = "answers"
+    keeps_every_example = True
 
     def record(self, example: Any) -> dict[str, Any] | None:
         record: dict[str, Any] = {"messages": [_openai_message(m) for m in example.messages]}

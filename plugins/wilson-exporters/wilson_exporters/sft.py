@@ -22,6 +22,7 @@ from .shapes import check_messages, check_tools, tools_or_none
 class SFTExporter(Exporter):
     description = "TRL SFT: {messages, tools}, one conversation per interaction or run"
     needs = "answers"
+    keeps_every_example = True
 
     def record(self, example: Any) -> dict[str, Any] | None:
         record: dict[str, Any] = {"messages": example.messages}
