@@ -43,9 +43,11 @@ def test_a_trained_run_deploys_verified_and_the_app_switches_to_it(tiny_model, t
     # base + adapter (two files) and the merged model (one file), both verified in llama.cpp
     capsys.readouterr()
     code = main(["deploy", "gguf", "--model", str(tiny_model), "--adapter", str(run / "adapter"),
-                 "--out", str(tmp_path / "gguf"), "--verify", "--json"])
+                 "--out", str(tmp_path / "gguf"), "--verify", "--option", f"prompts={data}", "--json"])
     report = json.loads(capsys.readouterr().out)
     assert code == 0 and report["passed"] and len(report["files"]) == 2
+    greedy = next(c for c in report["checks"] if c["name"] == "model+adapter f32: greedy 20 tokens")
+    assert greedy["metrics"]["tokens_compared"] > 4 * 20  # the built-in prompts and the 8 conversations
     code = main(["deploy", "gguf", "--model", str(run / "merged"), "--out", str(tmp_path / "merged"),
                  "--quant", "q8_0", "--verify", "--json"])
     merged = json.loads(capsys.readouterr().out)
@@ -91,7 +93,8 @@ def test_a_lora_tuned_smollm2_keeps_its_tokenizer_and_verifies_in_q8_0(tmp_path,
     out = tmp_path / "gguf"
     capsys.readouterr()
     code = main(["deploy", "gguf", "--model", str(source.parent), "--adapter", str(run / "adapter"),
-                 "--out", str(out), "--quant", "q8_0", "--verify", "--option", "tolerance=1.5", "--json"])
+                 "--out", str(out), "--quant", "q8_0", "--verify", "--option", "tolerance=1.5",
+                 "--option", f"prompts={data}", "--json"])
     report = json.loads(capsys.readouterr().out)
     assert code == 0, report["checks"]
     assert {c["name"] for c in report["checks"]} >= {"model: tokenizer", "model+adapter q8_0: next-token log-probs"}

@@ -9,7 +9,8 @@ llama.cpp's LoRA GGUF format, what ``--lora`` and Ollama's ``ADAPTER`` take); wi
 ``-o merge=true`` the adapter is merged into the weights first and one file is written.
 Options: ``name=...`` (GGUF general.name), ``tokenizer_gguf=FILE`` (copy that GGUF's
 tokenizer metadata, for a base that came from a GGUF), ``merge=true``, ``tolerance=X``
-(max |log-prob diff| allowed by ``--verify`` instead of the per-precision default).
+(max |log-prob diff| allowed by ``--verify`` instead of the per-precision default),
+``prompts=FILE.jsonl`` (verify on up to 8 of your own conversations as well).
 """
 
 from __future__ import annotations
@@ -53,10 +54,12 @@ class GgufDeployer(Deployer):
         quant = self.resolve_quant(config)
         assert quant is not None
         options = dict(config.options)
-        unknown = set(options) - {"name", "tokenizer_gguf", "merge", "tolerance"}
+        unknown = set(options) - {"name", "tokenizer_gguf", "merge", "tolerance", "prompts"}
         if unknown:
             raise DeployError(f"unknown gguf option(s): {', '.join(sorted(unknown))} "
-                              "(known: name, tokenizer_gguf, merge, tolerance)")
+                              "(known: name, tokenizer_gguf, merge, tolerance, prompts)")
+        if options.get("prompts") and not Path(str(options["prompts"])).is_file():
+            raise DeployError(f"-o prompts={options['prompts']}: no such file")
         source = open_model(config.model, options)
         adapter = open_adapter(config.adapter) if config.adapter else None
         merge = adapter is not None and _truthy(options.get("merge", False))
@@ -101,7 +104,8 @@ class GgufDeployer(Deployer):
             t1 = time.perf_counter()
             tolerance = options.get("tolerance")
             checks = _verify(source, adapter, model_file, adapter_file, quant, merge,
-                             float(tolerance) if tolerance is not None else None, preloaded)
+                             float(tolerance) if tolerance is not None else None, preloaded,
+                             Path(str(options["prompts"])) if options.get("prompts") else None)
             details["verify_seconds"] = round(time.perf_counter() - t1, 3)
         provider = provider_string(model_file, adapter_file)
         report = DeployReport(
@@ -128,7 +132,8 @@ def _merged(state: dict[str, Any], tensors: dict[str, Any], scale: float) -> dic
 
 
 def _verify(source: Any, adapter: Any, model_file: Path, adapter_file: Path | None, quant: str,
-            merge: bool, tolerance: float | None, preloaded: Any = None) -> list[DeployCheck]:
+            merge: bool, tolerance: float | None, preloaded: Any = None,
+            prompts_file: Path | None = None) -> list[DeployCheck]:
     import warnings
 
     import torch  # noqa: TID251 - lazy import
@@ -146,15 +151,17 @@ def _verify(source: Any, adapter: Any, model_file: Path, adapter_file: Path | No
             model = PeftModel.from_pretrained(preloaded, str(adapter.path)).eval()
         else:
             model = load_torch_model(source, adapter.path)
-        return verify_gguf(model_file, model, tokenizer, quant, label="merged", tolerance=tolerance)
+        return verify_gguf(model_file, model, tokenizer, quant, label="merged", tolerance=tolerance,
+                           prompts_file=prompts_file)
     model = preloaded if preloaded is not None else load_torch_model(source)
-    checks = verify_gguf(model_file, model, tokenizer, quant, label="model", tolerance=tolerance)
+    checks = verify_gguf(model_file, model, tokenizer, quant, label="model", tolerance=tolerance,
+                         prompts_file=prompts_file)
     if adapter is not None and adapter_file is not None:
         from peft import PeftModel
 
         tuned = PeftModel.from_pretrained(model, str(adapter.path)).eval()
         checks += verify_gguf(model_file, tuned, tokenizer, quant, lora=[adapter_file],
-                              label="model+adapter", tolerance=tolerance)
+                              label="model+adapter", tolerance=tolerance, prompts_file=prompts_file)
     return checks
 
 

@@ -34,6 +34,46 @@ _TOOLS = [{"type": "function", "function": {
                    "required": ["id", "category"]}}}]
 
 
+def prompts_from_file(tokenizer: Any, path: Path, limit: int = 8) -> list[tuple[str, list[int]]]:
+    """Prompts from a JSONL file of conversations (``messages`` or ``prompt``, optional
+    ``tools``; exported SFT/eval data works): each conversation up to its last non-assistant
+    message, rendered with the chat template and a generation prompt."""
+    import json
+
+    from wilson_core.interfaces import DeployError
+
+    prompts: list[tuple[str, list[int]]] = []
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise DeployError(f"-o prompts={path}: {exc}") from None
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            messages = list(row.get("messages") or row.get("prompt") or [])
+        except (ValueError, AttributeError):
+            raise DeployError(f"-o prompts={path}: line {number} is not a JSON object with messages") from None
+        while messages and messages[-1].get("role") == "assistant":
+            messages.pop()
+        if not messages:
+            continue
+        tools = row.get("tools")
+        if isinstance(tools, str):
+            tools = json.loads(tools)
+        ids = tokenizer.apply_chat_template(messages, tools=tools or None, add_generation_prompt=True,
+                                            tokenize=True, return_dict=False)
+        if isinstance(ids, dict) or hasattr(ids, "keys"):
+            ids = ids["input_ids"]
+        prompts.append((f"line{number}", [int(t) for t in ids]))
+        if len(prompts) >= limit:
+            break
+    if not prompts:
+        raise DeployError(f"-o prompts={path}: no conversations found")
+    return prompts
+
+
 def default_prompts(tokenizer: Any) -> list[tuple[str, list[int]]]:
     """A few prompts as token ids: chat-template turns (with tools when the template
     takes them) and plain text."""
@@ -209,11 +249,14 @@ def tokenizer_check(name: str, tokenizer: Any, runner: Any) -> DeployCheck:
 
 def verify_gguf(model_file: Path, torch_model: Any, tokenizer: Any, quant: str,
                 lora: Sequence[Path] = (), label: str = "model",
-                tolerance: float | None = None) -> list[DeployCheck]:
-    """All checks for one GGUF (with its adapters) against ``torch_model``."""
+                tolerance: float | None = None, prompts_file: Path | None = None) -> list[DeployCheck]:
+    """All checks for one GGUF (with its adapters) against ``torch_model``; ``prompts_file``
+    adds up to 8 of your own conversations (JSONL) to the built-in prompts."""
     from .runner import LlamaCppRunner
 
     prompts = default_prompts(tokenizer)
+    if prompts_file is not None:
+        prompts += prompts_from_file(tokenizer, prompts_file)
     context = max(len(ids) for _, ids in prompts) + GREEDY_TOKENS + 8
     checks = []
     with LlamaCppRunner(model_file, lora=list(lora), exact=True, context=max(256, context)) as runner:
