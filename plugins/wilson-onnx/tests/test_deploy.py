@@ -48,6 +48,7 @@ def test_onnxruntime_fp32_matches_pytorch_and_int8_stays_within_its_tolerance(de
     report = deployed["report"]
     fp32, q8 = _check(report, "onnxruntime fp32"), _check(report, "onnxruntime q8")
     assert fp32["passed"] and fp32["metrics"]["max_abs_diff"] <= 1e-4, fp32
+    assert fp32["metrics"]["limit"] == 1e-4  # a 2-layer model stays within the plain bound
     assert fp32["metrics"]["greedy_equal"] == fp32["metrics"]["prompts"] == 3
     assert q8["passed"] and q8["metrics"]["max_abs_diff"] <= 2.0, q8
     assert q8["metrics"]["clear_top1_mismatches"] == 0 and q8["metrics"]["clear_positions"] > 50
