@@ -258,10 +258,12 @@ def run(kind: str, config: TrainConfig) -> TrainReport:
     before: dict[str, Any] = {}
     if eval_ds is not None and resume_from is None:
         before = trainer.evaluate()
-    train_started = time.perf_counter()
+    train_started, cpu_started = time.perf_counter(), time.process_time()
     result = trainer.train(resume_from_checkpoint=resume_from)
     train_seconds = time.perf_counter() - train_started
+    train_cpu_seconds = time.process_time() - cpu_started
     metrics = _metrics(trainer, result, kind, tokens_per_epoch, train_seconds, len(train_ds), dropped)
+    metrics["train_cpu_seconds"] = round(train_cpu_seconds, 3)
     if eval_ds is not None and not interrupt.requested:
         evaluation = trainer.evaluate()
         metrics.update({k: v for k, v in evaluation.items() if isinstance(v, (int, float))})
