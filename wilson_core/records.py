@@ -35,9 +35,24 @@ def new_id() -> str:
     return f"{time.time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"
 
 
+#: (second since the epoch, its text up to the seconds): formatted once per second.
+_second: tuple[int, str] = (-1, "")
+
+
 def utcnow() -> str:
-    """The current UTC time as an ISO-8601 string with microseconds."""
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+    """The current UTC time as an ISO-8601 string with microseconds.
+
+    The same text as ``datetime.now(timezone.utc).isoformat(timespec="microseconds")``
+    (microseconds truncated like ``datetime.now``), with the date and time of day
+    formatted once per second: every captured call takes one or two.
+    """
+    global _second
+    seconds, nanos = divmod(time.time_ns(), 1_000_000_000)
+    second, text = _second
+    if second != seconds:
+        text = datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+        _second = (seconds, text)
+    return f"{text}.{nanos // 1000:06d}+00:00"
 
 
 def _tupled(value: Any) -> tuple:
