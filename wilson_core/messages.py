@@ -22,6 +22,8 @@ _TOOL_CALL_TAG = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.DOTA
 def clean_text(value: Any) -> Any:
     """Make text safe to store: bytes decoded as UTF-8 (invalid bytes replaced),
     lone surrogates replaced by U+FFFD.  Other values are returned unchanged."""
+    if type(value) is str and value.isascii():  # the common case: O(1) in CPython
+        return value
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     if isinstance(value, str):
@@ -78,7 +80,7 @@ def normalize_messages(messages: Iterable[Mapping[str, Any]]) -> list[dict[str, 
         raise RecordError("messages must be a list of {'role': ..., 'content': ...} objects")
     result = []
     for index, message in enumerate(messages):
-        if not isinstance(message, Mapping) or "role" not in message:
+        if (type(message) is not dict and not isinstance(message, Mapping)) or "role" not in message:
             raise RecordError(f"message {index} must be an object with a 'role'")
         copy = {key: clean_text(value) for key, value in message.items()}
         if copy.get("tool_calls"):
