@@ -90,9 +90,14 @@ def default_db_path() -> Path:
     return Path.home() / ".wilson" / "data.db"
 
 
+# default=str: an app's odd parameter (an enum, a model class) must not lose the record.
+# One encoder for every call: ``json.dumps`` with options builds a new one each time.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str)
+
+
 def _dumps(value: Any) -> str:
-    # default=str: an app's odd parameter (an enum, a model class) must not lose the record
-    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str)
+    """Canonical JSON (sorted keys, no spaces): the hashes of contexts and tools depend on it."""
+    return _ENCODER.encode(value)
 
 
 def sha256(text: str) -> str:
@@ -418,12 +423,18 @@ class Store:
         self, interactions: Sequence[Interaction], runs: dict[str, Run | None] | None = None
     ) -> None:
         """Insert several interactions in one transaction (all or none)."""
-        prepared = [(i, *self.interaction_row(i)) for i in interactions]
-        if len(prepared) == 1 and not runs:
-            _, row, blobs = prepared[0]
-            if all(digest in self._known_blobs for _, _, digest in blobs):
+        if len(interactions) == 1 and not runs:  # the capture path: one call, blobs already stored
+            row, blobs = self.interaction_row(interactions[0])
+            known = self._known_blobs
+            for _, _, digest in blobs:
+                if digest not in known:
+                    break
+            else:
                 self._group_insert(row)
                 return
+            prepared = [(interactions[0], row, blobs)]
+        else:
+            prepared = [(i, *self.interaction_row(i)) for i in interactions]
         with self.writing() as conn:
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -464,15 +475,22 @@ class Store:
         fails every call in it, so each caller can spool its own record.
         """
         entry = _Pending(row)
-        self._pending.append(entry)
-        with self.writing() as conn:
+        pending = self._pending
+        pending.append(entry)
+        # the turn of :meth:`writing`, taken inline (this runs on every captured call)
+        if not self._write_lock.acquire(timeout=self._busy_s):
+            raise sqlite3.OperationalError(
+                f"database is locked (another thread of this process held it for {self._busy_s:g} s)"
+            )
+        try:
             if entry.done:
                 if entry.error is not None:
                     raise entry.error
                 return
+            conn = self.write_connection()
             batch = []
-            while self._pending:
-                batch.append(self._pending.popleft())
+            while pending:
+                batch.append(pending.popleft())
             try:
                 if len(batch) == 1:
                     conn.execute(_INSERT_INTERACTION, batch[0].row)
@@ -485,6 +503,8 @@ class Store:
                 raise
             for e in batch:
                 e.done = True
+        finally:
+            self._write_lock.release()
         if self._checkpointer is not None:
             self._checkpointer.note_write(len(batch))
 
