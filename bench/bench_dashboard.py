@@ -11,7 +11,9 @@ baseline in the same run:
 (b) ``GET /api/interactions`` over HTTP for page 1 and a deep page, with
     filters (unrated only, rating >= 4, call type, full-text search, sorted
     by rating), against the cost of a bare ``SELECT count(*)`` scan;
-(c) ``GET /api/stats`` (counts and export record counts);
+(c) ``GET /api/stats`` (counts and export record counts), and the three
+    export counts of the stat cards alone: ``count_records`` against counting
+    through the export pipeline (the baseline);
 (d) in headless Chromium (when /usr/bin/chromium exists): from navigation to
     the first 50 rows drawn, and the time of one keypress rating round trip.
 """
@@ -168,6 +170,18 @@ def main() -> int:
         stats = client.get("/api/stats").json()
         print(f"(c) GET /api/stats {stats_ms:.0f} ms ({stats_ms / scan:.1f}x scan): total {stats['total']:,}, "
               f"annotated {stats['annotated']:,}, export {stats['export']} {stats['export_error'] or ''}")
+
+    from wilson_dashboard.app import export_options
+
+    from wilson_core.exporting import count_records
+    from wilson_core.exporting.pipeline import count_by_pipeline
+
+    for fmt in ("sft", "dpo", "kto"):
+        options = export_options(queries.Filters(), fmt)
+        assert count_records(store, options) == count_by_pipeline(store, options) == stats["export"][fmt]
+        fast = timed(lambda options=options: count_records(store, options), repeat=3)
+        slow = timed(lambda options=options: count_by_pipeline(store, options), repeat=3)
+        print(f"    stat card {fmt}: count_records {fast:.0f} ms vs pipeline count {slow:.0f} ms -> {fast / slow:.3f}x")
 
     chromium = Path("/usr/bin/chromium")
     if not args.no_browser and chromium.exists():
