@@ -217,19 +217,19 @@ def compare(data: str, base: str, tuned: str, *, limit: int | None = None, max_n
             scores, answers[label] = evaluate_model(local, examples, max_new_tokens, judge, bar.update)
         report["models"][label] = scores
         del local
-    disagreements = []
-    for example, a, b in zip(examples, answers["base"], answers["tuned"], strict=True):
-        if a != b:
-            disagreements.append(
-                {
-                    "question": next((m.get("content") for m in reversed(example.context) if m.get("role") == "user"), ""),
-                    "reference": answer_text(answer_of(example.reference)),
-                    "base": answer_text(a),
-                    "tuned": answer_text(b),
-                }
-            )
+    rows = [
+        {
+            "question": next((m.get("content") for m in reversed(example.context) if m.get("role") == "user"), ""),
+            "reference": answer_text(answer_of(example.reference)),
+            "base": answer_text(a),
+            "tuned": answer_text(b),
+        }
+        for example, a, b in zip(examples, answers["base"], answers["tuned"], strict=True)
+    ]
+    disagreements = [row for row in rows if row["base"] != row["tuned"]]
     report["disagreements"] = len(disagreements)
     report["samples"] = disagreements[:samples]
+    report["answers"] = rows
     return report
 
 
