@@ -86,3 +86,16 @@ def test_model_init_refuses_a_non_empty_folder(tmp_path):
     (tmp_path / "x" / "keep.txt").write_text("mine")
     assert main(["model", "init", "--out", str(tmp_path / "x")]) == 1
     assert (tmp_path / "x" / "keep.txt").read_text() == "mine"
+
+
+def test_wilson_model_init_builds_a_model_from_a_corpus_file(tmp_path, capsys):
+    from wilson_core.cli import main
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(f"Paid {i}.{i % 100:02d} dollars at store number {i} for groceries" for i in range(300)))
+    code = main(["model", "init", "--arch", "qwen2", "--out", str(tmp_path / "m"), "--corpus", str(corpus),
+                 "--vocab-size", "400", "--pretrain-steps", "3"])
+    assert code == 0
+    assert "qwen2 model with" in capsys.readouterr().out
+    card = json.loads((tmp_path / "m" / "wilson_model.json").read_text())
+    assert card["arch"] == "qwen2" and card["pretrain_steps"] == 3 and card["vocab_size"] <= 400 + 2  # + the two tool-call tags

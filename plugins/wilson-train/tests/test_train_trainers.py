@@ -100,3 +100,13 @@ def test_resume_continues_from_the_last_checkpoint(tiny_model, data_dir, tmp_pat
     assert report.metrics["steps"] == 4
     steps = [e["step"] for e in json.loads((out / "checkpoints" / "checkpoint-4" / "trainer_state.json").read_text())["log_history"] if "loss" in e]
     assert steps[:2] == [1, 2] and steps[-1] == 4  # one history: the second run went on from step 2
+
+
+@pytest.mark.parametrize("mode", ["packing", "padding_free"])
+def test_packing_and_padding_free_batches_train(tiny_model, data_dir, tmp_path, make_config, mode):
+    from wilson_train.trainers import LoraSFTTrainer
+
+    config = make_config(trainer="lora-sft", data=str(data_dir / "sft.jsonl"), base=str(tiny_model),
+                         out=str(tmp_path / mode), max_steps=2, batch_size=2, merge=False, **{mode: True})
+    report = LoraSFTTrainer().train(config)
+    assert report.metrics["steps"] == 2 and report.metrics["train_loss"] > 0

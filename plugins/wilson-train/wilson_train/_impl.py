@@ -155,6 +155,8 @@ def _training_args(kind: str, config: TrainConfig, out: Path, has_eval: bool) ->
     if kind == "sft":
         from trl import SFTConfig
 
+        if config.padding_free and not config.packing:
+            common["max_length"] = None  # Wilson already truncated every example to --max-length
         return SFTConfig(**common, packing=config.packing, padding_free=config.padding_free,
                          assistant_only_loss=False, dataset_num_proc=None, **options)
     if kind == "dpo":
