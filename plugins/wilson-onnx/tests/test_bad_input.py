@@ -32,9 +32,30 @@ def test_an_adapter_trained_on_another_base_is_refused(tiny_adapter, tmp_path, c
     other = build_tiny_model(tmp_path / "narrow", arch="llama", hidden_size=64, intermediate=128)
     code, output = _wilson(capsys, "--model", str(other), "--adapter", str(tiny_adapter),
                            "--out", str(tmp_path / "out"))
+    assert code == 1  # the adapter's recorded base is on disk: its config tells
+    assert "does not fit model" in output and "hidden_size 128" in output and "hidden_size 64" in output
+
+    # without the recorded base (a hub id, a moved folder) the LoRA shapes still tell
+    import shutil
+
+    moved = tmp_path / "moved-adapter"
+    shutil.copytree(tiny_adapter, moved)
+    config = json.loads((moved / "adapter_config.json").read_text())
+    config["base_model_name_or_path"] = "someone/elsewhere"
+    (moved / "adapter_config.json").write_text(json.dumps(config))
+    code, output = _wilson(capsys, "--model", str(other), "--adapter", str(moved),
+                           "--out", str(tmp_path / "out"))
     assert code == 1
     assert "does not fit model" in output and "trained on another base" in output
     assert not (tmp_path / "out" / "onnx").exists()
+
+
+def test_an_adapter_of_another_architecture_with_the_same_shapes_is_refused(tiny_adapter, tiny_qwen2, tmp_path, capsys):
+    code, output = _wilson(capsys, "--model", str(tiny_qwen2), "--adapter", str(tiny_adapter),
+                           "--out", str(tmp_path / "out"))
+    assert code == 1
+    assert "does not fit model" in output and "model_type 'llama'" in output and "'qwen2'" in output
+    assert not (tmp_path / "out").exists()  # refused before anything was written
 
 
 def test_a_folder_that_is_not_an_adapter_is_refused(tiny_llama, tmp_path, capsys):

@@ -43,7 +43,7 @@ class TransformersJsDeployer(Deployer):
         model_source = source.resolve_model(config.model)
         source.check_architecture(model_source)
         if config.adapter:
-            source.adapter_config(config.adapter)
+            source.check_adapter_base(config.adapter, source.adapter_config(config.adapter), model_source)
         from .verify import load_prompts
 
         prompts = load_prompts(options.get("prompts")) if config.verify else []

@@ -84,6 +84,31 @@ def adapter_config(adapter: str | Path) -> dict[str, Any]:
     return config
 
 
+#: config fields that must agree between the adapter's recorded base and ``--model``.
+_BASE_FIELDS = ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size")
+
+
+def check_adapter_base(adapter: str | Path, config: dict[str, Any], source: ModelSource) -> None:
+    """When the adapter's recorded base (``base_model_name_or_path``) is a local model folder,
+    its architecture and sizes must be those of ``--model``.
+
+    LoRA shapes alone cannot tell a Llama from a Qwen2 of the same sizes.
+    """
+    recorded = config.get("base_model_name_or_path")
+    if not recorded or not (Path(recorded) / "config.json").is_file():
+        return
+    try:
+        base = json.loads((Path(recorded) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return
+    for key in _BASE_FIELDS:
+        if key in base and key in source.config and base[key] != source.config[key]:
+            raise DeployError(
+                f"adapter {adapter} does not fit model: it was trained on {recorded} "
+                f"({key} {base[key]!r}) but --model {source.path} has {key} {source.config[key]!r}"
+            )
+
+
 def _adapter_shapes(folder: Path) -> dict[str, tuple[int, ...]]:
     weights = folder / "adapter_model.safetensors"
     if weights.exists():
