@@ -92,3 +92,22 @@ def test_unknown_settings_are_refused_before_any_work(tiny_llama, tmp_path, caps
     code, output = _wilson(capsys, "--model", str(tiny_llama), "--out", str(tmp_path / "out"), *args)
     assert code == 1 and message in output
     assert not (tmp_path / "out").exists()
+
+
+def test_a_missing_node_install_is_reported_with_the_command_that_fixes_it(tmp_path, monkeypatch):
+    import shutil
+
+    from wilson_onnx.node import node_folder, node_ready, run_transformersjs
+
+    from wilson_core.interfaces import DeployError
+
+    folder = tmp_path / "node"
+    folder.mkdir()
+    shutil.copy(node_folder() / "run.mjs", folder / "run.mjs")
+    monkeypatch.setenv("WILSON_ONNX_NODE_DIR", str(folder))
+    if shutil.which("node") is None:
+        assert "node is not installed" in node_ready()
+        return
+    assert "@huggingface/transformers is not installed" in node_ready()
+    with pytest.raises(DeployError, match=r"ONNXRUNTIME_NODE_INSTALL=skip .*npm ci --prefix"):
+        run_transformersjs({"model_dir": str(tmp_path), "dtype": "fp32", "max_new_tokens": 1, "prompts": []})
