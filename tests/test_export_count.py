@@ -41,6 +41,7 @@ ANSWER_CALLS = [
     (ToolCall(id="a2", name="f", arguments={}, raw_arguments="{broken"),),
     (ToolCall(id="a3", name="", arguments={}),),
 ]
+TOOLS = [{"type": "function", "function": {"name": "get_balance", "parameters": {"type": "object"}}}]
 TEXTS = ["Sure.", "", None, "You spent 212.40 EUR.", "Sure.", "Sure."]
 
 
@@ -79,6 +80,7 @@ def build_tricky_store(path, seed: int):
                 messages=messages,
                 response_content=None if failed else rng.choice(TEXTS),
                 tool_calls=() if failed else rng.choice(ANSWER_CALLS),
+                tools=TOOLS if rng.random() < 0.3 else (),
                 status=STATUS_ERROR if failed else "ok",
                 error="boom" if failed else None,
                 created_at=f"2026-11-{1 + run % 20:02d}T08:{step:02d}:00.000000+00:00",
@@ -124,7 +126,8 @@ def build_tricky_store(path, seed: int):
     )
     shared = conn.execute(
         "SELECT a.id, b.id FROM interactions a JOIN interactions b ON a.context_hash = b.context_hash"
-        f" AND a.rowid < b.rowid WHERE {plain.format('a')} AND {plain.format('b')} ORDER BY a.rowid LIMIT 6",
+        f" AND a.rowid < b.rowid WHERE {plain.format('a')} AND {plain.format('b')}"
+        " AND a.response_content != b.response_content ORDER BY a.rowid LIMIT 6",
         deleted + deleted,
     ).fetchall()
     for n, (chosen, rejected) in enumerate(shared):
@@ -135,6 +138,21 @@ def build_tricky_store(path, seed: int):
         f"SELECT id FROM interactions a WHERE {plain.format('a')} AND a.response_content = 'Sure.' LIMIT 3", deleted
     ).fetchall():
         annotations.annotate(store, same, corrected_response="Sure.")  # the same answer: no pair
+    # explicit pairs that surely make lines: one kept, one undone
+    for n, answers in enumerate([("Groceries: 212 EUR.", "No idea."), ("Rent is due.", "Ask later.")]):
+        context = [{"role": "user", "content": f"Pair question {n}?"}]
+        ids_of = []
+        for step, text in enumerate(answers):
+            made_call = Interaction(
+                run_id=f"pairs{seed}-{n}", sequence_num=step + 1, call_type="agent", provider="scripted",
+                model="m1", messages=context, response_content=text,
+                created_at=f"2026-11-10T09:{n:02d}:{step:02d}.000000+00:00",
+            )
+            store.write_interaction(made_call)
+            ids_of.append(made_call.id)
+        taken = annotations.pair(store, ids_of[0], ids_of[1])
+        if n == 1:
+            annotations.undo_pair(store, taken.id)
     for run_id in deleted:
         conn.execute("UPDATE runs SET deleted_at = '2026-11-20T00:00:00+00:00' WHERE id = ?", (run_id,))
     return store
@@ -228,3 +246,40 @@ def test_an_exporter_that_may_refuse_examples_is_counted_by_the_pipeline(tricky,
     EveryOther.seen = 0
     assert counted == written_lines(tricky, opts, tmp_path)
     assert counted == (all_lines + 1) // 2
+
+
+def test_a_subclass_that_overrides_record_does_not_inherit_the_promise():
+    from wilson_exporters.sft import SFTExporter
+
+    from wilson_core.exporting.counting import keeps_every_example
+
+    class Filtering(SFTExporter):
+        def record(self, example):
+            return None if example.tools else super().record(example)
+
+    class Renamed(SFTExporter):
+        description = "the same lines"
+
+    class Promised(Filtering):
+        keeps_every_example = True
+
+        def record(self, example):
+            return {"messages": example.messages}
+
+    assert keeps_every_example(SFTExporter()) and keeps_every_example(Renamed())
+    assert not keeps_every_example(Filtering())
+    assert keeps_every_example(Promised())
+
+
+def test_a_subclass_that_filters_is_counted_exactly(tricky, tmp_path, monkeypatch):
+    from wilson_exporters.sft import SFTExporter
+
+    class NoTools(SFTExporter):
+        def record(self, example):
+            return None if example.tools else super().record(example)
+
+    opts = ExportOptions(format="sft")
+    every = count_records(tricky, opts)
+    monkeypatch.setattr(pipeline, "load_exporter", lambda options: NoTools())
+    counted = count_records(tricky, opts)
+    assert counted == written_lines(tricky, opts, tmp_path) < every

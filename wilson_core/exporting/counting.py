@@ -125,13 +125,23 @@ CLEAN_ANSWER = (
 TEXT_ANSWER = f"(CASE WHEN i.tool_calls_json IS NULL AND {_HAS_TEXT} THEN 1 ELSE 0 END)"
 
 
+def keeps_every_example(exporter: Any) -> bool:
+    """The exporter's ``keeps_every_example``, if its ``record`` is the one that promise was made for.
+
+    A subclass that overrides ``record`` (it may filter) without declaring the
+    flag again does not inherit it.
+    """
+    mro = type(exporter).__mro__
+    declared = next((k for k in mro if "keeps_every_example" in vars(k)), None)
+    recorder = next((k for k in mro if "record" in vars(k)), None)
+    if declared is None or recorder is None or not vars(declared)["keeps_every_example"]:
+        return False
+    return issubclass(declared, recorder)
+
+
 def fast_countable(options: ExportOptions, exporter: Any) -> bool:
     """Whether the count can skip building examples for rows that cannot fail."""
-    return (
-        not options.dedup
-        and options.max_tokens is None
-        and bool(getattr(exporter, "keeps_every_example", False))
-    )
+    return not options.dedup and options.max_tokens is None and keeps_every_example(exporter)
 
 
 def _scan(
