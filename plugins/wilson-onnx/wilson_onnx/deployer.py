@@ -47,16 +47,22 @@ class TransformersJsDeployer(Deployer):
         from .verify import load_prompts
 
         prompts = load_prompts(options.get("prompts")) if config.verify else []
+        created = not Path(config.out).exists()
         out = self.prepare_out(config)
         timings: dict[str, float] = {}
 
         mark = time.perf_counter()
-        model = source.load_merged_model(model_source, config.adapter)
-        tokenizer = source.load_tokenizer(model_source, config.adapter)
-        if len(tokenizer) > int(model.config.vocab_size):
-            raise DeployError(
-                f"the tokenizer has {len(tokenizer)} tokens but the model only {model.config.vocab_size}"
-            )
+        try:
+            model = source.load_merged_model(model_source, config.adapter)
+            tokenizer = source.load_tokenizer(model_source, config.adapter)
+            if len(tokenizer) > int(model.config.vocab_size):
+                raise DeployError(
+                    f"the tokenizer has {len(tokenizer)} tokens but the model only {model.config.vocab_size}"
+                )
+        except DeployError:
+            if created and not any(out.iterdir()):
+                out.rmdir()  # refused: leave no trace
+            raise
         timings["load_seconds"] = time.perf_counter() - mark
 
         from . import export
