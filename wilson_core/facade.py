@@ -271,9 +271,10 @@ class RunSession:
             **common,
         )
         llm._emit("wilson_capture_interaction", interaction, interaction=interaction)
-        with self._lock:
-            for call in interaction.tool_calls:
-                self._calls[call.id] = (interaction.id, call)
+        if interaction.tool_calls:
+            with self._lock:
+                for call in interaction.tool_calls:
+                    self._calls[call.id] = (interaction.id, call)
         return Reply(
             content=interaction.response_content,
             tool_calls=interaction.tool_calls,

@@ -379,10 +379,10 @@ class Store:
                     self._system_hashes[content] = system_hash
             blobs.append(("system_prompt", content, system_hash))
             rest = messages[1:]
-        messages_json = _dumps(list(rest))
+        messages_json = _dumps(rest)  # a tuple encodes as a JSON array: no copy
         tools_hash = None
         if interaction.tools:
-            tools_json = _dumps(list(interaction.tools))
+            tools_json = _dumps(interaction.tools)
             tools_hash = sha256(tools_json)
             blobs.append(("tools", tools_json, tools_hash))
         tool_calls_json = (
