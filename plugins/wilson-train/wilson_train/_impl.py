@@ -264,7 +264,8 @@ def run(kind: str, config: TrainConfig) -> TrainReport:
     result = trainer.train(resume_from_checkpoint=resume_from)
     train_seconds = time.perf_counter() - train_started
     train_cpu_seconds = time.process_time() - cpu_started
-    metrics = _metrics(trainer, result, kind, tokens_per_epoch, train_seconds, len(train_ds), dropped)
+    first_step = int(Path(resume_from).name.rsplit("-", 1)[-1]) if resume_from else 0
+    metrics = _metrics(trainer, result, kind, tokens_per_epoch, train_seconds, len(train_ds), dropped, first_step)
     metrics["train_cpu_seconds"] = round(train_cpu_seconds, 3)
     if eval_ds is not None and not interrupt.requested:
         evaluation = trainer.evaluate()
@@ -283,12 +284,15 @@ def run(kind: str, config: TrainConfig) -> TrainReport:
 
 
 def _metrics(trainer: Any, result: Any, kind: str, tokens_per_epoch: int, seconds: float,
-             examples: int, dropped: int) -> dict[str, Any]:
+             examples: int, dropped: int, first_step: int = 0) -> dict[str, Any]:
+    """Figures of the run; throughput counts only the steps this process trained (not resumed ones)."""
     state = trainer.state
     history = [h for h in state.log_history if "loss" in h]
     steps = state.global_step
     batch = trainer.args.per_device_train_batch_size * trainer.args.gradient_accumulation_steps * max(1, trainer.args.world_size)
     examples_seen = min(steps * batch, int(examples * max(state.epoch or 0, 0)) or steps * batch)
+    if first_step and steps:
+        examples_seen = examples_seen * (steps - first_step) / steps
     tokens_seen = tokens_per_epoch * examples_seen / max(1, examples)
     metrics: dict[str, Any] = {
         "trainer": kind,

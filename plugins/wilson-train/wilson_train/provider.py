@@ -5,6 +5,7 @@
     LLM("transformers:models/base", adapter="runs/sft1/adapter")
     LLM("transformers:runs/sft1")                               # a run folder: its merged model
     LLM("transformers:smollm2-135m")                            # any --base name works
+    LLM("transformers:runs/sft1?device=cuda")                   # default: cuda when available
 
 Conversations are rendered with the model's chat template (tools included);
 decoding is greedy unless ``temperature`` > 0 is passed; ``<tool_call>{json}</tool_call>``
@@ -63,7 +64,9 @@ def adapter_base(adapter: Path | str) -> str:
 class LocalModel:
     """A loaded model + tokenizer (+ adapter), shared by the provider and ``wilson eval``."""
 
-    def __init__(self, name: str, adapter: str | None = None) -> None:
+    def __init__(self, name: str, adapter: str | None = None, device: str | None = None) -> None:
+        import torch  # noqa: TID251 - lazy import
+
         from .base import load_model, load_tokenizer, resolve_base
 
         base_name, found_adapter = resolve_model_folder(name)
@@ -76,6 +79,7 @@ class LocalModel:
             from peft import PeftModel
 
             model = PeftModel.from_pretrained(model, adapter)
+        model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         model.eval()
         self.model = model
 
@@ -111,10 +115,12 @@ class LocalModel:
 class TransformersProvider(Provider):
     """A local transformers model as a facade provider (loaded on first use)."""
 
-    def __init__(self, model: str, *, adapter: str | None = None, max_new_tokens: int = 256, **options: Any) -> None:
+    def __init__(self, model: str, *, adapter: str | None = None, max_new_tokens: int = 256,
+                 device: str | None = None, **options: Any) -> None:
         path, query = split_model_spec(model)
         super().__init__(path, **options)
         self.adapter = adapter or query.get("adapter")
+        self.device = device or query.get("device")
         self.max_new_tokens = int(query.get("max_new_tokens", max_new_tokens))
         self._local: LocalModel | None = None
         self._lock = threading.Lock()
@@ -123,7 +129,7 @@ class TransformersProvider(Provider):
         with self._lock:
             if self._local is None:
                 try:
-                    self._local = LocalModel(self.model, adapter=self.adapter)
+                    self._local = LocalModel(self.model, adapter=self.adapter, device=self.device)
                 except Exception as exc:
                     raise ProviderError(f"transformers:{self.model}: cannot load the model ({exc})") from exc
             return self._local
