@@ -67,7 +67,12 @@ def _parse_options(values: tuple[str, ...]) -> dict[str, Any]:
               help="Trainer-specific setting, e.g. beta=0.1 (repeatable).")
 @click.option("--print-config", is_flag=True, help="Print the resolved settings as JSON and stop.")
 def train_command(name: str, option_values: tuple[str, ...], print_config: bool, **flags: Any) -> None:
-    """Fine-tune a LoRA adapter with trainer NAME (see 'wilson plugins' for the installed ones)."""
+    """Fine-tune a LoRA adapter with trainer NAME (see 'wilson plugins' for the installed ones).
+
+    Writes OUT/adapter, OUT/merged, OUT/metrics.json and OUT/README.md. Ctrl-C saves a
+    checkpoint; --resume continues it. Many GPUs: accelerate launch $(which wilson) train ...
+    (or torchrun -m wilson_core.cli train ...). See docs/fine-tune.md.
+    """
     from wilson_core.converter import unstructure
     from wilson_core.interfaces import TRAINERS
     from wilson_core.plugins import load_driver
