@@ -16,7 +16,7 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-needs = ("wilson_train", "wilson_gguf", "wilson_exporters")
+needs = ("wilson_train", "wilson_gguf", "wilson_onnx", "wilson_exporters")
 
 
 def _wilson(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -41,7 +41,7 @@ def demo_run(tmp_path_factory):
     out = root / "out"
     result = _wilson(
         "demo", "--out", str(out), "--base", str(base), "--steps", "4", "--count", "40",
-        "--target", "gguf", cwd=root,
+        "--target", "gguf", "--target", "transformersjs", cwd=root,
     )
     return out, result
 
@@ -64,11 +64,12 @@ def test_the_demo_export_is_redacted_and_traced_by_its_manifest(demo_run):
     assert json.dumps(manifest).count("redact") >= 1
 
 
-def test_the_demo_trains_evaluates_and_deploys_a_verified_gguf(demo_run):
+def test_the_demo_trains_evaluates_and_deploys_verified_gguf_and_onnx(demo_run):
     out, _ = demo_run
     assert (out / "model" / "adapter").is_dir() and (out / "model" / "merged").is_dir()
     assert json.loads((out / "eval.json").read_text())
     assert list((out / "deploy" / "gguf").glob("*.gguf"))
+    assert (out / "deploy" / "transformersjs" / "onnx" / "model.onnx").is_file()
 
 
 def test_after_the_switch_the_local_model_answers_and_is_captured(demo_run):
