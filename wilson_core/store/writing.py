@@ -1,0 +1,262 @@
+"""The write path of :class:`~wilson_core.store.store.Store`: captures, tool results, runs, counters.
+
+A single captured call is one ``INSERT`` joining a group commit; several
+interactions, or ones whose blobs are new, are written in one transaction.
+"""
+
+from __future__ import annotations
+
+import collections
+import sqlite3
+import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from wilson_core.records import Interaction, Run, ToolResult
+
+from .connections import _transaction
+from .encoding import _dumps, _is_plain_system, _tool_call_dict, sha256
+
+if TYPE_CHECKING:
+    from .checkpoints import _Checkpointer
+
+_INSERT_INTERACTION = """
+INSERT OR IGNORE INTO interactions (
+    id, run_id, sequence_num, call_type, model, provider, system_hash, user_prompt,
+    messages_json, response_content, tool_calls_json, tools_hash, params_json,
+    input_tokens, output_tokens, total_tokens, duration_ms, status, error, created_at,
+    context_hash
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+_INSERT_RUN = (
+    "INSERT OR IGNORE INTO runs (id, call_type, started_at, metadata_json) VALUES (?, ?, ?, ?)"
+)
+_INSERT_BLOB = "INSERT OR IGNORE INTO blobs (hash, kind, content) VALUES (?, ?, ?)"
+_INSERT_TOOL_RESULT = """
+INSERT OR IGNORE INTO tool_results (
+    id, interaction_id, tool_call_id, tool_name, arguments_json, content, is_error,
+    duration_ms, created_at
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+
+
+class _Pending:
+    """An interaction row waiting for the group commit."""
+
+    __slots__ = ("done", "error", "row")
+
+    def __init__(self, row: tuple[Any, ...]) -> None:
+        self.row = row
+        self.done = False
+        self.error: BaseException | None = None
+
+
+class WritePath:
+    """The capture path of :class:`~wilson_core.store.store.Store` (which opens the connections)."""
+
+    _write_lock: threading.Lock
+    _busy_s: float
+    _pending: collections.deque[_Pending]
+    _known_blobs: set[str]
+    _system_hashes: dict[str, str]
+    _checkpointer: _Checkpointer | None
+
+    def _blob(self, conn: sqlite3.Connection, kind: str, content: str, digest: str) -> None:
+        if digest not in self._known_blobs:
+            conn.execute(_INSERT_BLOB, (digest, kind, content))
+
+    def interaction_row(self, interaction: Interaction) -> tuple[tuple[Any, ...], list[tuple]]:
+        """The ``interactions`` row for ``interaction`` and the blobs it needs."""
+        blobs: list[tuple[str, str, str]] = []
+        messages = interaction.messages
+        system_hash = None
+        rest: Sequence[dict[str, Any]] = messages
+        first = messages[0] if messages else None
+        if _is_plain_system(first):
+            content = first["content"]
+            system_hash = self._system_hashes.get(content)
+            if system_hash is None:
+                system_hash = sha256(content)
+                if len(self._system_hashes) < 1024:
+                    self._system_hashes[content] = system_hash
+            blobs.append(("system_prompt", content, system_hash))
+            rest = messages[1:]
+        messages_json = _dumps(rest)  # a tuple encodes as a JSON array: no copy
+        tools_hash = None
+        if interaction.tools:
+            tools_json = _dumps(interaction.tools)
+            tools_hash = sha256(tools_json)
+            blobs.append(("tools", tools_json, tools_hash))
+        tool_calls_json = (
+            _dumps([_tool_call_dict(c) for c in interaction.tool_calls])
+            if interaction.tool_calls
+            else None
+        )
+        row = (
+            interaction.id,
+            interaction.run_id,
+            interaction.sequence_num,
+            interaction.call_type,
+            interaction.model,
+            interaction.provider,
+            system_hash,
+            interaction.user_prompt,
+            messages_json,
+            interaction.response_content,
+            tool_calls_json,
+            tools_hash,
+            _dumps(interaction.params) if interaction.params else None,
+            interaction.input_tokens,
+            interaction.output_tokens,
+            interaction.total_tokens,
+            interaction.duration_ms,
+            interaction.status,
+            interaction.error,
+            interaction.created_at,
+            sha256((system_hash or "") + "|" + messages_json),
+        )
+        return row, blobs
+
+    def write_interaction(self, interaction: Interaction, run: Run | None = None) -> None:
+        """Durably insert one interaction (idempotent: the same id twice is one row)."""
+        self.write_interactions([interaction], runs={interaction.run_id: run} if run else None)
+
+    def write_interactions(
+        self, interactions: Sequence[Interaction], runs: dict[str, Run | None] | None = None
+    ) -> None:
+        """Insert several interactions in one transaction (all or none)."""
+        if len(interactions) == 1 and not runs:  # the capture path: one call, blobs already stored
+            row, blobs = self.interaction_row(interactions[0])
+            known = self._known_blobs
+            for _, _, digest in blobs:
+                if digest not in known:
+                    break
+            else:
+                self._group_insert(row)
+                return
+            prepared = [(interactions[0], row, blobs)]
+        else:
+            prepared = [(i, *self.interaction_row(i)) for i in interactions]
+        with self.writing() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for interaction, row, blobs in prepared:
+                    for kind, content, digest in blobs:
+                        self._blob(conn, kind, content, digest)
+                    run = (runs or {}).get(interaction.run_id)
+                    conn.execute(
+                        _INSERT_RUN,
+                        (
+                            interaction.run_id,
+                            run.call_type if run else interaction.call_type,
+                            run.started_at if run else interaction.created_at,
+                            _dumps(run.metadata) if run and run.metadata else None,
+                        ),
+                    )
+                    conn.execute(_INSERT_INTERACTION, row)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        if len(self._known_blobs) > 50_000:  # an app whose prompts never repeat: stay small
+            self._known_blobs.clear()
+        for _, _, blobs in prepared:
+            self._known_blobs.update(digest for _, _, digest in blobs)
+        if self._checkpointer is not None:
+            self._checkpointer.note_write(len(prepared))
+
+    def _group_insert(self, row: tuple[Any, ...]) -> None:
+        """The hot path: insert one interaction row, committing together with other threads'.
+
+        The row joins a queue; whichever thread holds the write turn commits
+        every queued row in one transaction (group commit), so under
+        contention the others find theirs already written and return without
+        touching SQLite.  Alone, it is one ``INSERT`` statement (the run row is
+        created by the ``interactions_create_run`` trigger).  A failed batch
+        fails every call in it, so each caller can spool its own record.
+        """
+        entry = _Pending(row)
+        pending = self._pending
+        pending.append(entry)
+        # the turn of :meth:`writing`, taken inline (this runs on every captured call)
+        if not self._write_lock.acquire(timeout=self._busy_s):
+            raise sqlite3.OperationalError(
+                f"database is locked (another thread of this process held it for {self._busy_s:g} s)"
+            )
+        try:
+            if entry.done:
+                if entry.error is not None:
+                    raise entry.error
+                return
+            conn = self.write_connection()
+            batch = []
+            while pending:
+                batch.append(pending.popleft())
+            try:
+                if len(batch) == 1:
+                    conn.execute(_INSERT_INTERACTION, batch[0].row)
+                else:
+                    with _transaction(conn):
+                        conn.executemany(_INSERT_INTERACTION, [e.row for e in batch])
+            except BaseException as exc:
+                for e in batch:
+                    e.error, e.done = exc, True
+                raise
+            for e in batch:
+                e.done = True
+        finally:
+            self._write_lock.release()
+        if self._checkpointer is not None:
+            self._checkpointer.note_write(len(batch))
+
+    def write_tool_results(self, results: Sequence[ToolResult]) -> None:
+        """Insert tool results (idempotent by id), all or none."""
+        with self.writing() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for result in results:
+                    conn.execute(
+                        _INSERT_TOOL_RESULT,
+                        (
+                            result.id,
+                            result.interaction_id,
+                            result.tool_call_id,
+                            result.name,
+                            _dumps(result.arguments),
+                            result.content,
+                            int(result.is_error),
+                            result.duration_ms,
+                            result.created_at,
+                        ),
+                    )
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+    def write_tool_result(self, result: ToolResult) -> None:
+        self.write_tool_results([result])
+
+    def write_run(self, run: Run) -> None:
+        """Insert or update a run (start, end, metadata)."""
+        with self.writing() as conn, _transaction(conn):
+            conn.execute(
+                _INSERT_RUN,
+                (run.id, run.call_type, run.started_at, _dumps(run.metadata) if run.metadata else None),
+            )
+            # the row may have been made by the run's first interaction (trigger, replay)
+            conn.execute(
+                "UPDATE runs SET ended_at = coalesce(?, ended_at), "
+                "metadata_json = coalesce(metadata_json, ?) WHERE id = ?",
+                (run.ended_at, _dumps(run.metadata) if run.metadata else None, run.id),
+            )
+
+    def bump_counter(self, name: str, amount: int = 1) -> None:
+        with self.writing() as conn, _transaction(conn):
+            conn.execute(
+                "INSERT INTO capture_counters (name, value) VALUES (?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
+                (name, amount),
+            )
