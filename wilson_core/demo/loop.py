@@ -141,11 +141,10 @@ def run_demo(out: Path, base: str, steps: int, count: int, seed: int, targets: t
         for target in targets:
             target_dir = out / "deploy" / target
             args = ["deploy", target, "--model", str(model_dir / "merged"), "--out", str(target_dir), "--verify", "--force"]
-            if target == "gguf":
-                # F32 verifies within PyTorch's own float32 noise on SmolLM2; its F16 and Q8_0
-                # files exceed the whole-vocabulary log-prob bounds (docs/deploy.md), so the
-                # demo, which must pass --verify, deploys F32.
-                args += ["--quant", "f32"]
+            # Full precision: it verifies within PyTorch's own float32 noise on SmolLM2,
+            # whose quantised files (GGUF F16/Q8_0, ONNX int8) exceed the log-prob bounds
+            # of --verify (docs/deploy.md); the demo must pass --verify.
+            args += ["--quant", "f32" if target == "gguf" else "fp32"]
             _wilson(*args)
             deployed[target] = str(target_dir)
     with Step(7, total, "Switch: the app now runs the tuned local model, still captured"):
