@@ -45,7 +45,9 @@ def install_node_packages(session: nox.Session) -> None:
     for lock in sorted((ROOT / "plugins").glob("*/**/package-lock.json")):
         if "node_modules" in lock.parts or (lock.parent / "node_modules").is_dir():
             continue
-        session.run("npm", "ci", "--no-audit", "--no-fund", "--prefix", str(lock.parent),
+        # Install scripts are skipped: they try to download CUDA builds (onnxruntime-node)
+        # or rebuild llama.cpp; the CPU binaries ship inside the packages (npm 11 skips them too).
+        session.run("npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--prefix", str(lock.parent),
                     external=True, env=env)
 
 
