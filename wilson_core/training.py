@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -142,20 +141,9 @@ def manifest_for(data: str | os.PathLike[str]) -> Path | None:
 
 def pyproject_settings(trainer: str, start: Path | None = None) -> dict[str, Any]:
     """``[tool.wilson.train]`` (and ``[tool.wilson.train.TRAINER]`` over it) from ./pyproject.toml."""
-    path = (start or Path.cwd()) / "pyproject.toml"
-    if not path.exists():
-        return {}
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover - Python 3.10
-        import tomli as tomllib
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, OSError) as exc:
-        raise TrainError(f"{path}: cannot read [tool.wilson.train] ({exc})") from None
-    section = data.get("tool", {}).get("wilson", {}).get("train", {})
-    if not isinstance(section, dict):
-        raise TrainError(f"{path}: [tool.wilson.train] must be a table")
+    from wilson_core.settings import pyproject_table
+
+    section = pyproject_table("train", start, error=TrainError)
     settings = {k.replace("-", "_"): v for k, v in section.items() if not isinstance(v, dict)}
     specific = section.get(trainer)
     if isinstance(specific, dict):

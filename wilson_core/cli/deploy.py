@@ -20,21 +20,10 @@ def register(cli: click.Group) -> None:
 
 
 def _parse_options(values: tuple[str, ...]) -> dict[str, Any]:
-    import json
-
     from wilson_core.interfaces import DeployError
+    from wilson_core.settings import parse_key_values
 
-    options: dict[str, Any] = {}
-    for item in values:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise DeployError(f"--option must be KEY=VALUE, got {item!r}")
-        try:
-            value: Any = json.loads(raw)
-        except ValueError:
-            value = raw
-        options[key.strip()] = value
-    return options
+    return parse_key_values(values, error=DeployError, normalise=False)
 
 
 def _report_dict(report: Any) -> dict[str, Any]:

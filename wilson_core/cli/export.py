@@ -34,21 +34,9 @@ def register(cli: click.Group) -> None:
 
 def read_config(directory: Path | None = None) -> dict[str, Any]:
     """``[tool.wilson.export]`` from ``pyproject.toml`` in ``directory`` (the current one)."""
-    path = (directory or Path.cwd()) / "pyproject.toml"
-    if not path.is_file():
-        return {}
-    try:
-        import tomllib
-    except ImportError:  # Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef]
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise WilsonError(f"cannot read {path}: {exc}") from None
-    section = data.get("tool", {}).get("wilson", {}).get("export", {})
-    if not isinstance(section, dict):
-        raise WilsonError(f"{path}: [tool.wilson.export] must be a table")
-    return {key.replace("-", "_"): value for key, value in section.items()}
+    from wilson_core.settings import option_key, pyproject_table
+
+    return {option_key(key): value for key, value in pyproject_table("export", directory).items()}
 
 
 class ExportGroup(click.Group):
@@ -184,20 +172,11 @@ def _export(ctx: click.Context, name: str, values: dict[str, Any]) -> None:
 
 def _parse_options(pairs: Any) -> dict[str, Any]:
     """``KEY=VALUE`` strings (or a table from pyproject.toml) as exporter options."""
-    import json
+    from wilson_core.settings import parse_key_values
 
     if isinstance(pairs, dict):
         return dict(pairs)
-    options: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = str(pair).partition("=")
-        if not sep or not key.strip():
-            raise WilsonError(f"--option {pair!r}: expected KEY=VALUE")
-        try:
-            options[key.strip().replace("-", "_")] = json.loads(value)
-        except ValueError:
-            options[key.strip().replace("-", "_")] = value
-    return options
+    return parse_key_values(pairs)
 
 
 def _interrupt(signum: int, frame: Any) -> None:

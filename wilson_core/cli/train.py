@@ -21,17 +21,9 @@ def register(cli: click.Group) -> None:
 
 def _parse_options(values: tuple[str, ...]) -> dict[str, Any]:
     from wilson_core.interfaces import TrainError
+    from wilson_core.settings import parse_key_values
 
-    options: dict[str, Any] = {}
-    for item in values:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise TrainError(f"--option must be KEY=VALUE, got {item!r}")
-        try:
-            options[key.strip().replace("-", "_")] = json.loads(raw)
-        except ValueError:
-            options[key.strip().replace("-", "_")] = raw
-    return options
+    return parse_key_values(values, error=TrainError)
 
 
 @click.command("train", context_settings={"show_default": True})
