@@ -175,7 +175,7 @@ def _rows(
 
 
 def _count_answers(conn: sqlite3.Connection, options: ExportOptions, stats: Any) -> int:
-    from .pipeline import _answer_example
+    from .building import _answer_example
 
     where, params = where_clause(options)
     if options.min_rating is None and not options.tags:
@@ -192,7 +192,7 @@ def _count_answers(conn: sqlite3.Connection, options: ExportOptions, stats: Any)
 
 
 def _count_ratings(conn: sqlite3.Connection, options: ExportOptions, stats: Any) -> int:
-    from .pipeline import _rated_row_examples, rated_where
+    from .building import _rated_row_examples, rated_where
 
     where, params = rated_where(options)
     where += _label_filters(options) + _annotated(
@@ -213,7 +213,7 @@ def _count_ratings(conn: sqlite3.Connection, options: ExportOptions, stats: Any)
 
 
 def _count_pairs(conn: sqlite3.Connection, options: ExportOptions, stats: Any) -> int:
-    from .pipeline import _correction_pair, _explicit_pair_examples, _harvested_pair
+    from .building import _correction_pair, _explicit_pair_examples, _harvested_pair
 
     seen: set[tuple[str, str]] = set()
     count = sum(1 for _ in _explicit_pair_examples(conn, options, stats, seen))
@@ -253,7 +253,7 @@ def _count_pairs(conn: sqlite3.Connection, options: ExportOptions, stats: Any) -
 
 
 def _count_runs(conn: sqlite3.Connection, options: ExportOptions, stats: Any) -> int:
-    from .pipeline import _run_example
+    from .building import _run_example
 
     where, params = where_clause(options, rating=False)
     where += _label_filters(options, rating=False)

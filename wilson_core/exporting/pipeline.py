@@ -15,7 +15,6 @@ import random
 import sqlite3
 import sys
 import tempfile
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,33 +22,20 @@ from typing import Any
 from wilson_core import __version__
 from wilson_core.records import utcnow
 
+from .building import (
+    EVAL,
+    TRAIN,
+    Stats,
+    iter_examples,
+)
 from .examples import (
-    ANSWER,
-    PAIR,
-    RATED,
     Example,
-    MalformedExample,
-    assistant_message,
-    merge_run,
-    message_key,
-    normalize,
-    tool_message,
 )
 from .options import ExportError, ExportOptions
 from .redaction import Redactor
 from .select import (
     FROM,
-    RATING,
-    context_of,
     count_rows,
-    explicit_pairs,
-    harvested_pairs,
-    iter_rows,
-    rows_by_id,
-    tags_of,
-    tool_calls_of,
-    tool_results_for,
-    tools_of,
     where_clause,
 )
 from .tokens import TokenCounter
@@ -60,8 +46,6 @@ SCHEMA_VERSION = 1
 #: how many over-long examples the manifest lists one by one.
 OVER_LENGTH_LISTED = 100
 
-TRAIN = "train"
-EVAL = "eval"
 
 
 def load_exporter(options: ExportOptions) -> Any:
@@ -77,316 +61,6 @@ def load_exporter(options: ExportOptions) -> Any:
             f"{options.format!r} works on single answers ({exporter.needs})"
         )
     return exporter
-
-
-class Stats:
-    """What the manifest says about one export, gathered while it streams."""
-
-    def __init__(self) -> None:
-        self.skipped: Counter[str] = Counter()
-        self.examples = 0
-        self.lines = {TRAIN: 0, EVAL: 0}
-        self.over_length: list[dict[str, Any]] = []
-        self.over_length_count = 0
-        self.origins: Counter[str] = Counter()
-
-
-# -- examples ------------------------------------------------------------------
-
-
-def _label_fields(row: sqlite3.Row) -> dict[str, Any]:
-    return {
-        "rating": row["rating"],
-        "run_id": row["run_id"],
-        "call_type": row["call_type"] or "",
-        "model": row["model"] or "",
-        "provider": row["provider"] or "",
-        "tags": tags_of(row),
-    }
-
-
-def _answer(row: sqlite3.Row) -> dict[str, Any]:
-    answer = assistant_message(row["response_content"], tool_calls_of(row))
-    if not answer["content"] and not answer.get("tool_calls"):
-        raise MalformedExample("empty_answer")
-    return answer
-
-
-def _answer_example(row: sqlite3.Row, stats: Stats) -> Example | None:
-    """The SFT example of one selected row, or ``None`` (counted in ``stats``) when it is malformed."""
-    try:
-        prompt = normalize(context_of(row))
-        corrected = row["corrected_response"]
-        if corrected is not None:
-            completion, origin = assistant_message(corrected), "correction"
-        else:
-            completion, origin = _answer(row), ANSWER
-    except MalformedExample as exc:
-        stats.skipped[exc.args[0]] += 1
-        return None
-    tags = row["tags_json"]
-    return Example(
-        kind=ANSWER,
-        prompt=prompt,
-        completion=(completion,),
-        tools=tools_of(row),
-        interaction_ids=(row["id"],),
-        origin=origin,
-        rating=row["rating"],
-        run_id=row["run_id"],
-        call_type=row["call_type"] or "",
-        model=row["model"] or "",
-        provider=row["provider"] or "",
-        tags=json.loads(tags) if tags else (),
-    )
-
-
-def _answer_examples(conn: sqlite3.Connection, options: ExportOptions, stats: Stats) -> Iterator[Example]:
-    where, params = where_clause(options)
-    for row in iter_rows(conn, where, params):  # the hot loop of big exports: kept lean
-        example = _answer_example(row, stats)
-        if example is not None:
-            yield example
-
-
-def _kto_label(row: sqlite3.Row, options: ExportOptions) -> bool | None:
-    rating = row["rating"]
-    if rating is not None:
-        if rating >= options.kto_desirable:
-            return True
-        if rating <= options.kto_undesirable:
-            return False
-        return None
-    if row["corrected_response"] is not None:
-        return False  # a corrected answer was not good enough
-    return {"chosen": True, "rejected": False}.get(row["preference"] or "")
-
-
-def rated_where(options: ExportOptions) -> tuple[str, dict[str, Any]]:
-    """The rows KTO examples come from: rated, corrected or marked chosen/rejected."""
-    where, params = where_clause(options)
-    where += (
-        f" AND ({RATING} IS NOT NULL OR l.corrected_response IS NOT NULL"
-        " OR l.preference IN ('chosen', 'rejected'))"
-    )
-    return where, params
-
-
-def _rated_row_examples(row: sqlite3.Row, options: ExportOptions, stats: Stats) -> list[Example]:
-    """The KTO examples of one selected row (none when it is malformed)."""
-    try:
-        prompt = normalize(context_of(row))
-        answer = _answer(row)
-    except MalformedExample as exc:
-        stats.skipped[exc.args[0]] += 1
-        return []
-    common = {"prompt": prompt, "tools": tools_of(row), "interaction_ids": (row["id"],), **_label_fields(row)}
-    examples = []
-    label = _kto_label(row, options)
-    if label is None:
-        stats.skipped["rating_between_thresholds"] += 1
-    else:
-        examples.append(Example(kind=RATED, completion=(answer,), label=label, origin=ANSWER, **common))
-    if row["corrected_response"] is not None:
-        examples.append(
-            Example(
-                kind=RATED,
-                completion=(assistant_message(row["corrected_response"]),),
-                label=True,
-                origin="correction",
-                **common,
-            )
-        )
-    return examples
-
-
-def _rated_examples(conn: sqlite3.Connection, options: ExportOptions, stats: Stats) -> Iterator[Example]:
-    where, params = rated_where(options)
-    for row in iter_rows(conn, where, params):
-        yield from _rated_row_examples(row, options, stats)
-
-
-def _pair(chosen: sqlite3.Row, rejected: sqlite3.Row, origin: str, stats: Stats) -> Example | None:
-    try:
-        prompt = normalize(context_of(chosen))
-        chosen_answer = _answer(chosen)
-        rejected_answer = _answer(rejected)
-    except MalformedExample as exc:
-        stats.skipped[exc.args[0]] += 1
-        return None
-    if chosen["context_hash"] != rejected["context_hash"]:
-        stats.skipped["pair_with_different_contexts"] += 1
-        return None
-    if message_key(chosen_answer) == message_key(rejected_answer):
-        stats.skipped["identical_pair"] += 1
-        return None
-    return Example(
-        kind=PAIR,
-        prompt=prompt,
-        completion=(chosen_answer,),
-        rejected=(rejected_answer,),
-        tools=tools_of(chosen),
-        interaction_ids=(chosen["id"], rejected["id"]),
-        origin=origin,
-        **_label_fields(chosen),
-    )
-
-
-def _explicit_pair_examples(
-    conn: sqlite3.Connection,
-    options: ExportOptions,
-    stats: Stats,
-    seen: set[tuple[str, str]],
-) -> Iterator[Example]:
-    """DPO examples of the ``pairs`` table; the pairs taken go into ``seen``."""
-    where, params = where_clause(options, rating=False)
-    for pair in explicit_pairs(conn, options):
-        chosen_ids = {row["id"] for row in iter_rows(conn, where + " AND i.id = :pair_chosen", {**params, "pair_chosen": pair["chosen_id"]})}
-        if pair["chosen_id"] not in chosen_ids:
-            continue  # filtered out, failed, or in a deleted run
-        rows = rows_by_id(conn, [pair["chosen_id"], pair["rejected_id"]], options)
-        if pair["rejected_id"] not in rows:
-            stats.skipped["pair_rejected_unavailable"] += 1
-            continue
-        seen.add((pair["chosen_id"], pair["rejected_id"]))
-        example = _pair(rows[pair["chosen_id"]], rows[pair["rejected_id"]], f"pair:{pair['source']}", stats)
-        if example is not None:
-            yield example
-
-
-def _correction_pair(row: sqlite3.Row, stats: Stats) -> Example | None:
-    """The corrected answer chosen over the original one (``None`` when malformed or identical)."""
-    try:
-        original = _answer(row)
-        prompt = normalize(context_of(row))
-    except MalformedExample as exc:
-        stats.skipped[exc.args[0]] += 1
-        return None
-    corrected = assistant_message(row["corrected_response"])
-    if message_key(corrected) == message_key(original):
-        stats.skipped["identical_pair"] += 1
-        return None
-    return Example(
-        kind=PAIR,
-        prompt=prompt,
-        completion=(corrected,),
-        rejected=(original,),
-        tools=tools_of(row),
-        interaction_ids=(row["id"],),
-        origin="correction",
-        **_label_fields(row),
-    )
-
-
-def _harvested_pair(
-    conn: sqlite3.Connection, options: ExportOptions, chosen_id: str, rejected_id: str, stats: Stats
-) -> Example | None:
-    rows = rows_by_id(conn, [chosen_id, rejected_id], options)
-    return _pair(rows[chosen_id], rows[rejected_id], "harvested", stats)
-
-
-def _pair_examples(conn: sqlite3.Connection, options: ExportOptions, stats: Stats) -> Iterator[Example]:
-    where, params = where_clause(options, rating=False)
-    seen: set[tuple[str, str]] = set()
-    yield from _explicit_pair_examples(conn, options, stats, seen)
-    for row in iter_rows(conn, where + " AND l.corrected_response IS NOT NULL", params):
-        example = _correction_pair(row, stats)
-        if example is not None:
-            yield example
-    if not options.harvest_pairs:
-        return
-    for chosen_id, rejected_id in harvested_pairs(conn, options, where, params):
-        if (chosen_id, rejected_id) in seen:
-            continue
-        example = _harvested_pair(conn, options, chosen_id, rejected_id, stats)
-        if example is not None:
-            yield example
-
-
-def _run_example(conn: sqlite3.Connection, rows: list[sqlite3.Row], options: ExportOptions, stats: Stats) -> Example | None:
-    if options.min_rating is not None:
-        rated = [r for r in rows if r["rating"] is not None or r["corrected_response"] is not None]
-        if not rated or any(
-            r["corrected_response"] is None and r["rating"] < options.min_rating for r in rated
-        ):
-            stats.skipped["run_below_min_rating"] += 1
-            return None
-    results = tool_results_for(conn, [r["id"] for r in rows])
-    steps = []
-    tools: dict[str, dict[str, Any]] = {}
-    used: list[sqlite3.Row] = []
-    try:
-        for row in rows:
-            for tool in tools_of(row):
-                tools[json.dumps(tool.get("function", tool).get("name"))] = tool
-            context = normalize(context_of(row))
-            used.append(row)
-            if row["corrected_response"] is not None:
-                # the rest of the run was conditioned on the answer that was corrected
-                steps.append((context, assistant_message(row["corrected_response"]), []))
-                break
-            answer = _answer(row)
-            recorded = [
-                tool_message(r["tool_name"] or "tool", r["content"], r["tool_call_id"])
-                for r in results.get(row["id"], [])
-            ]
-            steps.append((context, answer, recorded))
-    except MalformedExample as exc:
-        stats.skipped[exc.args[0]] += 1
-        return None
-    conversation = merge_run(steps)
-    ratings = [r["rating"] for r in used if r["rating"] is not None]
-    tags = sorted({t for r in used for t in tags_of(r)})
-    first = used[0]
-    return Example(
-        kind=ANSWER,
-        prompt=conversation[:-1],
-        completion=conversation[-1:],
-        tools=list(tools.values()),
-        rating=min(ratings) if ratings else None,
-        interaction_ids=tuple(r["id"] for r in used),
-        run_id=first["run_id"],
-        origin="run",
-        call_type=first["call_type"] or "",
-        model=first["model"] or "",
-        provider=first["provider"] or "",
-        tags=tags,
-    )
-
-
-def _run_examples(conn: sqlite3.Connection, options: ExportOptions, stats: Stats) -> Iterator[Example]:
-    where, params = where_clause(options, rating=False)
-    order = "r.started_at, i.run_id, i.sequence_num, i.rowid"
-    group: list[sqlite3.Row] = []
-    for row in iter_rows(conn, where, params, order_by=order):
-        if group and row["run_id"] != group[0]["run_id"]:
-            example = _run_example(conn, group, options, stats)
-            if example is not None:
-                yield example
-            group = []
-        group.append(row)
-    if group:
-        example = _run_example(conn, group, options, stats)
-        if example is not None:
-            yield example
-
-
-def iter_examples(store: Any, options: ExportOptions, needs: str, stats: Stats | None = None) -> Iterator[Example]:
-    """The examples an exporter that ``needs`` answers, pairs or ratings gets, before any stage."""
-    conn = store.connection()
-    stats = stats or Stats()
-    if needs == "answers":
-        if options.granularity == "run":
-            return _run_examples(conn, options, stats)
-        return _answer_examples(conn, options, stats)
-    if needs == "ratings":
-        return _rated_examples(conn, options, stats)
-    if needs == "pairs":
-        return _pair_examples(conn, options, stats)
-    raise ExportError(f"exporter {options.format!r} needs {needs!r}: expected answers, pairs or ratings")
-
-
-# -- stages ------------------------------------------------------------------
 
 
 def eval_runs(conn: sqlite3.Connection, options: ExportOptions) -> frozenset[str]:
