@@ -1,0 +1,14 @@
+"""Fixtures shared by the core tests."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture()
+def sample(tmp_path):
+    """The hand-written sample store of the export tests (``wilson_exporters.samples``)."""
+    samples = pytest.importorskip("wilson_exporters.samples")
+    store, ids = samples.build_sample_store(tmp_path / "wilson.db")
+    yield store, ids
+    store.close()
