@@ -6,7 +6,7 @@ import json
 import sqlite3
 
 import pytest
-from test_export import export, lines  # noqa: F401 - helpers shared with the format tests
+from test_export import export, lines
 
 from wilson_core.cli import main
 from wilson_core.exporting import ExportOptions, run_export
