@@ -1,6 +1,6 @@
 """Capture benchmark: overhead per call, concurrent throughput, database size.
 
-Run with ``python bench/bench_capture.py`` (or ``nox -s bench``).  Every figure
+Run with ``python bench/bench_capture.py [--quick] [--json PATH]`` (or ``nox -s bench``).  Every figure
 is compared with a baseline measured in the same run and printed as a ratio:
 
 (a) capture overhead per call: the facade with the ``scripted`` provider,
@@ -28,6 +28,8 @@ import threading
 import time
 import uuid
 from pathlib import Path
+
+from _report import Report, Target, add_arguments, peak_rss_mib
 
 SYSTEM_PROMPTS = [
     (f"You are finance assistant #{n}. " + "Follow the house rules carefully. " * 80)[:2048]
@@ -275,6 +277,9 @@ def bench_size(folder: Path, count: int) -> dict:
     }
 
 
+QUICK = {"calls": 50, "rounds": 10, "concurrent_calls": 250, "size": 10_000}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=100, help="calls per chunk for (a)")
@@ -284,51 +289,63 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=4, help="threads per process for (b)")
     parser.add_argument("--size", type=int, default=100_000, help="interactions for (c)")
     parser.add_argument("--only", choices=["overhead", "throughput", "size"])
-    parser.add_argument("--json", action="store_true")
+    add_arguments(parser)
     args = parser.parse_args(argv)
-    results = {}
+    if args.quick:  # smaller sizes unless given explicitly
+        for name, value in QUICK.items():
+            if getattr(args, name) == parser.get_default(name):
+                setattr(args, name, value)
+    report = Report.from_args("capture", args)
     with tempfile.TemporaryDirectory(prefix="wilson-bench-") as tmp:
         folder = Path(tmp)
         os.environ.pop("WILSON_DB", None)
         if args.only in (None, "overhead"):
-            results["overhead"] = bench_overhead(folder, args.calls, args.rounds)
+            o = bench_overhead(folder, args.calls, args.rounds)
+            print("(a) capture overhead per call (scripted provider, 2 KB system prompt)")
+            print(f"    raw sqlite3 insert   p50 {o['raw_insert_p50_us']:8.1f} us   p99 {o['raw_insert_p99_us']:8.1f} us")
+            print(f"    facade capture off   p50 {o['capture_off_p50_us']:8.1f} us   p99 {o['capture_off_p99_us']:8.1f} us")
+            print(f"    facade capture on    p50 {o['capture_on_p50_us']:8.1f} us   p99 {o['capture_on_p99_us']:8.1f} us")
+            print(f"    overhead (on - off)  p50 {o['overhead_p50_us']:8.1f} us   p99 {o['overhead_p99_us']:8.1f} us")
+            report.add(
+                "capture overhead p99",
+                f"facade call with capture on minus off, p99 of {args.calls * args.rounds:,} calls "
+                "(2 KB system prompt)",
+                o["overhead_p99_us"], unit="us", baseline=o["raw_insert_p99_us"],
+                baseline_name="raw sqlite3 INSERT p99", target=Target("ratio", "<=", 3),
+                peak_rss_mib=peak_rss_mib(),
+                note=f"p50: {o['overhead_p50_us']:.0f} us vs {o['raw_insert_p50_us']:.0f} us "
+                     f"({o['ratio_overhead_p50_to_raw_p50']:.2f}x)",
+                extra=o,
+            )
         if args.only in (None, "throughput"):
-            results["throughput"] = bench_throughput(
-                folder, args.concurrent_calls, args.processes, args.threads
+            t = bench_throughput(folder, args.concurrent_calls, args.processes, args.threads)
+            print(f"(b) concurrent capture, {args.threads} threads x {args.processes} processes: "
+                  f"{t['interactions_per_s']:,.0f} interactions/s; lost {t['lost']} of {t['interactions']}; "
+                  f"app errors {t['app_errors']}; capture failures {t['capture_failures']}; "
+                  f"integrity {t['integrity']}")
+            report.add(
+                "concurrent capture throughput",
+                f"{args.threads} threads x {args.processes} processes into one database, "
+                f"{t['interactions']:,} calls",
+                t["interactions_per_s"], unit="interactions/s", target=Target("value", ">=", 5000),
+                passed=t["interactions_per_s"] >= 5000 and t["lost"] == 0 and t["app_errors"] == 0,
+                note=f"lost {t['lost']}, app errors {t['app_errors']}, capture failures "
+                     f"{t['capture_failures']}, integrity {t['integrity']}",
+                extra=t,
             )
         if args.only in (None, "size"):
-            results["size"] = bench_size(folder, args.size)
-    if args.json:
-        print(json.dumps(results, indent=2))
-        return 0
-    ok = True
-    if "overhead" in results:
-        o = results["overhead"]
-        print("(a) capture overhead per call (scripted provider, 2 KB system prompt)")
-        print(f"    raw sqlite3 insert   p50 {o['raw_insert_p50_us']:8.1f} us   p99 {o['raw_insert_p99_us']:8.1f} us")
-        print(f"    facade capture off   p50 {o['capture_off_p50_us']:8.1f} us   p99 {o['capture_off_p99_us']:8.1f} us")
-        print(f"    facade capture on    p50 {o['capture_on_p50_us']:8.1f} us   p99 {o['capture_on_p99_us']:8.1f} us")
-        print(f"    overhead (on - off)  p50 {o['overhead_p50_us']:8.1f} us   p99 {o['overhead_p99_us']:8.1f} us")
-        ratio = o["ratio_overhead_p99_to_raw_p99"]
-        print(f"    ratio overhead_p99 / raw_insert_p99 = {ratio:.2f}x (target <= 3x)"
-              f"  [p50 ratio {o['ratio_overhead_p50_to_raw_p50']:.2f}x]")
-        ok &= ratio <= 3
-    if "throughput" in results:
-        t = results["throughput"]
-        print(f"(b) concurrent capture, {args.threads} threads x {args.processes} processes")
-        print(f"    {t['interactions_per_s']:,.0f} interactions/s (target >= 5,000) = "
-              f"{t['interactions_per_s'] / 5000:.2f}x target; lost {t['lost']} of {t['interactions']}; "
-              f"app errors {t['app_errors']}; capture failures {t['capture_failures']}; "
-              f"integrity {t['integrity']}")
-        ok &= t["interactions_per_s"] >= 5000 and t["lost"] == 0
-    if "size" in results:
-        s = results["size"]
-        print(f"(c) database size for {s['interactions']:,} interactions (3 x 2 KB system prompts, 4 KB tools)")
-        print(f"    wilson {s['wilson_bytes'] / 1e6:,.1f} MB vs naive {s['naive_bytes'] / 1e6:,.1f} MB: "
-              f"ratio {s['ratio_wilson_to_naive']:.3f}x (target <= 0.4x)")
-        ok &= s["ratio_wilson_to_naive"] <= 0.4
-    print("all targets met" if ok else "SOME TARGETS MISSED")
-    return 0
+            s = bench_size(folder, args.size)
+            print(f"(c) database size for {s['interactions']:,} interactions (3 x 2 KB system prompts, 4 KB tools): "
+                  f"wilson {s['wilson_bytes'] / 1e6:,.1f} MB vs naive {s['naive_bytes'] / 1e6:,.1f} MB")
+            report.add(
+                "database size",
+                f"file size for {s['interactions']:,} interactions sharing 3 x 2 KB system prompts "
+                "and 4 KB of tool schemas",
+                s["wilson_bytes"] / 2**20, unit="MiB", baseline=s["naive_bytes"] / 2**20,
+                baseline_name="naive one-row-per-call table", target=Target("ratio", "<=", 0.4),
+                peak_rss_mib=peak_rss_mib(), extra=s,
+            )
+    return report.finish()
 
 
 if __name__ == "__main__":

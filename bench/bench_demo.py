@@ -35,7 +35,7 @@ def demo(report: Report, mode: str, keep: bool, timeout_factor: float) -> None:
     print(f"  running {' '.join(command)} (budget {budget:.0f} s) ...", flush=True)
     result = run_measured(command, capture=True, echo=True, timeout=budget * timeout_factor)
     measure = f"wall time of {shown} on {cpu_count()} CPU cores"
-    fields = {"unit": "s", "baseline": budget, "baseline_name": f"budget ({budget / 60:g} min)",
+    fields = {"unit": "s", "baseline": budget, "baseline_name": f"budget, {budget / 60:g} min",
               "target": Target("ratio", "<=", 1.0), "peak_rss_mib": result.peak_rss_mib}
     if result.timed_out:
         report.fail(shown, measure, f"killed after {result.seconds:.0f} s ({timeout_factor:g}x the budget)",
