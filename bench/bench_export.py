@@ -2,6 +2,7 @@
 
     python bench/bench_export.py              # 1M interactions (plus a 100k database for RSS)
     python bench/bench_export.py --rows 200000
+    python bench/bench_export.py --quick --json rows.jsonl   # 50k and 10k rows, one run each
 
 Builds the databases with ``executemany`` (a shared system prompt and tool
 schemas as blobs, one human rating per interaction, a tool call on every 5th
@@ -26,6 +27,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _report import Report, Target, add_arguments
 
 SYSTEM = "You are Wilson, a personal-finance assistant. " * 20
 TOOLS = [
@@ -153,7 +156,7 @@ COUNT_CASES = {
 }
 
 
-def bench_counts(db: Path, repeat: int) -> None:
+def bench_counts(report: Report, db: Path, repeat: int) -> None:
     """count_records against the pipeline count, best of ``repeat`` each, alternated."""
     from wilson_core import open_store
     from wilson_core.exporting import ExportOptions, count_records
@@ -170,13 +173,22 @@ def bench_counts(db: Path, repeat: int) -> None:
                 result = fn(store, opts)
                 times.append((time.perf_counter() - started, result))
         (fast_s, counted), (slow_s, expected) = min(fast), min(slow)
-        assert counted == expected, (name, counted, expected)
-        print(f"    {name:<38} {counted:>9,} lines  {fast_s * 1000:8.0f} ms vs {slow_s * 1000:8.0f} ms"
-              f"  -> {fast_s / slow_s:.3f}x")
+        same = counted == expected
+        report.add(
+            f"export count: {name}",
+            f"count_records on {store.count('interactions'):,} interactions, best of {repeat}; "
+            "must equal the pipeline's count",
+            fast_s * 1000, unit="ms", baseline=slow_s * 1000, baseline_name="counting through the pipeline",
+            target=Target("ratio", "<=", 1.0), passed=same and fast_s <= slow_s,
+            note=f"{counted:,} lines" + ("" if same else f" but the pipeline counts {expected:,}"),
+        )
     store.close()
 
 
-def main() -> None:
+QUICK = {"rows": 50_000, "small": 10_000, "repeat": 1}
+
+
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--small", type=int, default=100_000, help="rows of the second database (RSS)")
@@ -184,10 +196,16 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=2, help="runs of each export (best is reported)")
     parser.add_argument("--counts-only", action="store_true", help="only the count comparison")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    add_arguments(parser)
     args = parser.parse_args()
     if args.child:
         child(*args.child)
-        return
+        return 0
+    if args.quick:  # smaller sizes unless given explicitly
+        for name, value in QUICK.items():
+            if getattr(args, name) == parser.get_default(name):
+                setattr(args, name, value)
+    report = Report.from_args("export", args)
     work = Path(args.dir or tempfile.mkdtemp(prefix="wilson-bench-export-"))
     work.mkdir(parents=True, exist_ok=True)
     results = {}
@@ -207,26 +225,39 @@ def main() -> None:
         ours = min(ourss, key=lambda r: r["seconds"])
         ours["peak_rss_mib"] = max(r["peak_rss_mib"] for r in ourss)
         raw["peak_rss_mib"] = max(r["peak_rss_mib"] for r in raws)
-        assert raw["lines"] == ours["lines"] == rows, (raw, ours)
         results[rows] = (raw, ours)
-        ratio = raw["seconds"] / ours["seconds"]
-        print(f"{rows:>9,} rows  raw sqlite3+json {rows / raw['seconds']:>9,.0f} rows/s  "
-              f"(peak RSS {raw['peak_rss_mib']} MiB)")
-        print(f"{'':>9}       wilson export sft {rows / ours['seconds']:>9,.0f} rows/s  "
-              f"(peak RSS {ours['peak_rss_mib']} MiB)   ratio {ratio:.2f}x of raw (target >= 0.5)")
-    bench_counts(work / f"bench-{args.rows}.db", args.repeat)
-    sizes = sorted(results)
-    if len(sizes) == 2:
-        small, large = (results[s][1]["peak_rss_mib"] for s in sizes)
-        print(f"wilson peak RSS: {small} MiB at {sizes[0]:,} rows, {large} MiB at {sizes[1]:,} rows "
-              f"({large / small:.2f}x for {sizes[1] / sizes[0]:.0f}x the rows)")
+        complete = raw["lines"] == ours["lines"] == rows
+        report.add(
+            f"sft export rate, {rows:,} rows",
+            f"wilson export sft (fresh process, best of {args.repeat}) against a raw sqlite3 + json loop "
+            "writing the same lines",
+            rows / ours["seconds"], unit="rows/s", baseline=rows / raw["seconds"],
+            baseline_name="raw sqlite3 + json",
+            # the target is set for the full size; the smaller export is dominated by start-up
+            target=Target("ratio", ">=", 0.5) if rows == args.rows else None,
+            passed=None if complete else False,
+            peak_rss_mib=ours["peak_rss_mib"], baseline_peak_rss_mib=raw["peak_rss_mib"],
+            note="" if complete else f"line counts differ: raw {raw['lines']:,}, wilson {ours['lines']:,}",
+        )
+    if len(results) == 2:
+        (small_rows, (_, small)), (large_rows, (_, large)) = sorted(results.items())
+        report.add(
+            "export peak RSS does not grow with rows",
+            f"wilson export's peak RSS at {large_rows:,} rows against {small_rows:,} rows "
+            f"({large_rows / small_rows:.0f}x the rows)",
+            large["peak_rss_mib"], unit="MiB", baseline=small["peak_rss_mib"],
+            baseline_name=f"peak at {small_rows:,} rows", target=Target("ratio", "<=", 1.1),
+            peak_rss_mib=large["peak_rss_mib"],
+        )
+    bench_counts(report, work / f"bench-{args.rows}.db", args.repeat)
     for path in work.glob("*.jsonl*"):
         path.unlink()
     if not args.dir:
         for path in work.iterdir():
             path.unlink()
         work.rmdir()
+    return report.finish()
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
