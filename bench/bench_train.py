@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_train.py                 # tiny Llama on CPU (2 threads)
     .venv/bin/python bench/bench_train.py --size 0.5b     # random ~0.5B Qwen2 in bf16 (GPU)
+    .venv/bin/python bench/bench_train.py --quick         # 10 steps, one run each, no warm-up
 
 Both sides run in fresh subprocesses, alternating, ``--repeats`` times each; the
 median training throughput (trained tokens / training seconds) is compared.
@@ -23,6 +24,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _report import Report, Target, add_arguments
 
 HERE = Path(__file__).resolve().parent
 
@@ -138,7 +141,10 @@ def write_data(path: Path, n: int) -> Path:
     return path
 
 
-def main() -> None:
+QUICK = {"steps": 10, "repeats": 1}
+
+
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", choices=["tiny", "0.5b"], default="tiny")
     parser.add_argument("--steps", type=int, default=40)
@@ -146,17 +152,24 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--max-length", type=int, default=512)
+    add_arguments(parser)
     options = parser.parse_args()
+    if options.quick:  # fewer steps and runs unless given explicitly, no warm-up runs
+        for name, value in QUICK.items():
+            if getattr(options, name) == parser.get_default(name):
+                setattr(options, name, value)
+    report = Report.from_args("train", options)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         base = build_base(folder, options.size)
         data = write_data(folder / "train.jsonl", 64)
         results: dict[str, list[dict]] = {"wilson": [], "trl": []}
         started = time.perf_counter()
-        for name, code in (("wilson", WILSON), ("trl", PLAIN_TRL)):  # warm-up runs (caches, CUDA kernels): discarded
-            run_child(code, {"base": str(base), "data": str(data), "out": str(folder / f"{name}-warmup"),
-                             "steps": max(2, options.steps // 4), "batch": options.batch,
-                             "threads": options.threads, "max_length": options.max_length})
+        if not options.quick:
+            for name, code in (("wilson", WILSON), ("trl", PLAIN_TRL)):  # warm-up (caches, CUDA kernels): discarded
+                run_child(code, {"base": str(base), "data": str(data), "out": str(folder / f"{name}-warmup"),
+                                 "steps": max(2, options.steps // 4), "batch": options.batch,
+                                 "threads": options.threads, "max_length": options.max_length})
         for repeat in range(options.repeats):
             order = [("wilson", WILSON), ("trl", PLAIN_TRL)]
             if repeat % 2:
@@ -172,25 +185,39 @@ def main() -> None:
                       f"{result['train_seconds']:.2f} s, loss {result['train_loss']:.4f}, "
                       f"peak RSS {result['peak_rss_mb']:.0f} MB"
                       + (f", peak GPU {result['peak_gpu_mb']:.0f} MB" if "peak_gpu_mb" in result else ""))
-        wilson = statistics.median(r["tokens_per_s"] for r in results["wilson"])
-        trl = statistics.median(r["tokens_per_s"] for r in results["trl"])
         print(f"\nbase {options.size}, {options.steps} steps x batch {options.batch}, {options.repeats} runs each "
               f"({time.perf_counter() - started:.0f} s)")
-        print(f"wilson train lora-sft: {wilson:9.1f} tokens/s (median), peak RSS "
-              f"{max(r['peak_rss_mb'] for r in results['wilson']):.0f} MB")
-        print(f"plain TRL script:      {trl:9.1f} tokens/s (median), peak RSS "
-              f"{max(r['peak_rss_mb'] for r in results['trl']):.0f} MB")
-        for name in ("wilson", "trl"):
-            gpu = [r["peak_gpu_mb"] for r in results[name] if "peak_gpu_mb" in r]
-            if gpu:
-                print(f"peak GPU memory {name}: {max(gpu):.0f} MB")
-        ratio = wilson / trl
-        print(f"ratio wilson/trl: {ratio:.3f} (target >= 0.95) {'OK' if ratio >= 0.95 else 'BELOW TARGET'}")
-        cpu_ratio = (statistics.median(r["tokens_per_cpu_s"] for r in results["wilson"])
-                     / statistics.median(r["tokens_per_cpu_s"] for r in results["trl"]))
-        print(f"ratio wilson/trl in tokens per CPU-second (robust on a busy machine): {cpu_ratio:.3f} "
-              f"{'OK' if cpu_ratio >= 0.95 else 'BELOW TARGET'}")
+
+        def median(name: str, key: str) -> float:
+            return statistics.median(r[key] for r in results[name])
+
+        def peak(name: str, key: str) -> float | None:
+            values = [r[key] for r in results[name] if key in r]
+            return max(values) if values else None
+
+        setting = (f"{options.size} base, LoRA r16 q/k/v/o, {options.steps} steps x batch {options.batch}, "
+                   f"{options.threads} threads, median of {options.repeats} fresh processes each")
+        gpu = {name: peak(name, "peak_gpu_mb") for name in results}
+        report.add(
+            "LoRA SFT training throughput",
+            f"wilson train lora-sft tokens/s against a plain TRL SFTTrainer script ({setting})",
+            median("wilson", "tokens_per_s"), unit="tokens/s", baseline=median("trl", "tokens_per_s"),
+            baseline_name="plain TRL script", target=Target("ratio", ">=", 0.95),
+            peak_rss_mib=peak("wilson", "peak_rss_mb"), baseline_peak_rss_mib=peak("trl", "peak_rss_mb"),
+            note=f"train loss {median('wilson', 'train_loss'):.4f} vs {median('trl', 'train_loss'):.4f}"
+                 + (f"; peak GPU {gpu['wilson']:.0f} MB vs {gpu['trl']:.0f} MB" if gpu["wilson"] else ""),
+            extra={"runs": results, "peak_gpu_mb": gpu},
+        )
+        report.add(
+            "LoRA SFT tokens per CPU-second",
+            f"the same runs, tokens per CPU-second of the training process ({setting})",
+            median("wilson", "tokens_per_cpu_s"), unit="tokens/CPU-s",
+            baseline=median("trl", "tokens_per_cpu_s"), baseline_name="plain TRL script",
+            peak_rss_mib=peak("wilson", "peak_rss_mb"), baseline_peak_rss_mib=peak("trl", "peak_rss_mb"),
+            note="less sensitive than wall time to other work on a shared machine",
+        )
+    return report.finish()
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
