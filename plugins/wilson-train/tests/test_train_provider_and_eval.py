@@ -71,6 +71,9 @@ def test_wilson_eval_compares_base_and_tuned_side_by_side(sft_run, tiny_model, d
     report = json.loads(out.read_text())
     base, tuned = report["models"]["base"], report["models"]["tuned"]
     assert base["examples"] == tuned["examples"] == 3
+    # one file: the single-file shape, plus that file as the only subset
+    assert report["data"] == str(data_dir / "tools.jsonl") and list(report["subsets"]) == ["tools"]
+    assert report["subsets"]["tools"]["models"] == report["models"]
     # trained on these conversations: the references became more likely
     assert tuned["avg_log_likelihood"] > base["avg_log_likelihood"]
     assert "avg_log_likelihood" in printed and "base" in printed and "tuned" in printed

@@ -59,35 +59,46 @@ def model_init(arch: str, out_dir: str, corpus: str | None, vocab_size: int, hid
 
 
 @click.command("eval")
-@click.option("--data", required=True, type=click.Path(dir_okay=False),
-              help="Held-out sft-format JSONL (the eval split of an export).")
+@click.option("--data", "data", required=True, multiple=True,
+              help="Held-out sft-format JSONL (the eval split of an export). Repeat it to score several files "
+                   "in one run, each reported on its own (named by file stem, or NAME=FILE).")
 @click.option("--base", required=True, help="Base model (HF id, folder, .gguf, smollm2-135m).")
 @click.option("--tuned", required=True, type=click.Path(file_okay=False),
               help="Run folder from 'wilson train', a merged model folder, or an adapter folder.")
 @click.option("--samples", type=int, default=0, show_default=True, help="Show N examples where the models disagree.")
-@click.option("--limit", type=int, help="Evaluate only the first N examples.")
+@click.option("--limit", type=int, help="Evaluate only the first N examples of each file.")
 @click.option("--max-new-tokens", type=int, default=128, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Examples generated (and scored) together in one padded batch.")
+@click.option("--log-likelihood/--no-log-likelihood", default=True, show_default=True,
+              help="Also score the reference answers by teacher forcing (one more forward pass per batch).")
 @click.option("--judge", "judge_provider", help="Also score answers 1-5 with this facade provider (NAME:MODEL).")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write the full report as JSON here.")
-def eval_command(data: str, base: str, tuned: str, samples: int, limit: int | None, max_new_tokens: int,
-                 judge_provider: str | None, json_out: str | None) -> None:
+def eval_command(data: tuple[str, ...], base: str, tuned: str, samples: int, limit: int | None,
+                 max_new_tokens: int, batch_size: int, log_likelihood: bool, judge_provider: str | None,
+                 json_out: str | None) -> None:
     """Compare the base and the tuned model: exact match, token F1, tool calls, log-likelihood."""
     import json
     from pathlib import Path
 
     from wilson_core.training import check_data
 
-    check_data(data, "sft", "wilson eval")
+    from .evaluate import compare, data_files, format_table
+
+    files = data_files(data)
+    for _, path in files:
+        check_data(path, "sft", "wilson eval")
     if not Path(tuned).is_dir():
         raise click.BadParameter(f"{tuned}: no such folder", param_hint="--tuned")
-    from .evaluate import compare, format_table
-
-    report = compare(data, base, tuned, limit=limit, max_new_tokens=max_new_tokens,
-                     judge_provider=judge_provider, samples=samples)
+    report = compare(data, base, tuned, limit=limit, max_new_tokens=max_new_tokens, judge_provider=judge_provider,
+                     samples=samples, batch_size=batch_size, log_likelihood=log_likelihood)
     click.echo(format_table(report))
     click.echo(f"{report['disagreements']} of {report['models']['base']['examples']} answers differ")
+    for label, spent in report["timing"].items():
+        click.echo(f"{label}: loaded in {spent['load_s']:.1f} s, evaluated in {spent['eval_s']:.1f} s")
     for number, sample in enumerate(report["samples"], 1):
-        click.secho(f"\n[{number}] {sample['question']}", bold=True)
+        where = f"({sample['subset']}) " if len(files) > 1 else ""
+        click.secho(f"\n[{number}] {where}{sample['question']}", bold=True)
         click.echo(f"  reference: {sample['reference']}")
         click.echo(f"  base:      {sample['base']}")
         click.echo(f"  tuned:     {sample['tuned']}")

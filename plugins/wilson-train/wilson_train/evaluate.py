@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -109,25 +109,97 @@ def tool_scores(prediction: Answer, reference: Answer) -> tuple[float, float]:
     return float(names), float(sorted(prediction.calls) == sorted(reference.calls))
 
 
-def reference_log_likelihood(local: Any, example: Example) -> float:
-    """Mean log-probability per token of the reference answer's assistant tokens."""
-    import torch  # noqa: TID251 - lazy import
-
+def reference_tokens(tokenizer: Any, example: Example) -> tuple[list[int], list[int]]:
+    """Token ids of context + reference, and the positions of the reference answer's
+    assistant tokens (the last assistant turn only)."""
     from .data import encode_conversation
 
-    messages = [*example.context, example.reference]
-    ids, mask = encode_conversation(local.tokenizer, messages, example.tools)
-    prefix, _ = encode_conversation(local.tokenizer, example.context, example.tools) if example.context else ([], [])
-    # keep only the last assistant turn's tokens
-    positions = [i for i, m in enumerate(mask) if m and i >= len(prefix)]
-    if not positions:
-        return float("nan")
-    inputs = torch.tensor([ids], device=local.model.device)
-    with torch.no_grad():
-        logits = local.model(input_ids=inputs).logits[0].float()
-    logprobs = torch.log_softmax(logits, dim=-1)
-    total = sum(float(logprobs[p - 1, ids[p]]) for p in positions if p > 0)
-    return total / len(positions)
+    ids, mask = encode_conversation(tokenizer, [*example.context, example.reference], example.tools)
+    prefix, _ = encode_conversation(tokenizer, example.context, example.tools) if example.context else ([], [])
+    return ids, [i for i, m in enumerate(mask) if m and i >= len(prefix)]
+
+
+def reference_log_likelihoods(local: Any, examples: list[Example], batch_size: int = 16,
+                              max_batch_tokens: int = 4096,
+                              progress: Callable[[int], None] | None = None) -> list[float]:
+    """Mean log-probability per token of each reference answer's assistant tokens (NaN when
+    it has none), teacher-forced in right-padded batches of at most ``batch_size`` rows and
+    ``max_batch_tokens`` padded tokens (the logits of a batch are held in memory)."""
+    import torch  # noqa: TID251 - lazy import
+
+    encoded = [reference_tokens(local.tokenizer, example) for example in examples]
+    results = [float("nan")] * len(examples)
+    pad = local.tokenizer.pad_token_id
+    device = local.model.device
+    for chunk in _batches([len(ids) for ids, _ in encoded], batch_size, max_batch_tokens):
+        width = max(len(encoded[i][0]) for i in chunk)
+        ids = torch.tensor([encoded[i][0] + [pad] * (width - len(encoded[i][0])) for i in chunk], device=device)
+        mask = torch.tensor([[1] * len(encoded[i][0]) + [0] * (width - len(encoded[i][0])) for i in chunk],
+                            device=device)
+        with torch.inference_mode():
+            logits = local.model(input_ids=ids, attention_mask=mask).logits
+            for row, index in enumerate(chunk):
+                tokens, positions = encoded[index]
+                scored = [p for p in positions if p > 0]
+                if not positions:
+                    continue
+                if not scored:
+                    results[index] = 0.0
+                    continue
+                at = torch.tensor([p - 1 for p in scored], device=device)
+                target = torch.tensor([tokens[p] for p in scored], device=device)
+                logprobs = torch.log_softmax(logits[row, at].float(), dim=-1)
+                results[index] = float(logprobs.gather(1, target[:, None]).sum()) / len(positions)
+        if progress:
+            progress(len(chunk))
+    return results
+
+
+def reference_log_likelihood(local: Any, example: Example) -> float:
+    """Mean log-probability per token of the reference answer's assistant tokens."""
+    return reference_log_likelihoods(local, [example])[0]
+
+
+def _batches(lengths: list[int], batch_size: int, max_batch_tokens: int | None = None) -> list[list[int]]:
+    """Indices grouped by similar length (little padding): at most ``batch_size`` per group,
+    and at most ``max_batch_tokens`` once padded (a longer single row still gets its own group)."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    groups: list[list[int]] = []
+    for index in order:
+        group = groups[-1] if groups else None
+        fits = group is not None and len(group) < batch_size and (
+            max_batch_tokens is None or (len(group) + 1) * lengths[index] <= max_batch_tokens
+        )
+        if fits and group is not None:
+            group.append(index)
+        else:
+            groups.append([index])
+    return groups
+
+
+def parse_answer(text: str) -> Answer:
+    """A generated text -> content + canonical tool calls (``<tool_call>`` tags parsed)."""
+    from wilson_core.messages import parse_tagged_tool_calls
+
+    content, calls = parse_tagged_tool_calls(text)
+    return Answer(
+        content=content.strip(),
+        calls=tuple((c.name, c.raw_arguments if c.malformed else json.dumps(c.arguments, sort_keys=True)) for c in calls),
+    )
+
+
+def generate_answers(local: Any, examples: list[Example], max_new_tokens: int = 128, batch_size: int = 16,
+                     progress: Callable[[int], None] | None = None) -> list[Answer]:
+    """Greedy answers of one loaded model, in example order (batched by prompt length)."""
+    prompts = [local.prompt_ids(example.context, example.tools) for example in examples]
+    answers: list[Answer | None] = [None] * len(examples)
+    for chunk in _batches([len(p) for p in prompts], batch_size):
+        outputs = local.generate_from_ids([prompts[i] for i in chunk], max_new_tokens)
+        for index, (text, _, _) in zip(chunk, outputs, strict=True):
+            answers[index] = parse_answer(text)
+        if progress:
+            progress(len(chunk))
+    return [a for a in answers if a is not None]
 
 
 JUDGE_PROMPT = (
@@ -151,54 +223,105 @@ def judge_score(judge: Any, example: Example, prediction: Answer, reference: Ans
     return float(match.group()) if match else None
 
 
-def evaluate_model(local: Any, examples: list[Example], max_new_tokens: int = 128,
-                   judge: Any = None, progress: Callable[[int], None] | None = None) -> tuple[dict[str, float | None], list[Answer]]:
-    """Scores of one loaded model (``LocalModel``) and its answers, in example order."""
-    from wilson_core.messages import parse_tagged_tool_calls
+def example_metrics(prediction: Answer, reference: Answer) -> dict[str, float]:
+    """The generation metrics of one answer (tool metrics only when the reference calls tools)."""
+    metrics = {
+        "exact_match": exact_match(prediction, reference),
+        "token_f1": token_f1(answer_text(prediction), answer_text(reference)),
+    }
+    if reference.calls:
+        metrics["tool_name_accuracy"], metrics["tool_call_accuracy"] = tool_scores(prediction, reference)
+    return metrics
 
-    sums: dict[str, list[float]] = {name: [] for name in METRICS}
-    answers = []
-    for example in examples:
-        text, _, _ = local.generate(example.context, example.tools, max_new_tokens=max_new_tokens)
-        content, calls = parse_tagged_tool_calls(text)
-        prediction = Answer(
-            content=content.strip(),
-            calls=tuple((c.name, c.raw_arguments if c.malformed else json.dumps(c.arguments, sort_keys=True)) for c in calls),
-        )
+
+def score_examples(local: Any, examples: list[Example], max_new_tokens: int = 128, judge: Any = None,
+                   progress: Callable[[int], None] | None = None, *, batch_size: int = 16,
+                   log_likelihood: bool = True) -> list[tuple[Answer, dict[str, float]]]:
+    """Each example's answer and metrics (a metric left out when it does not apply)."""
+    answers = generate_answers(local, examples, max_new_tokens, batch_size, progress)
+    likelihoods = (reference_log_likelihoods(local, examples, batch_size, progress=progress)
+                   if log_likelihood else [float("nan")] * len(examples))
+    records = []
+    for example, prediction, ll in zip(examples, answers, likelihoods, strict=True):
         reference = answer_of(example.reference)
-        answers.append(prediction)
-        sums["exact_match"].append(exact_match(prediction, reference))
-        sums["token_f1"].append(token_f1(answer_text(prediction), answer_text(reference)))
-        if reference.calls:
-            names, full = tool_scores(prediction, reference)
-            sums["tool_name_accuracy"].append(names)
-            sums["tool_call_accuracy"].append(full)
-        ll = reference_log_likelihood(local, example)
+        metrics = example_metrics(prediction, reference)
         if ll == ll:  # not NaN
-            sums["avg_log_likelihood"].append(ll)
+            metrics["avg_log_likelihood"] = ll
         if judge is not None:
             score = judge_score(judge, example, prediction, reference)
             if score is not None:
-                sums["judge_score"].append(score)
-        if progress:
-            progress(1)
-    scores = {name: (sum(v) / len(v) if v else None) for name, v in sums.items()}
-    scores["examples"] = len(examples)
-    scores["tool_examples"] = len(sums["tool_name_accuracy"])
-    return scores, answers
+                metrics["judge_score"] = score
+        records.append((prediction, metrics))
+    return records
 
 
-def compare(data: str, base: str, tuned: str, *, limit: int | None = None, max_new_tokens: int = 128,
-            judge_provider: str | None = None, samples: int = 0) -> dict[str, Any]:
-    """Evaluate ``base`` and ``tuned`` on ``data``; the report ``wilson eval`` prints and writes."""
+def summarise(metrics: list[dict[str, float]]) -> dict[str, float | None]:
+    """Mean of each metric over the examples it applies to (``None`` when none)."""
+    scores: dict[str, float | None] = {}
+    for name in METRICS:
+        values = [m[name] for m in metrics if name in m]
+        scores[name] = sum(values) / len(values) if values else None
+    scores["examples"] = len(metrics)
+    scores["tool_examples"] = sum(1 for m in metrics if "tool_name_accuracy" in m)
+    return scores
+
+
+def evaluate_model(local: Any, examples: list[Example], max_new_tokens: int = 128,
+                   judge: Any = None, progress: Callable[[int], None] | None = None, *,
+                   batch_size: int = 16, log_likelihood: bool = True) -> tuple[dict[str, float | None], list[Answer]]:
+    """Scores of one loaded model (``LocalModel``) and its answers, in example order."""
+    records = score_examples(local, examples, max_new_tokens, judge, progress,
+                             batch_size=batch_size, log_likelihood=log_likelihood)
+    return summarise([m for _, m in records]), [a for a, _ in records]
+
+
+def data_files(values: str | Path | Sequence[str | Path]) -> list[tuple[str, str]]:
+    """``--data`` values -> ``(subset name, path)`` pairs.
+
+    A value is a file (named by its stem: ``held-out.jsonl`` -> ``held-out``) or
+    ``NAME=FILE``; a repeated name gets ``-2``, ``-3``... appended.
+    """
+    items = [values] if isinstance(values, (str, Path)) else list(values)
+    pairs: list[tuple[str, str]] = []
+    taken: set[str] = set()
+    for value in items:
+        text = str(value)
+        name, _, path = text.partition("=")
+        if Path(text).exists() or not path or not name or "/" in name or "\\" in name:
+            name, path = Path(text).stem, text
+        unique, number = name, 2
+        while unique in taken:
+            unique, number = f"{name}-{number}", number + 1
+        taken.add(unique)
+        pairs.append((unique, path))
+    return pairs
+
+
+def compare(data: str | Path | Sequence[str | Path], base: str, tuned: str, *, limit: int | None = None,
+            max_new_tokens: int = 128, judge_provider: str | None = None, samples: int = 0,
+            batch_size: int = 16, log_likelihood: bool = True) -> dict[str, Any]:
+    """Evaluate ``base`` and ``tuned`` on one or several files (see :func:`data_files`; ``limit``
+    applies per file), loading each model once; the report ``wilson eval`` prints and writes."""
+    import time
+
     from tqdm.auto import tqdm
 
     from .base import resolve_base
     from .provider import LocalModel, resolve_model_folder
 
-    examples = load_examples(data, limit)
-    if not examples:
-        raise TrainError(f"{data}: no examples")
+    if batch_size < 1:
+        raise TrainError(f"--batch-size must be at least 1, not {batch_size}")
+    files = data_files(data)
+    subsets: list[tuple[str, str, list[Example]]] = []
+    for name, path in files:
+        if not Path(path).is_file():
+            raise TrainError(f"--data {path}: no such file")
+        found = load_examples(path, limit)
+        if not found:
+            raise TrainError(f"{path}: no examples")
+        subsets.append((name, path, found))
+    examples = [example for _, _, found in subsets for example in found]
+    names = [name for name, _, found in subsets for _ in found]
     resolve_base(base)
     tuned_path = Path(tuned)
     if not tuned_path.exists():
@@ -208,33 +331,62 @@ def compare(data: str, base: str, tuned: str, *, limit: int | None = None, max_n
         from wilson_core import LLM
 
         judge = LLM(judge_provider, call_type="eval-judge")
-    report: dict[str, Any] = {"data": str(data), "base": base, "tuned": str(tuned), "models": {}}
-    answers: dict[str, list[Answer]] = {}
+    paths = [path for _, path in files]
+    report: dict[str, Any] = {"data": paths[0] if len(paths) == 1 else paths, "base": base, "tuned": str(tuned),
+                              "models": {}, "subsets": {}}
+    records: dict[str, list[tuple[Answer, dict[str, float]]]] = {}
+    timing: dict[str, dict[str, float]] = {}
     for label, name in (("base", base), ("tuned", tuned)):
+        started = time.perf_counter()
         model_name, adapter = (name, None) if label == "base" else resolve_model_folder(name)
         local = LocalModel(model_name, adapter=adapter)
-        with tqdm(total=len(examples), desc=f"eval {label}", leave=False) as bar:
-            scores, answers[label] = evaluate_model(local, examples, max_new_tokens, judge, bar.update)
-        report["models"][label] = scores
+        loaded = time.perf_counter()
+        total = len(examples) * (2 if log_likelihood else 1)
+        with tqdm(total=total, desc=f"eval {label}", unit="ex", leave=False) as bar:
+            records[label] = score_examples(local, examples, max_new_tokens, judge, bar.update,
+                                            batch_size=batch_size, log_likelihood=log_likelihood)
+        timing[label] = {"load_s": round(loaded - started, 2), "eval_s": round(time.perf_counter() - loaded, 2)}
+        report["models"][label] = summarise([m for _, m in records[label]])
         del local
     rows = [
         {
+            "subset": subset,
             "question": next((m.get("content") for m in reversed(example.context) if m.get("role") == "user"), ""),
             "reference": answer_text(answer_of(example.reference)),
             "base": answer_text(a),
             "tuned": answer_text(b),
         }
-        for example, a, b in zip(examples, answers["base"], answers["tuned"], strict=True)
+        for subset, example, (a, _), (b, _) in zip(names, examples, records["base"], records["tuned"], strict=True)
     ]
-    disagreements = [row for row in rows if row["base"] != row["tuned"]]
-    report["disagreements"] = len(disagreements)
-    report["samples"] = disagreements[:samples]
+    for name, path, _ in subsets:
+        chosen = [i for i, subset in enumerate(names) if subset == name]
+        report["subsets"][name] = {
+            "data": path,
+            "models": {label: summarise([records[label][i][1] for i in chosen]) for label in ("base", "tuned")},
+            "disagreements": sum(1 for i in chosen if rows[i]["base"] != rows[i]["tuned"]),
+        }
+    report["disagreements"] = sum(1 for row in rows if row["base"] != row["tuned"])
+    report["samples"] = _spread([[r for r in rows if r["subset"] == name and r["base"] != r["tuned"]]
+                                 for name, _, _ in subsets], samples)
     report["answers"] = rows
+    report["settings"] = {"limit": limit, "max_new_tokens": max_new_tokens, "batch_size": batch_size,
+                          "log_likelihood": log_likelihood, "judge": judge_provider}
+    report["timing"] = timing
     return report
 
 
-def format_table(report: dict[str, Any]) -> str:
-    base, tuned = report["models"]["base"], report["models"]["tuned"]
+def _spread(groups: list[list[dict[str, Any]]], count: int) -> list[dict[str, Any]]:
+    """Up to ``count`` rows taken in turn from each group (every subset gets its samples)."""
+    chosen: list[dict[str, Any]] = []
+    depth = 0
+    while len(chosen) < count and any(depth < len(g) for g in groups):
+        chosen.extend(g[depth] for g in groups if depth < len(g))
+        depth += 1
+    return chosen[:count]
+
+
+def _metric_table(models: dict[str, dict[str, Any]]) -> list[str]:
+    base, tuned = models["base"], models["tuned"]
     lines = [f"{'metric':<22}{'base':>10}{'tuned':>10}{'delta':>10}", "-" * 52]
     for name in METRICS:
         a, b = base.get(name), tuned.get(name)
@@ -247,4 +399,38 @@ def format_table(report: dict[str, Any]) -> str:
     lines.append(f"{'examples':<22}{base['examples']:>10}{tuned['examples']:>10}")
     if base.get("tool_examples"):
         lines.append(f"{'with tool calls':<22}{base['tool_examples']:>10}{tuned['tool_examples']:>10}")
-    return "\n".join(lines)
+    return lines
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """The metric table; with several data files one table per file, the pooled one and a
+    summary with one row per file and an ``overall`` row."""
+    subsets = report.get("subsets") or {}
+    if len(subsets) <= 1:
+        return "\n".join(_metric_table(report["models"]))
+    lines: list[str] = []
+    for name, subset in subsets.items():
+        lines += [f"== {name} ({subset['data']})", *_metric_table(subset["models"]), ""]
+    lines += ["== overall (all files)", *_metric_table(report["models"]), ""]
+    return "\n".join(lines + format_summary(report))
+
+
+def format_summary(report: dict[str, Any]) -> list[str]:
+    """One row per file and an ``overall`` row: exact match (and log-likelihood) base -> tuned."""
+    rows = [(name, s["models"]) for name, s in (report.get("subsets") or {}).items()] + [("overall", report["models"])]
+    width = max(12, *(len(name) + 2 for name, _ in rows))
+    with_ll = report["models"]["base"].get("avg_log_likelihood") is not None
+    header = f"{'subset':<{width}}{'examples':>9}{'exact base':>12}{'tuned':>8}{'delta':>8}"
+    if with_ll:
+        header += f"{'loglik base':>13}{'tuned':>8}"
+    lines = [header, "-" * len(header)]
+    for name, models in rows:
+        base, tuned = models["base"], models["tuned"]
+        line = (f"{name:<{width}}{base['examples']:>9}{base['exact_match']:>12.3f}{tuned['exact_match']:>8.3f}"
+                f"{tuned['exact_match'] - base['exact_match']:>+8.3f}")
+        if with_ll:
+            a, b = base.get("avg_log_likelihood"), tuned.get("avg_log_likelihood")
+            line += f"{a:>13.3f}" if a is not None else f"{'-':>13}"
+            line += f"{b:>8.3f}" if b is not None else f"{'-':>8}"
+        lines.append(line)
+    return lines

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -82,6 +82,10 @@ class LocalModel:
         model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         model.eval()
         self.model = model
+        if self.tokenizer.pad_token_id is None:
+            if self.tokenizer.eos_token is None:
+                raise ProviderError(f"{name}: the tokenizer has neither a pad nor an end-of-sequence token")
+            self.tokenizer.pad_token = self.tokenizer.eos_token
 
     def prompt_ids(self, messages: list[dict[str, Any]], tools: Any) -> list[int]:
         out = self.tokenizer.apply_chat_template(
@@ -110,6 +114,51 @@ class LocalModel:
         new = out[0, len(ids):].tolist()
         text = self.tokenizer.decode(new, skip_special_tokens=True)
         return text, len(ids), len(new)
+
+
+    def generate_batch(self, conversations: Sequence[list[dict[str, Any]]], tools: Sequence[Any] | None = None,
+                       max_new_tokens: int = 256) -> list[tuple[str, int, int]]:
+        """Greedy continuations of several conversations in one padded batch.
+
+        ``tools`` holds one tool list (or ``None``) per conversation. Returns, per
+        conversation and in order, what :meth:`generate` returns: text, prompt tokens,
+        generated tokens (up to and including the end-of-sequence token).
+        """
+        if tools is not None and len(tools) != len(conversations):
+            raise ValueError(f"{len(conversations)} conversations but {len(tools)} tool lists")
+        prompts = [self.prompt_ids(m, tools[i] if tools is not None else None) for i, m in enumerate(conversations)]
+        return self.generate_from_ids(prompts, max_new_tokens)
+
+    def generate_from_ids(self, prompts: Sequence[list[int]], max_new_tokens: int = 256) -> list[tuple[str, int, int]]:
+        """:meth:`generate_batch` for prompts already tokenised with :meth:`prompt_ids`."""
+        return [
+            (self.tokenizer.decode(new, skip_special_tokens=True), len(prompt), len(new))
+            for prompt, new in zip(prompts, self.greedy_tokens(prompts, max_new_tokens), strict=True)
+        ]
+
+    def greedy_tokens(self, prompts: Sequence[list[int]], max_new_tokens: int = 256) -> list[list[int]]:
+        """New token ids of each prompt, decoded greedily in one left-padded batch; each row
+        ends at its first end-of-sequence token (kept), the batch when every row has."""
+        import torch  # noqa: TID251 - lazy import
+
+        if not prompts:
+            return []
+        pad = self.tokenizer.pad_token_id
+        eos = self.tokenizer.eos_token_id
+        width = max(len(p) for p in prompts)
+        ids = torch.tensor([[pad] * (width - len(p)) + list(p) for p in prompts], device=self.model.device)
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=self.model.device)
+        with torch.inference_mode():
+            out = self.model.generate(
+                input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
+                temperature=None, top_p=None, top_k=None, pad_token_id=pad, eos_token_id=eos,
+            )
+        stops = set(eos) if isinstance(eos, list) else {eos}
+        rows = []
+        for row in out[:, width:].tolist():
+            end = next((i + 1 for i, token in enumerate(row) if token in stops), len(row))
+            rows.append(row[:end])
+        return rows
 
 
 class TransformersProvider(Provider):
