@@ -113,7 +113,7 @@ class Report:
         baseline: float | None = None,
         baseline_name: str = "",
         ratio: float | None = None,
-        target: Target | None = None,
+        target: Target | str | None = None,
         passed: bool | None = None,
         peak_rss_mib: float | None = None,
         baseline_peak_rss_mib: float | None = None,
@@ -121,15 +121,22 @@ class Report:
         extra: dict | None = None,
     ) -> Row:
         """Record one figure.  ``ratio`` defaults to value / baseline; ``passed`` is decided by
-        ``target`` unless given (give ``passed=False`` for a check that failed outright)."""
+        ``target`` unless given (give ``passed=False`` for a check that failed outright).  A
+        ``target`` given as text describes a check whose outcome ``passed`` must give."""
         if ratio is None and value is not None and baseline:
             ratio = value / baseline
-        if passed is None and target is not None:
-            passed = target.met(value, ratio)
+        if isinstance(target, str):
+            if passed is None:
+                raise ValueError(f"{name}: a target given as text needs passed=True/False")
+            target_text = target
+        else:
+            target_text = target.text(unit) if target else ""
+            if passed is None and target is not None:
+                passed = target.met(value, ratio)
         row = Row(
             bench=self.bench, name=name, measure=measure, value=_num(value), unit=unit,
             baseline=_num(baseline), baseline_name=baseline_name, ratio=_num(ratio),
-            target=target.text(unit) if target else "", passed=passed,
+            target=target_text, passed=passed,
             peak_rss_mib=_num(peak_rss_mib), baseline_peak_rss_mib=_num(baseline_peak_rss_mib),
             note=note, extra=extra or {},
         )

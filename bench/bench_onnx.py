@@ -1,7 +1,7 @@
 """ONNX deployment: export and quantisation time, file sizes, and greedy generation speed of
 the ``onnx`` provider's runtime (fp32, int8) against PyTorch with its KV cache.
 
-    .venv/bin/python bench/bench_onnx.py [--smollm2] [--tokens 32]
+    .venv/bin/python bench/bench_onnx.py [--smollm2] [--tokens 32] [--quick] [--json PATH]
 
 Baseline: PyTorch greedy generation in the same run (speed ratios are relative to it);
 sizes are relative to the fp32 ONNX file.  The tiny model is built locally
@@ -11,10 +11,13 @@ sizes are relative to the fp32 ONNX file.  The tiny model is built locally
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
+
+from _report import Report, add_arguments
 
 
 def smollm2_folder() -> Path:
@@ -38,12 +41,14 @@ def pytorch_greedy(model, ids: list[int], tokens: int) -> tuple[list[int], float
     return new, time.perf_counter() - started
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smollm2", action="store_true", help="the SmolLM2-135M base instead of a tiny model")
     parser.add_argument("--tokens", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1)
+    add_arguments(parser)
     args = parser.parse_args()
+    report = Report.from_args("onnx", args)
 
     import torch  # noqa: TID251 - benchmark
 
@@ -57,7 +62,7 @@ def main() -> None:
         else:
             from wilson_train.tiny import build_tiny_model
 
-            folder = build_tiny_model(Path(tmp) / "tiny", pretrain_steps=40)
+            folder = build_tiny_model(Path(tmp) / "tiny", pretrain_steps=10 if args.quick else 40)
         model_source = source.resolve_model(folder)
         model = source.load_merged_model(model_source, None)
         tokenizer = source.load_tokenizer(model_source, None)
@@ -80,9 +85,19 @@ def main() -> None:
         reference, torch_s = pytorch_greedy(model, ids, args.tokens)
 
         name = "SmolLM2-135M" if args.smollm2 else "tiny Llama"
-        print(f"{name}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, "
+        params = sum(p.numel() for p in model.parameters()) / 1e6
+        print(f"{name}: {params:.2f}M parameters, "
               f"prompt {len(ids)} tokens, {args.tokens} new tokens, {args.threads} thread(s)")
         print(f"export (torch.onnx dynamo) {export_s:.2f} s; int8 quantisation {quant_s:.2f} s")
+        report.add(
+            f"ONNX export and int8 quantisation, {name}",
+            f"torch.onnx export of the decoder with its KV cache ({params:.2f}M parameters), then int8 "
+            "quantisation; int8 file size against the fp32 file",
+            export_s + quant_s, unit="s",
+            note=f"export {export_s:.2f} s, quantisation {quant_s:.2f} s; int8 file {q8_size / 1e6:.1f} MB = "
+                 f"{q8_size / fp32_size:.2f}x the fp32 file ({fp32_size / 1e6:.1f} MB)",
+            extra={"export_s": export_s, "quantize_s": quant_s, "fp32_bytes": fp32_size, "int8_bytes": q8_size},
+        )
         print(f"{'runtime':<22}{'size MB':>9}{'size x':>8}{'tok/s':>9}{'speed x':>9}  same ids")
         print(f"{'PyTorch (baseline)':<22}{'':>9}{'':>8}{args.tokens / torch_s:>9.1f}{1.0:>9.2f}  -")
         for dtype, size in (("fp32", fp32_size), ("q8", q8_size)):
@@ -93,7 +108,20 @@ def main() -> None:
             seconds = time.perf_counter() - started
             print(f"{'onnxruntime ' + dtype:<22}{size / 1e6:>9.1f}{size / fp32_size:>8.2f}"
                   f"{args.tokens / seconds:>9.1f}{torch_s / seconds:>9.2f}  {got == reference}")
+            same = got == reference
+            report.add(
+                f"ONNX {dtype} greedy generation, {name}",
+                f"tokens/s of the onnx provider's runtime, {args.tokens} greedy tokens, {args.threads} thread(s), "
+                "against PyTorch with its KV cache",
+                args.tokens / seconds, unit="tokens/s", baseline=args.tokens / torch_s,
+                baseline_name="PyTorch greedy",
+                # fp32 must give PyTorch's tokens; int8 may drift, so its match is informational
+                target="same token ids as PyTorch" if dtype == "fp32" else None,
+                passed=same if dtype == "fp32" else None,
+                note=f"same token ids as PyTorch: {same}",
+            )
+    return report.finish()
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
