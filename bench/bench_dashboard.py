@@ -1,7 +1,7 @@
 """Dashboard benchmark: how long a page of the Training tab takes with 100k interactions.
 
-Run with ``python bench/bench_dashboard.py [--rows 100000]`` (needs the
-wilson-dashboard plugin installed).  Builds a real database with N
+Run with ``python bench/bench_dashboard.py [--rows 100000] [--quick] [--json PATH]``
+(needs the wilson-dashboard plugin installed; ``--quick``: 20,000 rows).  Builds a real database with N
 interactions (3 call types, 4 models, 10% rated, tags, a few judge
 proposals), serves the dashboard with uvicorn and measures, each against a
 baseline in the same run:
@@ -28,6 +28,8 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+
+from _report import Report, Target, add_arguments
 
 CALL_TYPES = ("agent", "summarize", "categorize")
 MODELS = ("gpt-4o-mini", "gpt-4o", "llama3.2:3b", "qwen2.5:7b")
@@ -91,11 +93,19 @@ def timed(fn, repeat: int = 5) -> float:
     return statistics.median(samples)
 
 
+#: responsiveness targets (ms): a JSON page and a stored keypress feel instant, a page load prompt
+PAGE_MS, KEYPRESS_MS, LOAD_MS = 250, 100, 1000
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--no-browser", action="store_true")
+    add_arguments(parser)
     args = parser.parse_args()
+    if args.quick and args.rows == parser.get_default("rows"):
+        args.rows = 20_000
+    report = Report.from_args("dashboard", args)
 
     import httpx
     import uvicorn
@@ -133,7 +143,9 @@ def main() -> int:
     assert [i["id"] for i in queries.page(conn, filters, cursor=cursor)["items"]] == [
         r[0] for r in conn.execute(offset_sql, (depth,)).fetchall()[:50]
     ]
-    print(f"(a) page at row {depth:,}: keyset {keyset:.2f} ms vs OFFSET {offset:.2f} ms -> {keyset / offset:.3f}x")
+    report.add(f"page SQL at row {depth:,}", f"one 50-row page deep in {args.rows:,} interactions, keyset paging "
+               "(what the dashboard does), median of 5", keyset, unit="ms", baseline=offset,
+               baseline_name="LIMIT/OFFSET at the same position", target=Target("ratio", "<=", 1.0))
 
     # (b), (c) over HTTP
     token = "bench"
@@ -165,11 +177,16 @@ def main() -> int:
             assert response.status_code == 200, response.text
             ms = timed(lambda params=params: client.get("/api/interactions", params=params))
             results[name] = ms
-            print(f"    {name:<38} {ms:8.1f} ms  ({ms / scan:5.2f}x scan)  rows={len(response.json()['items'])}")
+            report.add(f"GET /api/interactions: {name}", f"50 rows as JSON over HTTP from {args.rows:,} "
+                       "interactions, median of 5", ms, unit="ms", baseline=scan,
+                       baseline_name="one count(*) scan", target=Target("value", "<=", PAGE_MS),
+                       note=f"{len(response.json()['items'])} rows")
         stats_ms = timed(lambda: client.get("/api/stats"), repeat=3)
         stats = client.get("/api/stats").json()
-        print(f"(c) GET /api/stats {stats_ms:.0f} ms ({stats_ms / scan:.1f}x scan): total {stats['total']:,}, "
-              f"annotated {stats['annotated']:,}, export {stats['export']} {stats['export_error'] or ''}")
+        report.add("GET /api/stats", "the stat cards' counts (export record counts included), median of 3",
+                   stats_ms, unit="ms", baseline=scan, baseline_name="one count(*) scan",
+                   note=f"total {stats['total']:,}, annotated {stats['annotated']:,}, export {stats['export']} "
+                        f"{stats['export_error'] or ''}".strip())
 
     from wilson_dashboard.app import export_options
 
@@ -178,10 +195,14 @@ def main() -> int:
 
     for fmt in ("sft", "dpo", "kto"):
         options = export_options(queries.Filters(), fmt)
-        assert count_records(store, options) == count_by_pipeline(store, options) == stats["export"][fmt]
+        counts = (count_records(store, options), count_by_pipeline(store, options), stats["export"][fmt])
         fast = timed(lambda options=options: count_records(store, options), repeat=3)
         slow = timed(lambda options=options: count_by_pipeline(store, options), repeat=3)
-        print(f"    stat card {fmt}: count_records {fast:.0f} ms vs pipeline count {slow:.0f} ms -> {fast / slow:.3f}x")
+        same = len(set(counts)) == 1
+        report.add(f"stat card count: {fmt}", "count_records for the stat card, median of 3; must equal the "
+                   "pipeline's count", fast, unit="ms", baseline=slow, baseline_name="counting through the pipeline",
+                   target=Target("ratio", "<=", 1.0), passed=False if not same else None,
+                   note=f"{counts[0]:,} records" + ("" if same else f"; counts differ: {counts}"))
 
     chromium = Path("/usr/bin/chromium")
     if not args.no_browser and chromium.exists():
@@ -212,12 +233,16 @@ def main() -> int:
                 while store.count("annotations") == before:
                     time.sleep(0.002)
                 keys.append((time.perf_counter() - started) * 1000)
-            print(f"(d) browser: reload to 50 rows drawn {statistics.median(loads):.0f} ms (median of 3); "
-                  f"one keypress rating stored {statistics.median(keys):.0f} ms (median of 5)")
+            report.add("browser: page load", f"headless Chromium, reload to the first 50 rows drawn, "
+                       f"{args.rows:,} interactions, median of 3", statistics.median(loads), unit="ms",
+                       target=Target("value", "<=", LOAD_MS))
+            report.add("browser: keypress rating", "headless Chromium, from pressing 4 to the rating stored in "
+                       "the database, median of 5", statistics.median(keys), unit="ms",
+                       target=Target("value", "<=", KEYPRESS_MS))
             browser.close()
     server.should_exit = True
     thread.join(timeout=10)
-    return 0
+    return report.finish()
 
 
 if __name__ == "__main__":
