@@ -90,7 +90,10 @@ def demo(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Benchmarks under bench/: each compares against a baseline in the same run and prints ratios."""
+    """Every benchmark under bench/, one table of ratios against same-run baselines.
+
+    Writes bench/results/bench.md and bench.json; ``nox -s bench -- --quick`` runs the
+    small sizes, ``-- --only cli`` one benchmark (see bench/README.md).
+    """
     install_everything(session)
-    for script in sorted((ROOT / "bench").glob("bench_*.py")):
-        session.run("python", str(script), *session.posargs)
+    session.run("python", str(ROOT / "bench" / "run_all.py"), *session.posargs)
