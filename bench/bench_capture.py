@@ -277,7 +277,7 @@ def bench_size(folder: Path, count: int) -> dict:
     }
 
 
-QUICK = {"calls": 50, "rounds": 10, "concurrent_calls": 250, "size": 10_000}
+QUICK = {"calls": 100, "rounds": 30, "concurrent_calls": 250, "size": 10_000}
 
 
 def main(argv: list[str] | None = None) -> int:
