@@ -48,12 +48,19 @@ def _top_two_margin(local, ids: list[int]) -> float:
     return float(top[0] - top[1])
 
 
-def test_batched_greedy_generation_writes_what_one_by_one_generation_writes(tiny_local, data_dir):
-    rows = [{"messages": r["messages"], "tools": None} for r in _rows(data_dir / "eval.jsonl")] + _rows(data_dir / "tools.jsonl")[:4]
+@pytest.mark.parametrize("group", ["categorisation", "tool calling", "both"])
+def test_batched_greedy_generation_writes_what_one_by_one_generation_writes(tiny_local, data_dir, group):
+    from wilson_train.provider import MIN_SHARED_PREFIX, shared_prefix_length
+
+    categorisation = [{"messages": r["messages"], "tools": None} for r in _rows(data_dir / "eval.jsonl")]
+    tool_calling = _rows(data_dir / "tools.jsonl")[:4]
+    rows = {"categorisation": categorisation, "tool calling": tool_calling, "both": categorisation + tool_calling}[group]
     conversations = [r["messages"][:2] for r in rows]
     tools = [r.get("tools") for r in rows]
     prompts = [tiny_local.prompt_ids(c, t) for c, t in zip(conversations, tools, strict=True)]
-    assert len({len(p) for p in prompts}) > 3  # rows of different lengths: the batch is padded
+    assert len({len(p) for p in prompts}) > 2  # rows of different lengths: the batch is padded
+    if group != "both":  # one system prompt (and tool list): its cache is shared by the rows
+        assert shared_prefix_length(prompts) >= MIN_SHARED_PREFIX
 
     batched = tiny_local.generate_batch(conversations, tools, max_new_tokens=MAX_NEW)
     batched_tokens = tiny_local.greedy_tokens(prompts, MAX_NEW)
@@ -72,9 +79,9 @@ def test_batched_greedy_generation_writes_what_one_by_one_generation_writes(tiny
             assert _top_two_margin(tiny_local, prompt + alone[:step]) < 1e-3
     assert same >= len(prompts) - 1
     lengths = [len(t) for t in batched_tokens]
-    # each row stops at its own end-of-sequence token while longer rows go on
-    assert min(lengths) < MAX_NEW and max(lengths) == MAX_NEW
     assert all(t[-1] == tiny_local.tokenizer.eos_token_id for t in batched_tokens if len(t) < MAX_NEW)
+    if group == "both":  # each row stops at its own end-of-sequence token while longer rows go on
+        assert min(lengths) < MAX_NEW and max(lengths) == MAX_NEW
 
 
 def test_generate_batch_needs_one_tool_list_per_conversation(tiny_local):
@@ -93,11 +100,17 @@ def _unpadded_log_likelihood(local, example: Example) -> float:
 
 
 def test_batched_reference_log_likelihoods_equal_unpadded_forward_passes(tuned_local, data_dir):
-    examples = load_examples(data_dir / "tools.jsonl") + load_examples(data_dir / "eval.jsonl")
+    from wilson_train.provider import MIN_SHARED_PREFIX, shared_prefix_length
+
+    categorisation = load_examples(data_dir / "eval.jsonl")
+    examples = load_examples(data_dir / "tools.jsonl") + categorisation
+    # one system prompt: its tokens are run once for the batch
+    assert shared_prefix_length([reference_tokens(tuned_local.tokenizer, e)[0] for e in categorisation]) >= MIN_SHARED_PREFIX
     expected = [_unpadded_log_likelihood(tuned_local, e) for e in examples]
     for batch_size, max_tokens in ((16, 4096), (3, 4096), (16, 700)):
         got = reference_log_likelihoods(tuned_local, examples, batch_size, max_batch_tokens=max_tokens)
         assert got == pytest.approx(expected, abs=1e-4)
+    assert reference_log_likelihoods(tuned_local, categorisation, 16) == pytest.approx(expected[8:], abs=1e-4)
     assert len({round(v, 3) for v in expected}) > 3  # distinct values: a mix-up of rows would show
 
 

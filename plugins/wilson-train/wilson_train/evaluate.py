@@ -124,20 +124,29 @@ def reference_log_likelihoods(local: Any, examples: list[Example], batch_size: i
                               progress: Callable[[int], None] | None = None) -> list[float]:
     """Mean log-probability per token of each reference answer's assistant tokens (NaN when
     it has none), teacher-forced in right-padded batches of at most ``batch_size`` rows and
-    ``max_batch_tokens`` padded tokens (the logits of a batch are held in memory)."""
+    ``max_batch_tokens`` padded tokens (the logits of a batch are held in memory); the
+    leading tokens all rows of a batch share are run once (see ``LocalModel.greedy_tokens``)."""
     import torch  # noqa: TID251 - lazy import
+
+    from .provider import MIN_SHARED_PREFIX, shared_prefix_length
 
     encoded = [reference_tokens(local.tokenizer, example) for example in examples]
     results = [float("nan")] * len(examples)
     pad = local.tokenizer.pad_token_id
     device = local.model.device
     for chunk in _batches([len(ids) for ids, _ in encoded], batch_size, max_batch_tokens):
-        width = max(len(encoded[i][0]) for i in chunk)
-        ids = torch.tensor([encoded[i][0] + [pad] * (width - len(encoded[i][0])) for i in chunk], device=device)
-        mask = torch.tensor([[1] * len(encoded[i][0]) + [0] * (width - len(encoded[i][0])) for i in chunk],
-                            device=device)
+        rows = [encoded[i][0] for i in chunk]
+        # the leading tokens all rows share run once (a shared cache), up to the first scored token
+        shared = shared_prefix_length(rows) if len(chunk) > 1 else 0
+        firsts = [min(p for p in encoded[i][1] if p > 0) for i in chunk if any(p > 0 for p in encoded[i][1])]
+        shared = min([shared, *(first - 1 for first in firsts)])
+        shared = shared if shared >= MIN_SHARED_PREFIX else 0
+        width = max(len(r) for r in rows) - shared
+        ids = torch.tensor([r[shared:] + [pad] * (width - len(r) + shared) for r in rows], device=device)
+        mask = torch.tensor([[1] * len(r) + [0] * (width - len(r) + shared) for r in rows], device=device)
         with torch.inference_mode():
-            logits = local.model(input_ids=ids, attention_mask=mask).logits
+            extra = {"cache": local.prefix_cache(rows[0][:shared], len(chunk))} if shared else {}
+            logits = local.model(input_ids=ids, attention_mask=mask, **extra).logits
             for row, index in enumerate(chunk):
                 tokens, positions = encoded[index]
                 scored = [p for p in positions if p > 0]
@@ -146,7 +155,7 @@ def reference_log_likelihoods(local: Any, examples: list[Example], batch_size: i
                 if not scored:
                     results[index] = 0.0
                     continue
-                at = torch.tensor([p - 1 for p in scored], device=device)
+                at = torch.tensor([p - 1 - shared for p in scored], device=device)
                 target = torch.tensor([tokens[p] for p in scored], device=device)
                 logprobs = torch.log_softmax(logits[row, at].float(), dim=-1)
                 results[index] = float(logprobs.gather(1, target[:, None]).sum()) / len(positions)

@@ -115,7 +115,6 @@ class LocalModel:
         text = self.tokenizer.decode(new, skip_special_tokens=True)
         return text, len(ids), len(new)
 
-
     def generate_batch(self, conversations: Sequence[list[dict[str, Any]]], tools: Sequence[Any] | None = None,
                        max_new_tokens: int = 256) -> list[tuple[str, int, int]]:
         """Greedy continuations of several conversations in one padded batch.
@@ -137,28 +136,65 @@ class LocalModel:
         ]
 
     def greedy_tokens(self, prompts: Sequence[list[int]], max_new_tokens: int = 256) -> list[list[int]]:
-        """New token ids of each prompt, decoded greedily in one left-padded batch; each row
-        ends at its first end-of-sequence token (kept), the batch when every row has."""
+        """New token ids of each prompt, decoded greedily in one batch; each row ends at its
+        first end-of-sequence token (kept), the batch when every row has.
+
+        The tokens every prompt starts with (the system prompt, the tool schemas) are run
+        once and their key/value cache is shared by the rows; each row's own tokens follow
+        after padding (``shared + pads + rest``, masked, positions from the mask), so a
+        padded row computes what it would alone.
+        """
         import torch  # noqa: TID251 - lazy import
 
         if not prompts:
             return []
         pad = self.tokenizer.pad_token_id
         eos = self.tokenizer.eos_token_id
-        width = max(len(p) for p in prompts)
-        ids = torch.tensor([[pad] * (width - len(p)) + list(p) for p in prompts], device=self.model.device)
-        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=self.model.device)
+        shared = shared_prefix_length(prompts) if len(prompts) > 1 else 0
+        width = max(len(p) for p in prompts) - shared
+        prefix = list(prompts[0][:shared])
+        rows = [prefix + [pad] * (width - len(p) + shared) + list(p[shared:]) for p in prompts]
+        masks = [[1] * shared + [0] * (width - len(p) + shared) + [1] * (len(p) - shared) for p in prompts]
+        device = self.model.device
         with torch.inference_mode():
+            extra = {"cache": self.prefix_cache(prefix, len(prompts))} if shared else {}
             out = self.model.generate(
-                input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
-                temperature=None, top_p=None, top_k=None, pad_token_id=pad, eos_token_id=eos,
+                input_ids=torch.tensor(rows, device=device), attention_mask=torch.tensor(masks, device=device),
+                max_new_tokens=max_new_tokens, do_sample=False, temperature=None, top_p=None, top_k=None,
+                pad_token_id=pad, eos_token_id=eos, **extra,
             )
         stops = set(eos) if isinstance(eos, list) else {eos}
-        rows = []
-        for row in out[:, width:].tolist():
+        new_tokens = []
+        for row in out[:, shared + width:].tolist():
             end = next((i + 1 for i, token in enumerate(row) if token in stops), len(row))
-            rows.append(row[:end])
-        return rows
+            new_tokens.append(row[:end])
+        return new_tokens
+
+    def prefix_cache(self, prefix: list[int], rows: int) -> Any:
+        """The key/value cache of ``prefix``, computed once and repeated for ``rows`` rows."""
+        import torch  # noqa: TID251 - lazy import
+        from transformers import DynamicCache
+
+        cache = DynamicCache(config=self.model.config)
+        with torch.inference_mode():
+            self.model(input_ids=torch.tensor([prefix], device=self.model.device), cache=cache, use_cache=True)
+        cache.batch_repeat_interleave(rows)
+        return cache
+
+
+#: fewer shared leading tokens than this are not worth a separate cache
+MIN_SHARED_PREFIX = 8
+
+
+def shared_prefix_length(rows: Sequence[Sequence[int]], keep: int = 1) -> int:
+    """How many leading tokens all ``rows`` share, leaving at least ``keep`` tokens of the
+    shortest row; 0 when that is under :data:`MIN_SHARED_PREFIX`."""
+    shortest = min(len(r) for r in rows)
+    length = 0
+    first = rows[0]
+    while length < shortest - keep and all(r[length] == first[length] for r in rows):
+        length += 1
+    return length if length >= MIN_SHARED_PREFIX else 0
 
 
 class TransformersProvider(Provider):
