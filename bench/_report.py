@@ -120,19 +120,21 @@ class Report:
         note: str = "",
         extra: dict | None = None,
     ) -> Row:
-        """Record one figure.  ``ratio`` defaults to value / baseline; ``passed`` is decided by
-        ``target`` unless given (give ``passed=False`` for a check that failed outright).  A
-        ``target`` given as text describes a check whose outcome ``passed`` must give."""
+        """Record one figure.  ``ratio`` defaults to value / baseline.  With a :class:`Target`
+        the row passes when the target is met and ``passed`` is not False (give ``passed=False``
+        for a check beside the figure that failed, e.g. differing counts).  A ``target`` given
+        as text describes a check whose outcome ``passed`` must give."""
         if ratio is None and value is not None and baseline:
             ratio = value / baseline
         if isinstance(target, str):
             if passed is None:
                 raise ValueError(f"{name}: a target given as text needs passed=True/False")
             target_text = target
+        elif target is not None:
+            target_text = target.text(unit)
+            passed = target.met(value, ratio) and passed is not False
         else:
-            target_text = target.text(unit) if target else ""
-            if passed is None and target is not None:
-                passed = target.met(value, ratio)
+            target_text = ""
         row = Row(
             bench=self.bench, name=name, measure=measure, value=_num(value), unit=unit,
             baseline=_num(baseline), baseline_name=baseline_name, ratio=_num(ratio),
