@@ -84,8 +84,9 @@ def tests(session: nox.Session) -> None:
 def demo(session: nox.Session) -> None:
     """The end-to-end loop on built-in defaults: capture, annotate, export, train, deploy, switch."""
     install_everything(session)
-    out = os.environ.get("WILSON_DEMO_OUT", str(ROOT / "demo-output"))
-    session.run("wilson", "demo", "--out", out, *session.posargs)
+    # Default: a new folder ./wilson-demo-N; WILSON_DEMO_OUT names one instead.
+    out = ["--out", os.environ["WILSON_DEMO_OUT"]] if os.environ.get("WILSON_DEMO_OUT") else []
+    session.run("wilson", "demo", *out, *session.posargs)
 
 
 @nox.session

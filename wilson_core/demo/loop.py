@@ -1,30 +1,71 @@
 """The demo: a personal-finance agent taken around the whole loop.
 
-Every stage runs through the same public entry points a user has: the
-facade for capture, the annotation API, and the ``wilson`` commands for
+Every stage runs through the same public entry points a user has: the facade
+for capture, the annotation API for review, and the ``wilson`` commands for
 export, train, eval and deploy.  Nothing is faked except the "cloud model",
-which is the ``scripted`` provider (there is no network here).
+which is the ``scripted`` teacher (there is no network here).  Each stage
+leaves its output in the demo folder, to be inspected afterwards.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Any
 
+import attrs
 import click
 
 from wilson_core.errors import WilsonError
 
-from . import finance
+from . import agent, finance, summary
+from .teacher import teacher
+
+
+@attrs.frozen
+class DemoConfig:
+    """What ``wilson demo`` runs; :func:`config_for` fills in the defaults of a mode."""
+
+    out: Path
+    base: str = "smollm2-135m"
+    fast: bool = False
+    count: int = 160  # categorisations captured
+    runs: int = 6  # agent runs captured
+    steps: int = 48  # LoRA SFT steps
+    lr: float = 2e-3
+    dpo: bool = False
+    heldout: int = 40  # held-out transactions per set (seen / new merchants)
+    targets: tuple[str, ...] = ("gguf", "transformersjs", "ollama")
+    seed: int = 0
+
+
+#: ``--fast``: a tiny model built here in seconds instead of SmolLM2.
+FAST = {"count": 120, "steps": 30, "lr": 3e-3, "heldout": 24}
+
+#: LoRA on every projection of a Llama block: the attention-only default learns
+#: the merchant -> category mapping too slowly for a few minutes on a laptop CPU.
+TARGET_MODULES = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
+
+
+def default_out(cwd: Path | None = None) -> Path:
+    """A new folder under the current directory: ``wilson-demo``, ``wilson-demo-2``, ..."""
+    cwd = cwd or Path.cwd()
+    candidate, number = cwd / "wilson-demo", 1
+    while candidate.exists():
+        number += 1
+        candidate = cwd / f"wilson-demo-{number}"
+    return candidate
 
 
 class Step:
-    """Prints a numbered stage with its wall time."""
+    """Prints a numbered stage and its wall time, and records the time."""
 
-    def __init__(self, number: int, total: int, title: str) -> None:
+    def __init__(self, number: int, total: int, title: str, timings: dict[str, float]) -> None:
         self.label = f"[{number}/{total}] {title}"
+        self.key = title.split(":", 1)[0].lower()
+        self.timings = timings
 
     def __enter__(self) -> Step:
         click.secho(self.label, bold=True, fg="cyan")
@@ -33,7 +74,9 @@ class Step:
 
     def __exit__(self, exc_type: Any, *_: Any) -> None:
         if exc_type is None:
-            click.echo(f"      done in {time.perf_counter() - self.started:.1f} s\n")
+            seconds = time.perf_counter() - self.started
+            self.timings[self.key] = round(seconds, 1)
+            click.echo(f"      done in {seconds:.1f} s\n")
 
 
 def _wilson(*args: str) -> None:
@@ -46,143 +89,200 @@ def _wilson(*args: str) -> None:
         raise WilsonError(f"demo step failed: 'wilson {' '.join(args)}' exited with {code}")
 
 
-def capture(db: Path, count: int, seed: int) -> dict[str, int]:
-    """The app at work: categorise transactions and answer one agent question with tools."""
+def capture(db: Path, config: DemoConfig) -> dict[str, int]:
+    """The app at work: categorise transactions, answer spending questions with tools."""
     from wilson_core.facade import LLM
 
-    llm = LLM("scripted:cloud-teacher", db=str(db), script=finance.teacher(seed))
-    answered = 0
-    for line, _category in finance.transactions(count, seed=seed):
+    llm = LLM("scripted:cloud-teacher", db=str(db), script=teacher(config.seed))
+    for line, _category in finance.transactions(config.count, seed=config.seed):
         llm.chat(finance.categorise_messages(line), call_type="categorize", temperature=0.0)
-        answered += 1
-    runs = 0
-    for question in ("How much did I spend on dining in October?",) * 3:
-        with llm.run(call_type="agent") as run:
-            messages: list[dict[str, Any]] = [
-                {"role": "system", "content": finance.AGENT_SYSTEM_PROMPT},
-                {"role": "user", "content": question},
-            ]
-            reply = run.chat(messages, tools=finance.TOOLS)
-            while reply.tool_calls:
-                messages.append(reply.message)
-                for call in reply.tool_calls:
-                    result = finance.run_tool(call.name, call.arguments)
-                    run.record_tool_result(call, result)
-                    messages.append(
-                        {"role": "tool", "name": call.name, "tool_call_id": call.id, "content": json.dumps(result)}
-                    )
-                reply = run.chat(messages, tools=finance.TOOLS)
-        runs += 1
-    return {"categorised": answered, "agent_runs": runs}
+    questions = agent.questions()
+    for number in range(config.runs):
+        ask(llm, questions[number % len(questions)].text)
+    llm.close()
+    return {"categorisations": config.count, "agent_runs": config.runs}
 
 
-def annotate(db: Path) -> dict[str, int]:
-    """A reviewer's pass, written as rules: rate, and correct what was wordy or wrong."""
-    from wilson_core import annotations
-    from wilson_core.store import open_store
-
-    store = open_store(db)
-    counts = {"rated": 0, "corrected": 0}
-    for interaction in store.iter_interactions("i.status = 'ok'"):
-        if interaction.call_type == "categorize":
-            truth = finance.true_category(interaction.user_prompt or "")
-            answer = (interaction.response_content or "").strip()
-            if answer == truth:
-                stars = 5
-            elif truth and truth in answer:
-                stars = 2
-            else:
-                stars = 1
-            annotations.rate(store, interaction.id, stars, source="rule", annotator="demo")
-            counts["rated"] += 1
-            if stars < 4 and truth:
-                annotations.correct(store, interaction.id, truth, source="rule", annotator="demo")
-                counts["corrected"] += 1
-        elif interaction.response_content:
-            annotations.rate(store, interaction.id, 5, source="rule", annotator="demo")
-            counts["rated"] += 1
-    return counts
+def ask(llm: Any, question: str, max_turns: int = 4) -> str:
+    """One agent run: the model calls tools until it answers in words."""
+    with llm.run(call_type="agent") as run:
+        messages: list[dict[str, Any]] = [
+            {"role": "system", "content": agent.AGENT_SYSTEM_PROMPT},
+            {"role": "user", "content": question},
+        ]
+        reply = run.chat(messages, tools=agent.TOOLS)
+        for _ in range(max_turns):
+            if not reply.tool_calls:
+                break
+            messages.append(reply.message)
+            for call in reply.tool_calls:
+                result = agent.run_tool(call.name, call.arguments)
+                run.record_tool_result(call, result)
+                messages.append(agent.tool_message(call.id, call.name, result))
+            reply = run.chat(messages, tools=agent.TOOLS)
+        return reply.text
 
 
-def run_demo(out: Path, base: str, steps: int, count: int, seed: int, targets: tuple[str, ...]) -> dict[str, Any]:
+def write_heldout(folder: Path, config: DemoConfig, seen_merchants: set[str]) -> dict[str, Path]:
+    """Fresh transactions never captured: of merchants seen in training, and of new ones."""
+    folder.mkdir(parents=True, exist_ok=True)
+    seen = [t for t in finance.draw(config.heldout * 3, seed=config.seed + 101) if t.merchant in seen_merchants]
+    sets = {
+        "seen": seen[: config.heldout],
+        "new": finance.draw(config.heldout, seed=config.seed + 202, new_merchants=True),
+    }
+    files = {}
+    for name, drawn in sets.items():
+        path = folder / f"{name}-merchants.jsonl"
+        with path.open("w", encoding="utf-8") as handle:
+            for t in drawn:
+                messages = [*finance.categorise_messages(t.line), {"role": "assistant", "content": t.category}]
+                handle.write(json.dumps({"messages": messages}) + "\n")
+        files[name] = path
+    return files
+
+
+def trained_merchants(export_file: Path) -> set[str]:
+    merchants = set()
+    for line in export_file.read_text(encoding="utf-8").splitlines():
+        for message in json.loads(line)["messages"]:
+            if message["role"] == "user":
+                merchant = finance.merchant_of(message["content"])
+                if merchant:
+                    merchants.add(merchant)
+    return merchants
+
+
+def run_demo(config: DemoConfig) -> dict[str, Any]:
+    out = config.out
     out.mkdir(parents=True, exist_ok=True)
     db = out / "data.db"
     if db.exists():
         raise WilsonError(f"{db} exists: the demo starts from an empty database (choose another --out)")
-    data = out / "export" / "sft.jsonl"
+    export = out / "export"
     model_dir = out / "model"
-    total = 7
-    summary: dict[str, Any] = {"out": str(out), "base": base}
+    targets = tuple(t for t in config.targets if t != "transformersjs" or _node_available())
+    timings: dict[str, float] = {}
+    report: dict[str, Any] = {"out": str(out), "config": _plain(config), "timings": timings}
+    started = time.perf_counter()
+    total = 8
+    teacher_script = teacher(config.seed + 1)
 
-    with Step(1, total, "Capture: the finance agent calls its cloud model through wilson_core.LLM"):
-        summary["capture"] = capture(db, count, seed)
+    with Step(1, total, "Capture: the finance agent calls its cloud model through wilson_core.LLM", timings):
+        report["capture"] = capture(db, config)
         _wilson("--db", str(db), "stats")
-    with Step(2, total, "Annotate: rate every answer, correct the wordy and wrong ones"):
-        summary["annotate"] = annotate(db)
-        click.echo(f"      {summary['annotate']}")
-    with Step(3, total, "Export: SFT JSONL in TRL's format, redacted, split by run"):
-        _wilson(
-            "--db", str(db), "export", "sft", "--out", str(data), "--call-type", "categorize",
-            "--min-rating", "4", "--eval-split", "0.2", "--seed", str(seed), "--redact",
-        )
-    eval_data = data.with_name("sft.eval.jsonl")
-    with Step(4, total, f"Train: LoRA SFT on {base}"):
-        _wilson(
-            "train", "lora-sft", "--data", str(data), "--eval-data", str(eval_data), "--base", base,
-            "--out", str(model_dir), "--max-steps", str(steps), "--force",
-        )
-    with Step(5, total, "Evaluate: base against tuned on the held-out split"):
-        _wilson(
-            "eval", "--data", str(eval_data), "--base", base, "--tuned", str(model_dir),
-            "--json", str(out / "eval.json"), "--samples", "3", "--max-new-tokens", "24",
-        )
+    with Step(2, total, "Annotate: stars checked against the ledger, retries, corrections, pairs", timings):
+        from wilson_core.store import open_store
+
+        from .review import review
+
+        report["annotate"] = review(open_store(db), teacher_script)
+        click.echo("      " + ", ".join(f"{k} {v}" for k, v in report["annotate"].items()))
+    with Step(3, total, "Export: SFT and DPO JSONL in TRL's format, redacted, with an eval split", timings):
+        sft = export / "sft.jsonl"
+        _wilson("--db", str(db), "export", "sft", "--out", str(sft), "--call-type", "categorize",
+                "--min-rating", "4", "--eval-split", "0.1", "--seed", str(config.seed), "--redact")
+        _wilson("--db", str(db), "export", "dpo", "--out", str(export / "dpo.jsonl"), "--call-type", "categorize",
+                "--redact")
+        _wilson("--db", str(db), "export", "sft", "--out", str(export / "agent-sft.jsonl"), "--call-type", "agent",
+                "--granularity", "run", "--min-rating", "4", "--redact")
+        heldout = write_heldout(out / "heldout", config, trained_merchants(sft))
+        click.echo(f"      held out, never trained on: {', '.join(str(p) for p in heldout.values())}")
+    base = config.base
+    with Step(4, total, f"Base model: {'a tiny model built here (--fast)' if config.fast else base}", timings):
+        if config.fast:
+            base = str(out / "base")
+            _wilson("model", "init", "--arch", "llama", "--out", base, "--pretrain-steps", "150",
+                    "--seed", str(config.seed), "--force")
+        else:
+            click.echo(f"      {base}: loaded from its local files, nothing is downloaded")
+    with Step(5, total, f"Train: LoRA SFT{' then DPO' if config.dpo else ''} on {base}", timings):
+        _wilson("train", "lora-sft", "--data", str(sft), "--eval-data", str(sft.with_name("sft.eval.jsonl")),
+                "--base", base, "--out", str(model_dir), "--max-steps", str(config.steps), "--lr", str(config.lr),
+                "--target-modules", TARGET_MODULES, "--dropout", "0", "--logging-steps", "8",
+                "--seed", str(config.seed), "--force")
+        if config.dpo:
+            dpo_dir = out / "model-dpo"
+            _wilson("train", "lora-dpo", "--data", str(export / "dpo.jsonl"), "--base", str(model_dir / "merged"),
+                    "--out", str(dpo_dir), "--max-steps", "10", "--lr", "5e-5", "--target-modules", TARGET_MODULES,
+                    "--seed", str(config.seed), "--force")
+            model_dir = dpo_dir
+    with Step(6, total, "Evaluate: base against tuned on held-out transactions", timings):
+        _wilson("eval", "--data", str(heldout["seen"]), "--data", str(heldout["new"]), "--base", base,
+                "--tuned", str(model_dir), "--json", str(out / "eval.json"), "--max-new-tokens", "8",
+                "--samples", "3")
     deployed: dict[str, str] = {}
-    with Step(6, total, "Deploy: " + ", ".join(targets) + " (verified against PyTorch)"):
+    report["deploy"] = {}
+    with Step(7, total, "Deploy: " + ", ".join(targets), timings):
         for target in targets:
             target_dir = out / "deploy" / target
-            args = ["deploy", target, "--model", str(model_dir / "merged"), "--out", str(target_dir), "--verify", "--force"]
-            # Full precision: it verifies within PyTorch's own float32 noise on SmolLM2,
-            # whose quantised files (GGUF F16/Q8_0, ONNX int8) exceed the log-prob bounds
-            # of --verify (docs/deploy.md); the demo must pass --verify.
-            args += ["--quant", "f32" if target == "gguf" else "fp32"]
+            args = ["deploy", target, "--model", str(model_dir / "merged"), "--out", str(target_dir), "--force"]
+            if target == "ollama":
+                # The bundle Ollama takes (Q8_0, its usual choice); nothing to verify without a server,
+                # and the same GGUF writer is verified in llama.cpp just before.
+                args += ["--quant", "q8_0", "--name", "wilson-demo-finance"]
+            else:
+                # Full precision: it verifies within PyTorch's own float32 noise.  docs/deploy.md
+                # gives the measured error of each quantised type on SmolLM2.
+                args += ["--verify", "--quant", "f32" if target == "gguf" else "fp32"]
             _wilson(*args)
             deployed[target] = str(target_dir)
-    with Step(7, total, "Switch: the app now runs the tuned local model, still captured"):
-        summary["switch"] = switch(db, deployed, seed)
-    (out / "demo-summary.json").write_text(json.dumps(summary, indent=2))
-    return summary
+            report["deploy"][target] = summary.deploy_record(target_dir)
+        if "transformersjs" in config.targets and "transformersjs" not in targets:
+            click.echo("      transformersjs skipped: Node.js (node) is not on PATH")
+    with Step(8, total, "Switch: the app now runs the tuned local model, still captured", timings):
+        report["switch"] = switch(db, deployed, config)
+    timings["total"] = round(time.perf_counter() - started, 1)
+    report["eval"] = summary.eval_scores(out / "eval.json")
+    report["exports"] = summary.export_counts(export)
+    report["artefacts"] = summary.artefacts(out)
+    report["db"] = str(db)
+    (out / "demo-summary.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+    text = summary.render(report)
+    (out / "summary.md").write_text(text, encoding="utf-8")
+    click.echo(text)
+    return report
 
 
-def switch(db: Path, deployed: dict[str, str], seed: int) -> list[dict[str, Any]]:
+def switch(db: Path, deployed: dict[str, str], config: DemoConfig) -> dict[str, Any]:
+    """Point the app's facade at the deployed model; its calls are captured like the teacher's."""
     from wilson_core.facade import LLM
     from wilson_core.store import open_store
 
-    results = []
-    provider = _local_provider(deployed)
+    provider = local_provider(deployed)
     if provider is None:
         click.echo("      no local deployment to switch to")
-        return results
+        return {"provider": None, "answers": []}
+    click.echo(f'      LLM("{provider}")')
     llm = LLM(provider, db=str(db))
-    for line, category in finance.transactions(5, seed=seed + 1000):
+    answers = []
+    for line, category in finance.transactions(5, seed=config.seed + 1000):
         reply = llm.chat(finance.categorise_messages(line), call_type="categorize", max_tokens=8)
-        results.append({"transaction": line, "expected": category, "answer": reply.text.strip()})
-        click.echo(f"      {line:<52} -> {reply.text.strip()!r:<18} (expected {category})")
-    store = open_store(db)
-    row = store.connection().execute(
-        "SELECT count(*) FROM interactions WHERE provider = ?", (provider.split(':', 1)[0],)
+        answers.append({"transaction": line, "expected": category, "answer": reply.text.strip()})
+        click.echo(f"      {line:<58} -> {reply.text.strip()!r:<16} (expected {category})")
+    llm.close()
+    name = provider.split(":", 1)[0]
+    captured = open_store(db).connection().execute(
+        "SELECT count(*) FROM interactions WHERE provider = ?", (name,)
     ).fetchone()[0]
-    click.echo(f"      captured {row} calls of the local model into {db}")
-    return results
+    click.echo(f"      captured {captured} calls of {name} into {db}")
+    return {"provider": provider, "answers": answers, "captured": captured}
 
 
-def _local_provider(deployed: dict[str, str]) -> str | None:
+def local_provider(deployed: dict[str, str]) -> str | None:
     gguf_dir = deployed.get("gguf")
     if gguf_dir:
-        files = sorted(Path(gguf_dir).glob("*.gguf"))
-        merged = [f for f in files if "adapter" not in f.name]
+        merged = [f for f in sorted(Path(gguf_dir).glob("*.gguf")) if "adapter" not in f.name]
         if merged:
             return f"llamacpp:{merged[0]}"
     if deployed.get("transformersjs"):
         return f"onnx:{deployed['transformersjs']}"
     return None
 
+
+def _node_available() -> bool:
+    return shutil.which("node") is not None
+
+
+def _plain(config: DemoConfig) -> dict[str, Any]:
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in attrs.asdict(config).items()}

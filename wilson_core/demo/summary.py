@@ -1,0 +1,109 @@
+"""The demo's closing summary: what was captured, labelled, exported, learnt and deployed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+#: The issue's accuracy targets for a SmolLM2 base, per held-out set.
+TARGETS = {"seen-merchants": 0.85, "new-merchants": 0.60}
+SET_NAMES = {"seen-merchants": "merchants seen in training", "new-merchants": "merchants never seen"}
+
+
+def eval_scores(path: Path) -> dict[str, dict[str, float | None]]:
+    """``{held-out set: {"base": exact match, "tuned": exact match}}`` from ``wilson eval --json``."""
+    if not path.exists():
+        return {}
+    report = json.loads(path.read_text(encoding="utf-8"))
+    per_file = report.get("files") or {Path(report.get("data", "data")).stem: report}
+    return {
+        name: {label: scores.get("exact_match") for label, scores in entry["models"].items()}
+        for name, entry in per_file.items()
+    }
+
+
+def export_counts(folder: Path) -> dict[str, dict[str, int]]:
+    """Lines written per export file, from each manifest."""
+    counts = {}
+    for manifest in sorted(folder.glob("*.manifest.json")):
+        data = json.loads(manifest.read_text(encoding="utf-8"))
+        counts[manifest.name.removesuffix(".jsonl.manifest.json")] = {
+            split: int(entry.get("lines", 0)) for split, entry in data.get("files", {}).items()
+        }
+    return counts
+
+
+def deploy_record(folder: Path) -> dict[str, Any]:
+    """What ``wilson deploy`` recorded: the provider string and each verification check."""
+    data = json.loads((folder / "wilson-deploy.json").read_text(encoding="utf-8"))
+    return {
+        "provider": data.get("provider"),
+        "passed": bool(data.get("passed")),
+        "checks": {c["name"]: bool(c["passed"]) for c in data.get("checks", [])},
+        "seconds": data.get("seconds"),
+    }
+
+
+def artefacts(out: Path) -> dict[str, int]:
+    """Bytes of each artefact a user takes away: adapters, merged models, deployments."""
+    found: dict[str, int] = {}
+    for pattern in ("model*/adapter", "model*/merged", "deploy/*/*.gguf", "deploy/*/Modelfile", "deploy/transformersjs/onnx"):
+        for path in sorted(out.glob(pattern)):
+            found[str(path.relative_to(out))] = _size(path)
+    return found
+
+
+def render(report: dict[str, Any]) -> str:
+    """The summary the demo prints and writes to ``summary.md``."""
+    out = report["out"]
+    capture, labels = report.get("capture", {}), report.get("annotate", {})
+    switch = report.get("switch", {})
+    lines = ["", "## Wilson demo: summary", ""]
+    lines.append(f"- Captured: {capture.get('categorisations', 0)} categorisations and "
+                 f"{capture.get('agent_runs', 0)} agent runs from the cloud teacher, "
+                 f"then {switch.get('captured', 0)} calls of the tuned local model ({switch.get('provider')})")
+    lines.append("- Labelled: " + ", ".join(f"{v} {k}" for k, v in labels.items()))
+    exports = report.get("exports", {})
+    lines.append("- Exported: " + "; ".join(
+        f"{name} " + " + ".join(f"{n} {split}" for split, n in splits.items()) for name, splits in exports.items()
+    ))
+    scores = report.get("eval", {})
+    if scores:
+        lines += ["- Categorisation accuracy on held-out transactions (exact match, never trained on):", "",
+                  "  | held-out set | base | tuned | target |", "  |---|---|---|---|"]
+        for name, by_model in scores.items():
+            target = TARGETS.get(name) if not report["config"].get("fast") else None
+            lines.append(f"  | {SET_NAMES.get(name, name)} | {_fmt(by_model.get('base'))} | "
+                         f"{_fmt(by_model.get('tuned'))} | {'>= ' + _fmt(target) if target else '-'} |")
+        lines.append("")
+    for target, record in report.get("deploy", {}).items():
+        checks = record.get("checks", {})
+        verdict = (f"verified, {sum(checks.values())}/{len(checks)} checks passed" if checks
+                   else "not verified (no runtime check for this target)")
+        lines.append(f"- Deployed {target}: {verdict}; provider {record.get('provider')}")
+    lines.append("- Artefacts:")
+    lines += [f"  - {path}: {_human(size)}" for path, size in report.get("artefacts", {}).items()]
+    lines.append(f"- Annotate more: `wilson dashboard --db {report['db']}`")
+    timings = report.get("timings", {})
+    lines.append("- Time: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()))
+    lines.append(f"- Everything is in {out}/ (demo-summary.json has these figures)")
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def _human(size: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024  # type: ignore[assignment]
+    return f"{size} B"
