@@ -99,8 +99,14 @@ def _unpadded_log_likelihood(local, example: Example) -> float:
     return sum(float(logprobs[p - 1, ids[p]]) for p in positions if p > 0) / len(positions)
 
 
-def test_batched_reference_log_likelihoods_equal_unpadded_forward_passes(tuned_local, data_dir):
+@pytest.mark.parametrize("only_needed_logits", [True, False], ids=["logits_to_keep", "all logits"])
+def test_batched_reference_log_likelihoods_equal_unpadded_forward_passes(tuned_local, data_dir, monkeypatch,
+                                                                         only_needed_logits):
+    from wilson_train import evaluate
     from wilson_train.provider import MIN_SHARED_PREFIX, shared_prefix_length
+
+    assert evaluate._keeps_logits(tuned_local.model)  # Llama takes logits_to_keep
+    monkeypatch.setattr(evaluate, "_keeps_logits", lambda model: only_needed_logits)
 
     categorisation = load_examples(data_dir / "eval.jsonl")
     examples = load_examples(data_dir / "tools.jsonl") + categorisation

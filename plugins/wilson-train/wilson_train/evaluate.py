@@ -144,24 +144,47 @@ def reference_log_likelihoods(local: Any, examples: list[Example], batch_size: i
         width = max(len(r) for r in rows) - shared
         ids = torch.tensor([r[shared:] + [pad] * (width - len(r) + shared) for r in rows], device=device)
         mask = torch.tensor([[1] * len(r) + [0] * (width - len(r) + shared) for r in rows], device=device)
-        with torch.inference_mode():
-            extra = {"cache": local.prefix_cache(rows[0][:shared], len(chunk))} if shared else {}
-            logits = local.model(input_ids=ids, attention_mask=mask, **extra).logits
-            for row, index in enumerate(chunk):
-                tokens, positions = encoded[index]
-                scored = [p for p in positions if p > 0]
-                if not positions:
-                    continue
-                if not scored:
-                    results[index] = 0.0
-                    continue
-                at = torch.tensor([p - 1 - shared for p in scored], device=device)
-                target = torch.tensor([tokens[p] for p in scored], device=device)
-                logprobs = torch.log_softmax(logits[row, at].float(), dim=-1)
-                results[index] = float(logprobs.gather(1, target[:, None]).sum()) / len(positions)
+        # logits only where a reference token is predicted (the lm_head over a large
+        # vocabulary is a fifth of the work of a small model)
+        keep = torch.zeros(len(chunk), width, dtype=torch.bool, device=device)
+        targets: list[int] = []
+        for row, index in enumerate(chunk):
+            tokens, positions = encoded[index]
+            scored = [p for p in positions if p > 0]
+            keep[row, [p - 1 - shared for p in scored]] = True
+            targets += [tokens[p] for p in scored]
+        token_logprobs: list[float] = []
+        if targets:
+            extra: dict[str, Any] = {"logits_to_keep": keep} if _keeps_logits(local.model) else {}
+            with torch.inference_mode():
+                if shared:
+                    extra["cache"] = local.prefix_cache(rows[0][:shared], len(chunk))
+                logits = local.model(input_ids=ids, attention_mask=mask, **extra).logits
+                # all positions (B, width, V), or only the kept ones, flattened (N, V)
+                full = logits.dim() == 3 and tuple(logits.shape[:2]) == tuple(keep.shape)
+                picked = logits[keep] if full else logits.reshape(-1, logits.shape[-1])
+                if picked.shape[0] != len(targets):
+                    raise TrainError(f"expected logits at {len(targets)} positions, the model gave {picked.shape[0]}")
+                logprobs = torch.log_softmax(picked.float(), dim=-1)
+                token_logprobs = logprobs.gather(1, torch.tensor(targets, device=device)[:, None])[:, 0].tolist()
+        offset = 0
+        for index in chunk:
+            positions = encoded[index][1]
+            count = sum(1 for p in positions if p > 0)
+            if positions:  # mean over the answer's tokens (the very first token has no prediction)
+                results[index] = sum(token_logprobs[offset:offset + count]) / len(positions)
+            offset += count
         if progress:
             progress(len(chunk))
     return results
+
+
+def _keeps_logits(model: Any) -> bool:
+    """Whether ``model`` (or the model inside a PEFT wrapper) takes ``logits_to_keep``."""
+    import inspect
+
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "logits_to_keep" in inspect.signature(inner.forward).parameters
 
 
 def reference_log_likelihood(local: Any, example: Example) -> float:
