@@ -77,3 +77,10 @@ def test_unknown_options_are_refused(tiny_model, tmp_path, capsys, option):
         assert code == 1 and "unknown gguf option" in err
     else:
         assert code == 0  # merge without --adapter is simply not used
+
+
+def test_an_unknown_output_head_type_lists_the_choices(tiny_model, tmp_path, capsys):
+    out = tmp_path / "o"
+    code, err = run(capsys, "--model", str(tiny_model), "--out", str(out), "--option", "output_type=q6_k")
+    assert code == 1 and "output_type=q6_k" in err and "f32" in err and "q8_0" in err
+    assert not out.exists()

@@ -54,6 +54,77 @@ def test_each_precision_stays_within_its_tolerance(tiny_model, tiny_adapter, tmp
     assert 0 < metric(report, f"model {quant}: next-token") <= tolerance
     assert 0 < metric(report, f"model+adapter {quant}: next-token") <= tolerance
     assert report["details"]["model"]["tensor_types"].get(quant.upper(), 0) > 0
+    if quant != "f16":  # the lossy types also measure their own rounding in PyTorch
+        from wilson_gguf.verify import ROUNDING_FACTOR
+
+        check = next(c for c in report["checks"] if c["name"] == f"model {quant}: next-token log-probs")
+        assert check["metrics"]["rounding_error"] > 0
+        assert check["metrics"]["tolerance"] == max(tolerance, ROUNDING_FACTOR * check["metrics"]["rounding_error"])
+
+
+def _tensor_types(path: str) -> dict[str, str]:
+    import gguf
+
+    return {t.name: t.tensor_type.name for t in gguf.GGUFReader(path).tensors}
+
+
+@pytest.mark.parametrize("quant, head", [("f32", "F32"), ("f16", "F32"), ("bf16", "F32"),
+                                         ("q8_0", "F16"), ("q4_0", "Q8_0")])
+def test_the_output_head_is_kept_in_higher_precision(tiny_model, tmp_path, quant, head):
+    from wilson_gguf.deployer import GgufDeployer
+
+    from wilson_core.interfaces import DeployConfig
+
+    report = GgufDeployer().deploy(DeployConfig(model=str(tiny_model), out=str(tmp_path / "g"), quant=quant))
+    types = _tensor_types(report.files[0])
+    assert types["output.weight"] == head
+    assert types["token_embd.weight"] == quant.upper()  # untied: the embedding table is not the head
+    assert types["blk.0.attn_q.weight"] == quant.upper() and types["blk.0.attn_norm.weight"] == "F32"
+    assert report.details["model"]["output_type"] == head.lower()
+
+
+def test_a_tied_head_is_the_embedding_table_and_output_type_chooses_its_type(tiny_model, tmp_path):
+    import shutil
+
+    from wilson_gguf.deployer import GgufDeployer
+
+    from wilson_core.interfaces import DeployConfig
+
+    tied = tmp_path / "tied"
+    shutil.copytree(tiny_model, tied)
+    config = json.loads((tied / "config.json").read_text())
+    (tied / "config.json").write_text(json.dumps({**config, "tie_word_embeddings": True}))
+    report = GgufDeployer().deploy(DeployConfig(model=str(tied), out=str(tmp_path / "a"), quant="q8_0"))
+    types = _tensor_types(report.files[0])
+    assert "output.weight" not in types and types["token_embd.weight"] == "F16"
+    report = GgufDeployer().deploy(DeployConfig(model=str(tied), out=str(tmp_path / "b"), quant="q8_0",
+                                                options={"output_type": "q8_0"}))
+    assert _tensor_types(report.files[0])["token_embd.weight"] == "Q8_0"
+
+
+@pytest.mark.node
+def test_the_rounding_bound_still_catches_a_wrong_conversion(tiny_model, tmp_path, monkeypatch):
+    """Q8_0's bound grows with the weights' own rounding, not with conversion mistakes: a file
+    with the gate and up projections swapped fails it."""
+    from wilson_gguf import _writer_impl
+    from wilson_gguf.deployer import GgufDeployer
+
+    from wilson_core.interfaces import DeployConfig
+
+    right_name = _writer_impl.gguf_name
+    swap = {"ffn_gate": "ffn_up", "ffn_up": "ffn_gate"}
+
+    def wrong_name(tmap, hf_name):
+        name = right_name(tmap, hf_name)
+        parts = name.split(".")
+        return ".".join(swap.get(part, part) for part in parts)
+
+    monkeypatch.setattr(_writer_impl, "gguf_name", wrong_name)
+    report = GgufDeployer().deploy(DeployConfig(model=str(tiny_model), out=str(tmp_path / "g"),
+                                                quant="q8_0", verify=True))
+    check = next(c for c in report.checks if c.name == "model q8_0: next-token log-probs")
+    assert not check.passed
+    assert check.metrics["max_abs_diff"] > check.metrics["tolerance"]
 
 
 @pytest.mark.node

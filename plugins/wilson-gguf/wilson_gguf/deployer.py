@@ -10,7 +10,9 @@ llama.cpp's LoRA GGUF format, what ``--lora`` and Ollama's ``ADAPTER`` take); wi
 Options: ``name=...`` (GGUF general.name), ``tokenizer_gguf=FILE`` (copy that GGUF's
 tokenizer metadata, for a base that came from a GGUF), ``merge=true``, ``tolerance=X``
 (max |log-prob diff| allowed by ``--verify`` instead of the per-precision default),
-``prompts=FILE.jsonl`` (verify on up to 8 of your own conversations as well).
+``prompts=FILE.jsonl`` (verify on up to 8 of your own conversations as well),
+``output_type=TYPE`` (the output head's type, e.g. ``f32``; default per ``--quant``:
+F32 for F16/BF16 files, F16 for Q8_0, Q8_0 for the 4- and 5-bit types).
 """
 
 from __future__ import annotations
@@ -54,10 +56,14 @@ class GgufDeployer(Deployer):
         quant = self.resolve_quant(config)
         assert quant is not None
         options = dict(config.options)
-        unknown = set(options) - {"name", "tokenizer_gguf", "merge", "tolerance", "prompts"}
+        unknown = set(options) - {"name", "tokenizer_gguf", "merge", "tolerance", "prompts", "output_type"}
         if unknown:
             raise DeployError(f"unknown gguf option(s): {', '.join(sorted(unknown))} "
-                              "(known: name, tokenizer_gguf, merge, tolerance, prompts)")
+                              "(known: name, tokenizer_gguf, merge, tolerance, prompts, output_type)")
+        head = str(options["output_type"]).lower() if options.get("output_type") else None
+        if head is not None and head not in QUANTS:
+            raise DeployError(f"-o output_type={options['output_type']}: not a GGUF type we write "
+                              f"(known: {', '.join(QUANTS)})")
         if options.get("prompts") and not Path(str(options["prompts"])).is_file():
             raise DeployError(f"-o prompts={options['prompts']}: no such file")
         source = open_model(config.model, options)
@@ -86,7 +92,8 @@ class GgufDeployer(Deployer):
             state = _merged(state, tensors, adapter.alpha / adapter.rank)
         t0 = time.perf_counter()
         model_file = out / f"{name}-{quant}.gguf"
-        details["model"] = writer.write_model(source, state, model_file, quant, name)
+        details["model"] = writer.write_model(source, state, model_file, quant, name, head)
+        stored_types = details["model"].pop("stored_types")
         files.append(model_file)
         if adapter is not None and not merge:
             assert tensors is not None
@@ -105,7 +112,8 @@ class GgufDeployer(Deployer):
             tolerance = options.get("tolerance")
             checks = _verify(source, adapter, model_file, adapter_file, quant, merge,
                              float(tolerance) if tolerance is not None else None, preloaded,
-                             Path(str(options["prompts"])) if options.get("prompts") else None)
+                             Path(str(options["prompts"])) if options.get("prompts") else None,
+                             stored_types)
             details["verify_seconds"] = round(time.perf_counter() - t1, 3)
         provider = provider_string(model_file, adapter_file)
         report = DeployReport(
@@ -133,7 +141,8 @@ def _merged(state: dict[str, Any], tensors: dict[str, Any], scale: float) -> dic
 
 def _verify(source: Any, adapter: Any, model_file: Path, adapter_file: Path | None, quant: str,
             merge: bool, tolerance: float | None, preloaded: Any = None,
-            prompts_file: Path | None = None) -> list[DeployCheck]:
+            prompts_file: Path | None = None,
+            stored_types: dict[str, str] | None = None) -> list[DeployCheck]:
     import warnings
 
     import torch  # noqa: TID251 - lazy import
@@ -152,16 +161,17 @@ def _verify(source: Any, adapter: Any, model_file: Path, adapter_file: Path | No
         else:
             model = load_torch_model(source, adapter.path)
         return verify_gguf(model_file, model, tokenizer, quant, label="merged", tolerance=tolerance,
-                           prompts_file=prompts_file)
+                           prompts_file=prompts_file, stored_types=stored_types, merged=True)
     model = preloaded if preloaded is not None else load_torch_model(source)
     checks = verify_gguf(model_file, model, tokenizer, quant, label="model", tolerance=tolerance,
-                         prompts_file=prompts_file)
+                         prompts_file=prompts_file, stored_types=stored_types)
     if adapter is not None and adapter_file is not None:
         from peft import PeftModel
 
         tuned = PeftModel.from_pretrained(model, str(adapter.path)).eval()
         checks += verify_gguf(model_file, tuned, tokenizer, quant, lora=[adapter_file],
-                              label="model+adapter", tolerance=tolerance, prompts_file=prompts_file)
+                              label="model+adapter", tolerance=tolerance, prompts_file=prompts_file,
+                              stored_types=stored_types, lora_type="F32" if quant == "f32" else "F16")
     return checks
 
 
