@@ -16,6 +16,7 @@ is a failed row with the end of its output.
 from __future__ import annotations
 
 import argparse
+import re
 import shutil
 import sys
 import tempfile
@@ -24,6 +25,25 @@ from pathlib import Path
 from _report import Report, Target, add_arguments, cpu_count, run_measured
 
 BUDGETS = {"fast": 120.0, "default": 360.0}
+STEP = re.compile(r"^\s*\[(\d+)/(\d+)\]\s*(.+)$")
+DONE = re.compile(r"done in ([0-9.]+) s")
+
+
+def steps(output: str) -> tuple[dict[str, float | None], str]:
+    """The demo's progress headers (``[k/n] title``) with the ``done in X s`` that follows each,
+    and the last header reached (best effort: an output without them gives nothing)."""
+    found: dict[str, float | None] = {}
+    last = ""
+    for line in output.splitlines():
+        header = STEP.match(line)
+        if header:
+            last = f"[{header.group(1)}/{header.group(2)}] {header.group(3).strip()}"
+            found[last] = None
+            continue
+        done = DONE.search(line)
+        if done and last and found[last] is None:
+            found[last] = float(done.group(1))
+    return found, last
 
 
 def demo(report: Report, mode: str, keep: bool, timeout_factor: float) -> None:
@@ -35,19 +55,23 @@ def demo(report: Report, mode: str, keep: bool, timeout_factor: float) -> None:
     print(f"  running {' '.join(command)} (budget {budget:.0f} s) ...", flush=True)
     result = run_measured(command, capture=True, echo=True, timeout=budget * timeout_factor)
     measure = f"wall time of {shown} on {cpu_count()} CPU cores"
+    timings, last = steps(result.output)
     fields = {"unit": "s", "baseline": budget, "baseline_name": f"budget, {budget / 60:g} min",
-              "target": Target("ratio", "<=", 1.0), "peak_rss_mib": result.peak_rss_mib}
+              "target": Target("ratio", "<=", 1.0), "peak_rss_mib": result.peak_rss_mib,
+              "extra": {"cpu_s": result.cpu_seconds, "steps_s": timings}}
+    if timings:
+        print("  step times: " + "; ".join(f"{name} {'-' if sec is None else f'{sec:.0f} s'}"
+                                           for name, sec in timings.items()), flush=True)
     if result.timed_out:
-        report.fail(shown, measure, f"killed after {result.seconds:.0f} s ({timeout_factor:g}x the budget)",
-                    **fields)
+        report.fail(shown, measure, f"killed after {result.seconds:.0f} s ({timeout_factor:g}x the budget)"
+                    + (f" in {last}" if last else ""), **fields)
     elif result.returncode != 0:
-        last = [line for line in result.output.strip().splitlines() if line.strip()][-1:] or ["no output"]
-        report.fail(shown, measure, f"exit {result.returncode} after {result.seconds:.1f} s: {last[0][:200]}",
+        final = [line for line in result.output.strip().splitlines() if line.strip()][-1:] or ["no output"]
+        report.fail(shown, measure, f"exit {result.returncode} after {result.seconds:.1f} s: {final[0][:200]}",
                     **fields)
     else:
         report.add(shown, measure, result.seconds, **fields,
-                   note=f"CPU time {result.cpu_seconds:.0f} s" + (f"; output kept in {out}" if keep else ""),
-                   extra={"cpu_s": result.cpu_seconds, "out": str(out) if keep else None})
+                   note=f"CPU time {result.cpu_seconds:.0f} s" + (f"; output kept in {out}" if keep else ""))
     if not keep:
         shutil.rmtree(out, ignore_errors=True)
 
