@@ -11,7 +11,6 @@ import os
 import sqlite3
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -109,7 +108,7 @@ def test_after_the_switch_the_local_model_answers_and_is_captured(demo_run):
     with sqlite3.connect(out / "data.db") as conn:
         local = conn.execute("SELECT count(*) FROM interactions WHERE provider = 'llamacpp'").fetchone()[0]
     assert local == switch["captured"] == 5
-    assert f"wilson dashboard --db {out / 'data.db'}" in result.stdout
+    assert f"wilson --db {out / 'data.db'} dashboard" in result.stdout
 
 
 def test_a_second_demo_never_reuses_a_database(demo_run, tmp_path):

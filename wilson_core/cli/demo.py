@@ -35,14 +35,14 @@ def demo_command(out: Path | None, runs: int | None, fast: bool, base: str | Non
 
     Runs offline on a CPU.  Every stage is the real one and leaves its output in
     OUT to inspect: data.db, export/, heldout/, model/, eval.json, deploy/ and
-    summary.md.  Open the dashboard on the result with `wilson dashboard --db OUT/data.db`.
+    summary.md.  Open the dashboard on the result with `wilson --db OUT/data.db dashboard`.
     """
     from wilson_core.demo.loop import FAST, DemoConfig, default_out, run_demo
 
     settings: dict[str, object] = dict(FAST) if fast else {}
     chosen = {"runs": runs, "base": base, "steps": steps, "count": count, "targets": targets or None}
     settings.update({k: v for k, v in chosen.items() if v is not None})
-    out = out or default_out()
+    out = (out or default_out()).resolve()
     click.echo(f"Wilson demo in {out}/")
     run_demo(DemoConfig(out=out, fast=fast, dpo=dpo, seed=seed, **settings))  # type: ignore[arg-type]
     click.secho(f"The loop is closed. Everything is in {out}/", bold=True, fg="green")

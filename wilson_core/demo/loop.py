@@ -161,7 +161,8 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
         raise WilsonError(f"{db} exists: the demo starts from an empty database (choose another --out)")
     export = out / "export"
     model_dir = out / "model"
-    targets = tuple(t for t in config.targets if t != "transformersjs" or _node_available())
+    node = _node_available()
+    targets = tuple(t for t in config.targets if t != "transformersjs" or node)
     timings: dict[str, float] = {}
     report: dict[str, Any] = {"out": str(out), "config": _plain(config), "timings": timings}
     started = time.perf_counter()
@@ -194,8 +195,10 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
             base = str(out / "base")
             _wilson("model", "init", "--arch", "llama", "--out", base, "--pretrain-steps", "150",
                     "--seed", str(config.seed), "--force")
+        elif base == "smollm2-135m" or Path(base).exists():
+            click.echo(f"      {base}: read from local files, nothing is downloaded")
         else:
-            click.echo(f"      {base}: loaded from its local files, nothing is downloaded")
+            click.echo(f"      {base}: from the Hugging Face hub (downloaded once, then cached)")
     with Step(5, total, f"Train: LoRA SFT{' then DPO' if config.dpo else ''} on {base}", timings):
         _wilson("train", "lora-sft", "--data", str(sft), "--eval-data", str(sft.with_name("sft.eval.jsonl")),
                 "--base", base, "--out", str(model_dir), "--max-steps", str(config.steps), "--lr", str(config.lr),
@@ -224,14 +227,16 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
             else:
                 # Full precision: it verifies within PyTorch's own float32 noise.  docs/deploy.md
                 # gives the measured error of each quantised type on SmolLM2.
-                args += ["--verify", "--quant", "f32" if target == "gguf" else "fp32"]
+                args += ["--quant", "f32" if target == "gguf" else "fp32"]
+                args += ["--verify"] if node else []
             _wilson(*args)
             deployed[target] = str(target_dir)
             report["deploy"][target] = summary.deploy_record(target_dir)
-        if "transformersjs" in config.targets and "transformersjs" not in targets:
-            click.echo("      transformersjs skipped: Node.js (node) is not on PATH")
+        if not node:
+            click.echo("      Node.js (node) is not on PATH: GGUF written but not run in llama.cpp, "
+                       "transformersjs skipped")
     with Step(8, total, "Switch: the app now runs the tuned local model, still captured", timings):
-        report["switch"] = switch(db, deployed, config)
+        report["switch"] = switch(db, deployed, config, model_dir / "merged", node)
     timings["total"] = round(time.perf_counter() - started, 1)
     report["eval"] = summary.eval_scores(out / "eval.json")
     report["exports"] = summary.export_counts(export)
@@ -244,15 +249,13 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     return report
 
 
-def switch(db: Path, deployed: dict[str, str], config: DemoConfig) -> dict[str, Any]:
+def switch(db: Path, deployed: dict[str, str], config: DemoConfig, merged: Path, node: bool) -> dict[str, Any]:
     """Point the app's facade at the deployed model; its calls are captured like the teacher's."""
     from wilson_core.facade import LLM
     from wilson_core.store import open_store
 
-    provider = local_provider(deployed)
-    if provider is None:
-        click.echo("      no local deployment to switch to")
-        return {"provider": None, "answers": []}
+    # llama.cpp and Transformers.js run under Node here; without it, PyTorch runs the merged model.
+    provider = (local_provider(deployed) if node else None) or f"transformers:{merged}"
     click.echo(f'      LLM("{provider}")')
     llm = LLM(provider, db=str(db))
     answers = []
@@ -270,6 +273,7 @@ def switch(db: Path, deployed: dict[str, str], config: DemoConfig) -> dict[str, 
 
 
 def local_provider(deployed: dict[str, str]) -> str | None:
+    """The deployment the app switches to: the GGUF in llama.cpp, else the ONNX in onnxruntime."""
     gguf_dir = deployed.get("gguf")
     if gguf_dir:
         merged = [f for f in sorted(Path(gguf_dir).glob("*.gguf")) if "adapter" not in f.name]

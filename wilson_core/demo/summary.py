@@ -16,7 +16,7 @@ def eval_scores(path: Path) -> dict[str, dict[str, float | None]]:
     if not path.exists():
         return {}
     report = json.loads(path.read_text(encoding="utf-8"))
-    per_file = report.get("files") or {Path(report.get("data", "data")).stem: report}
+    per_file = report.get("subsets") or {"overall": report}
     return {
         name: {label: scores.get("exact_match") for label, scores in entry["models"].items()}
         for name, entry in per_file.items()
@@ -84,7 +84,7 @@ def render(report: dict[str, Any]) -> str:
         lines.append(f"- Deployed {target}: {verdict}; provider {record.get('provider')}")
     lines.append("- Artefacts:")
     lines += [f"  - {path}: {_human(size)}" for path, size in report.get("artefacts", {}).items()]
-    lines.append(f"- Annotate more: `wilson dashboard --db {report['db']}`")
+    lines.append(f"- Annotate more: `wilson --db {report['db']} dashboard`")
     timings = report.get("timings", {})
     lines.append("- Time: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()))
     lines.append(f"- Everything is in {out}/ (demo-summary.json has these figures)")

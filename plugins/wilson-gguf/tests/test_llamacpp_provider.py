@@ -96,3 +96,18 @@ def test_a_missing_gguf_is_a_clear_provider_error(tmp_path):
 
     with pytest.raises(WilsonError, match="does not exist"):
         LLM(f"llamacpp:{tmp_path / 'nope.gguf'}", db=str(tmp_path / "w.db"))
+
+
+def test_a_relative_gguf_path_works_from_any_working_folder(tiny_model, tmp_path, monkeypatch):
+    from wilson_gguf.deployer import GgufDeployer
+    from wilson_gguf.runner import LlamaCppRunner
+
+    report = GgufDeployer().deploy(DeployConfig(model=str(tiny_model), out=str(tmp_path / "g")))
+    monkeypatch.chdir(tmp_path)
+    relative = (tmp_path / "g").glob("*.gguf").__next__().relative_to(tmp_path)
+    runner = LlamaCppRunner(relative)
+    try:
+        assert runner.model.is_absolute() and runner.model.is_file()
+    finally:
+        runner.close()
+    assert report.files

@@ -56,7 +56,7 @@ class LlamaCppRunner:
     def __init__(self, model: str | Path, *, lora: Sequence[Any] = (), exact: bool = False,
                  context: int = 1024, threads: int = 1, timeout: float = 300.0) -> None:
         node, script = check_runner()
-        model = Path(model)
+        model = Path(model).resolve()  # the runner's working folder is the node package
         if not model.is_file():
             raise RunnerError(f"GGUF file {model} does not exist")
         args = [node, str(script), str(model), "--context", str(context), "--threads", str(threads)]
@@ -64,7 +64,7 @@ class LlamaCppRunner:
             path, scale = (item, 1.0) if isinstance(item, (str, Path)) else item
             if not Path(path).is_file():
                 raise RunnerError(f"LoRA adapter GGUF {path} does not exist")
-            args += ["--lora", f"{path}={scale}"]
+            args += ["--lora", f"{Path(path).resolve()}={scale}"]
         if exact:
             args.append("--exact")
         self.model = model
