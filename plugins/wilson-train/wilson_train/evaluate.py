@@ -11,6 +11,11 @@ against that reference:
 - average log-likelihood per token of the reference answer (teacher forcing, the
   assistant tokens only): higher is better, and it needs no generation luck;
 - optionally an LLM judge (any facade provider) scoring each answer 1-5.
+
+Several files can be scored in one run (each model loaded once); each gets its own
+scores beside the pooled ones. Answers and log-likelihoods are computed in padded
+batches of similar-length examples, the tokens all rows share (system prompt, tool
+schemas) run once; the results are those of one example at a time.
 """
 
 from __future__ import annotations
