@@ -211,3 +211,12 @@ def test_wilson_eval_names_a_missing_second_file_before_loading_anything(sft_run
     assert "nowhere/new.jsonl: no such file" in capsys.readouterr().err
     assert main(["eval", "--data", str(data_dir / "eval.jsonl"), "--base", str(tiny_model), "--tuned", str(sft_run),
                  "--batch-size", "0"]) == 2
+
+
+def test_samples_are_taken_in_turn_from_each_file():
+    from wilson_train.evaluate import _spread
+
+    seen = [{"subset": "seen", "n": i} for i in range(3)]
+    new = [{"subset": "new", "n": i} for i in range(1)]
+    assert [(r["subset"], r["n"]) for r in _spread([seen, new], 4)] == [("seen", 0), ("new", 0), ("seen", 1), ("seen", 2)]
+    assert _spread([seen, new], 1) == [seen[0]] and _spread([[], []], 3) == []
