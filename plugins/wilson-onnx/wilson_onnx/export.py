@@ -146,6 +146,10 @@ def quantize_int8(src: Path, dst: Path, block_size: int = INT8_BLOCK_SIZE) -> No
     per tensor, which put SmolLM2-135M's logits off by up to ~20 and changed the top-1
     token at a third of the positions; this keeps them within ~1.  8-bit MatMulNBits
     needs onnxruntime >= 1.22 (Transformers.js 4.x; 3.x's runtime has 4-bit only).
+
+    The output head (the MatMul that makes ``logits``) stays float32, and so does the
+    embedding table (a ``Gather``, which MatMulNBits does not touch; a tied head is a
+    ``Transpose`` of that table and is never a constant MatMul weight).
     """
     import onnx
     from onnxruntime.quantization.matmul_nbits_quantizer import (
@@ -157,9 +161,12 @@ def quantize_int8(src: Path, dst: Path, block_size: int = INT8_BLOCK_SIZE) -> No
     level = quant_logger.level
     quant_logger.setLevel(logging.WARNING)  # one INFO line per node otherwise
     try:
+        model = onnx.load(str(src))
+        head = [node.name for node in model.graph.node if "logits" in node.output and node.op_type == "MatMul"]
         config = DefaultWeightOnlyQuantConfig(block_size=block_size, is_symmetric=True, bits=8)
         quantizer = MatMulNBitsQuantizer(
-            onnx.load(str(src)), bits=8, block_size=block_size, is_symmetric=True, algo_config=config
+            model, bits=8, block_size=block_size, is_symmetric=True, algo_config=config,
+            nodes_to_exclude=head,
         )
         quantizer.process()
     finally:

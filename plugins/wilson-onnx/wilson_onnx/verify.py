@@ -6,12 +6,18 @@ Checks, each a :class:`~wilson_core.interfaces.DeployCheck` with its figures:
   cache) and at every generated position (one token at a time through the KV
   cache) within the fp32 bound of PyTorch (:func:`fp32_bound`); greedy ids equal
   PyTorch's;
-- onnxruntime int8: logits within :data:`INT8_TOLERANCE`, and the same top-1
-  token wherever PyTorch's top-1 margin exceeds :data:`INT8_CLEAR_MARGIN`;
+- int8 weights: each ``MatMulNBits`` value is its float32 weight rounded to the
+  nearest quantisation step (within one step where onnxruntime clips at +127);
+- onnxruntime int8: the same checks against PyTorch running the int8 file's own
+  weights, de-quantised (:mod:`wilson_onnx.int8_weights`): logits within the fp32
+  bound, greedy ids equal; and against the original PyTorch model, the same top-1
+  token wherever its top-1 margin exceeds :data:`INT8_CLEAR_MARGIN` (what int8
+  rounding costs is reported as ``int8_rounding``);
 - Transformers.js (Node) fp32: its own tokenizer + chat template give the same
   prompt ids, last-position logits within the fp32 bound, greedy ids
-  equal PyTorch's; int8: logits as for onnxruntime int8 and greedy ids equal to
-  onnxruntime int8's (same model file, same engine).
+  equal PyTorch's; int8: last-position logits within the fp32 bound of PyTorch
+  running the int8 weights, the top-1 rule above, greedy ids equal to onnxruntime
+  int8's (same model file, same engine).
 """
 
 from __future__ import annotations
@@ -27,11 +33,16 @@ FP32_TOLERANCE = 1e-4
 #: deep models round more: the fp32 bound grows to this many times PyTorch's own
 #: float32 error (measured against a float64 copy on the same ids).
 FP32_NOISE_FACTOR = 10.0
-#: int8 weights move logits by a few tenths (measured: tiny models ~0.1-0.3, SmolLM2-135M ~1).
-INT8_TOLERANCE = 2.0
+# int8 rounding moves logits by a few hundredths (tiny models) to ~1-3 (SmolLM2-135M, base and
+# tuned): it is reported (``int8_rounding``), not bounded; the int8 file is held to PyTorch
+# running its own de-quantised weights instead, plus the top-1 rule below.
 #: top-1 must agree with PyTorch where its top-1 logit leads the runner-up by more than this.
 INT8_CLEAR_MARGIN = 1.0
 GREEDY_TOKENS = 20
+#: an int8 weight is its float32 weight rounded to the nearest step (at most half a step away),
+#: except at the top of a block's range: onnxruntime's symmetric scale is max|w| / 128 and +128
+#: clips to 127, one step.  Plus float32 slack.
+INT8_MAX_STEPS = 1.0 + 1e-3
 
 DEFAULT_PROMPTS: list[dict[str, Any]] = [
     {
@@ -182,18 +193,31 @@ def _ort_logits(lm: Any, ids: list[int], generated: list[int]) -> Any:
     return np.concatenate(rows).astype(np.float64)
 
 
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    return next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+
+
 def check_onnxruntime(
-    folder: Path, dtype: str, prompts: list[dict[str, Any]], refs: list[dict[str, Any]], noise: float = 0.0
+    folder: Path, dtype: str, prompts: list[dict[str, Any]], refs: list[dict[str, Any]], noise: float = 0.0,
+    originals: list[dict[str, Any]] | None = None,
 ) -> tuple[DeployCheck, list[list[int]]]:
+    """onnxruntime against ``refs`` (PyTorch runs; for int8, of PyTorch with the int8 weights);
+    ``originals`` (int8: the original model's runs) give the top-1 rule and ``int8_rounding``,
+    compared where both greedy paths still agree."""
     from .runtime import OnnxCausalLM
 
     lm = OnnxCausalLM(folder, dtype=dtype, threads=1)
     worst: dict[str, float] = {"max_abs_diff": 0.0, "clear_positions": 0.0, "clear_top1_mismatches": 0.0}
     greedy_equal, all_generated = 0, []
-    for prompt, ref in zip(prompts, refs, strict=True):
+    for index, (prompt, ref) in enumerate(zip(prompts, refs, strict=True)):
         got = _ort_logits(lm, prompt["ids"], ref["generated"])
         stats = _compare(ref["logits"][: got.shape[0]], got)
         worst["max_abs_diff"] = max(worst["max_abs_diff"], stats["max_abs_diff"])
+        if originals is not None:
+            original = originals[index]
+            rows = min(len(prompt["ids"]) + _common_prefix(original["generated"], ref["generated"]), got.shape[0])
+            stats = _compare(original["logits"][:rows], got[:rows])
+            worst["int8_rounding"] = max(worst.get("int8_rounding", 0.0), stats["max_abs_diff"])
         worst["clear_positions"] += stats["clear_positions"]
         worst["clear_top1_mismatches"] += stats["clear_top1_mismatches"]
         generated = lm.generate(prompt["ids"], len(ref["generated"]))
@@ -211,11 +235,16 @@ def check_onnxruntime(
             f"KV-cache steps; greedy {GREEDY_TOKENS}-token ids equal on {greedy_equal}/{len(prompts)} prompts"
         )
     else:
-        passed = worst["max_abs_diff"] <= INT8_TOLERANCE and worst["clear_top1_mismatches"] == 0
+        limit = fp32_bound(noise)
+        worst["limit"] = limit
+        passed = (worst["max_abs_diff"] <= limit and greedy_equal == len(prompts)
+                  and worst["clear_top1_mismatches"] == 0)
         detail = (
-            f"max |logit diff| {worst['max_abs_diff']:.3f} (limit {INT8_TOLERANCE}); top-1 differs at "
+            f"max |logit diff| {worst['max_abs_diff']:.2e} from PyTorch running the int8 weights (limit "
+            f"{limit:.1e}) over prompt and KV-cache steps; greedy ids equal its on {greedy_equal}/{len(prompts)}; "
+            f"against the original model: int8 rounding {worst.get('int8_rounding', 0.0):.3f}, top-1 differs at "
             f"{worst['clear_top1_mismatches']:.0f} of {worst['clear_positions']:.0f} positions with a "
-            f"margin > {INT8_CLEAR_MARGIN}; greedy ids equal PyTorch's on {greedy_equal}/{len(prompts)}"
+            f"margin > {INT8_CLEAR_MARGIN}"
         )
     return DeployCheck(name=f"onnxruntime {dtype}", passed=passed, detail=detail, metrics=worst), all_generated
 
@@ -227,8 +256,10 @@ def check_transformersjs(
     refs: list[dict[str, Any]],
     ort_generated: list[list[int]] | None,
     noise: float = 0.0,
+    originals: list[dict[str, Any]] | None = None,
 ) -> DeployCheck:
-    """Transformers.js in Node against PyTorch (fp32) or against onnxruntime int8 (q8)."""
+    """Transformers.js in Node against PyTorch (fp32), or (q8) against PyTorch running the int8
+    weights (``refs``), the original model (``originals``: top-1 rule) and onnxruntime int8's ids."""
     import numpy as np
 
     from .node import run_transformersjs
@@ -252,7 +283,8 @@ def check_transformersjs(
         last_ref = ref["logits"][len(prompt["ids"]) - 1]
         last = np.asarray(got["last_logits"], dtype=np.float64)
         worst = max(worst, float(np.abs(last_ref - last).max()))
-        if _margins(last_ref) > INT8_CLEAR_MARGIN and last_ref.argmax() != last.argmax():
+        last_original = (originals or refs)[index]["logits"][len(prompt["ids"]) - 1]
+        if _margins(last_original) > INT8_CLEAR_MARGIN and last_original.argmax() != last.argmax():
             mismatches += 1
         expected = ref["generated"] if dtype == "fp32" else (ort_generated or [[]])[index]
         greedy_equal += got["generated_ids"] == expected
@@ -265,14 +297,18 @@ def check_transformersjs(
         "load_seconds": float(result.get("load_seconds", 0.0)),
     }
     against = "PyTorch" if dtype == "fp32" else "onnxruntime int8"
-    limit = fp32_bound(noise) if dtype == "fp32" else INT8_TOLERANCE
+    limit = fp32_bound(noise)
     metrics["limit"] = limit
+    metrics["clear_top1_mismatches"] = float(mismatches)
     passed = worst <= limit and template_equal == n and greedy_equal == n and (dtype == "fp32" or mismatches == 0)
+    reference = "PyTorch" if dtype == "fp32" else "PyTorch running the int8 weights"
     detail = (
         f"chat template + tokenizer give the same prompt ids on {template_equal}/{n}; "
-        f"last-position max |logit diff| {worst:.2e} vs PyTorch (limit {limit:.1e}); "
+        f"last-position max |logit diff| {worst:.2e} vs {reference} (limit {limit:.1e}); "
         f"greedy {GREEDY_TOKENS}-token ids equal {against}'s on {greedy_equal}/{n}"
     )
+    if dtype != "fp32":
+        detail += f"; top-1 differs from the original model's at {mismatches} clear last positions"
     if errors:
         detail += "; template errors: " + "; ".join(errors)
     return DeployCheck(name=name, passed=passed, detail=detail, metrics=metrics)
@@ -291,15 +327,40 @@ def verify(
     refs = [torch_reference(model, p["ids"], GREEDY_TOKENS) for p in rendered]
     noise = float32_noise(model, refs, rendered) if "fp32" in dtypes else 0.0
     checks: list[DeployCheck] = []
+    refs_by_dtype = {"fp32": refs}
+    weights_check = None
+    if "q8" in dtypes:
+        from .int8_weights import int8_reference
+
+        try:
+            int8_model, steps = int8_reference(model, folder)
+        except DeployError as exc:
+            weights_check = DeployCheck(name="int8 weights", passed=False, detail=str(exc))
+            dtypes = [d for d in dtypes if d != "q8"]
+        else:
+            weights_check = DeployCheck(
+                name="int8 weights", passed=steps <= INT8_MAX_STEPS,
+                detail=(f"every int8 weight is its float32 weight rounded: at most {steps:.4f} of a "
+                        f"quantisation step away (limit {INT8_MAX_STEPS})"),
+                metrics={"max_steps": steps})
+            refs_by_dtype["q8"] = [torch_reference(int8_model, p["ids"], GREEDY_TOKENS) for p in rendered]
+            del int8_model
+    originals = {"q8": refs}
     generated_by_dtype: dict[str, list[list[int]]] = {}
     for dtype in dtypes:
-        check, generated = check_onnxruntime(folder, dtype, rendered, refs, noise)
+        if dtype == "q8" and weights_check is not None:
+            checks.append(weights_check)
+        check, generated = check_onnxruntime(folder, dtype, rendered, refs_by_dtype[dtype], noise,
+                                             originals.get(dtype))
         checks.append(check)
         generated_by_dtype[dtype] = generated
+    if weights_check is not None and weights_check not in checks:
+        checks.append(weights_check)
     if node:
         for dtype in dtypes:
             checks.append(
-                check_transformersjs(folder, dtype, rendered, refs, generated_by_dtype.get(dtype), noise)
+                check_transformersjs(folder, dtype, rendered, refs_by_dtype[dtype], generated_by_dtype.get(dtype),
+                                     noise, originals.get(dtype))
             )
     else:
         notes.append("Transformers.js checks skipped (node=false)")
