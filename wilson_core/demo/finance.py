@@ -24,7 +24,12 @@ CATEGORIES = (
     "Travel",
 )
 
-SYSTEM_PROMPT = "Categorise the bank transaction. Reply with one of: " + ", ".join(CATEGORIES) + "."
+SYSTEM_PROMPT = (
+    "You categorise bank transactions for a personal-finance app. "
+    "Answer with exactly one category from this list and nothing else: "
+    + ", ".join(CATEGORIES)
+    + "."
+)
 
 #: Merchants whose transactions the app sees (and the demo trains on).
 _MERCHANTS: dict[str, tuple[str, ...]] = {

@@ -33,7 +33,7 @@ class DemoConfig:
     fast: bool = False
     count: int = 160  # categorisations captured
     runs: int = 6  # agent runs captured
-    steps: int = 48  # LoRA SFT steps
+    steps: int = 40  # LoRA SFT steps
     lr: float = 2e-3
     dpo: bool = False
     heldout: int = 40  # held-out transactions per set (seen / new merchants)
@@ -213,7 +213,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     with Step(6, total, "Evaluate: base against tuned on held-out transactions", timings):
         _wilson("eval", "--data", str(heldout["seen"]), "--data", str(heldout["new"]), "--base", base,
                 "--tuned", str(model_dir), "--json", str(out / "eval.json"), "--max-new-tokens", "8",
-                "--samples", "3")
+                "--no-log-likelihood", "--batch-size", "48", "--samples", "3")
     deployed: dict[str, str] = {}
     report["deploy"] = {}
     with Step(7, total, "Deploy: " + ", ".join(targets), timings):

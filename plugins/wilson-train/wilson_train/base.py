@@ -14,7 +14,9 @@ Resolution is cheap (no torch import); loading imports transformers.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -101,7 +103,10 @@ def load_tokenizer(spec: BaseSpec) -> Any:
     """
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-    if spec.gguf_file:
+    cached = gguf_cache(spec)
+    if cached is not None:
+        tokenizer = PreTrainedTokenizerFast.from_pretrained(str(cached))
+    elif spec.gguf_file:
         tokenizer = AutoTokenizer.from_pretrained(spec.location, gguf_file=spec.gguf_file)
     elif spec.local and _saved_as_fast(Path(spec.location)):
         tokenizer = PreTrainedTokenizerFast.from_pretrained(spec.location)
@@ -132,19 +137,73 @@ def load_model(spec: BaseSpec, *, dtype: Any = None, quantization_config: Any = 
     from transformers import AutoModelForCausalLM
 
     kwargs: dict[str, Any] = {"dtype": dtype or torch.float32}
-    if spec.gguf_file:
+    location = spec.location
+    cached = gguf_cache(spec) if spec.gguf_file else None
+    if cached is not None:
+        location = str(cached)
+    elif spec.gguf_file:
         kwargs["gguf_file"] = spec.gguf_file
     if quantization_config is not None:
         kwargs["quantization_config"] = quantization_config
     if device_map is not None:
         kwargs["device_map"] = device_map
     try:
-        model = AutoModelForCausalLM.from_pretrained(spec.location, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(location, **kwargs)
     except OSError as exc:
         raise TrainError(f"--base {spec.name}: cannot load the model ({exc})") from None
-    if spec.gguf_file:
+    if spec.gguf_file and cached is None:
         forget_gguf_quantization(model)
+        if quantization_config is None and dtype in (None, torch.float32):
+            save_gguf_cache(spec, model)
     return model
+
+
+def gguf_cache_folder(spec: BaseSpec) -> Path | None:
+    """Where the de-quantised float32 copy of a GGUF base is kept (``None``: not a GGUF base).
+
+    De-quantising a GGUF file and rebuilding its tokenizer costs seconds of CPU on every
+    load; training, ``wilson eval`` and the providers load the same base again and again.
+    The copy lives under ``$WILSON_CACHE_DIR`` (default ``~/.cache/wilson``), keyed by the
+    file's path, size and modification time; ``WILSON_CACHE_DIR=off`` disables it.
+    """
+    if not spec.gguf_file:
+        return None
+    root = os.environ.get("WILSON_CACHE_DIR") or str(Path.home() / ".cache" / "wilson")
+    if root == "off":
+        return None
+    source = Path(spec.location) / spec.gguf_file
+    stat = source.stat()
+    key = hashlib.sha256(f"{source.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+    return Path(root) / "gguf-bases" / f"{source.stem}-{key}"
+
+
+def gguf_cache(spec: BaseSpec) -> Path | None:
+    """The complete cached copy of a GGUF base, if there is one."""
+    folder = gguf_cache_folder(spec)
+    if folder is not None and (folder / "wilson-cache-complete").exists():
+        return folder
+    return None
+
+
+def save_gguf_cache(spec: BaseSpec, model: Any) -> None:
+    """Write the de-quantised model and its tokenizer to the cache (atomically; errors ignored)."""
+    import shutil
+    import tempfile
+
+    from transformers import AutoTokenizer
+
+    folder = gguf_cache_folder(spec)
+    if folder is None or folder.exists():
+        return
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".partial-", dir=folder.parent))
+        model.save_pretrained(str(staging))
+        AutoTokenizer.from_pretrained(spec.location, gguf_file=spec.gguf_file).save_pretrained(str(staging))
+        (staging / "wilson-cache-complete").write_text(str(Path(spec.location) / spec.gguf_file) + "\n")
+        staging.rename(folder)
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True) if "staging" in locals() else None
 
 
 def forget_gguf_quantization(model: Any) -> None:
