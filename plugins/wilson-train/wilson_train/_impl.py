@@ -249,7 +249,12 @@ def run(kind: str, config: TrainConfig) -> TrainReport:
                              target_modules=targets, task_type="CAUSAL_LM", bias="none")
     args = _training_args(kind, config, out, eval_ds is not None)
     summary, interrupt = _Callbacks.make(tokens_per_epoch)
-    trainer = _trainer_class(kind)(
+    trainer_class = _trainer_class(kind)
+    if kind == "sft" and not (config.packing or config.padding_free) and os.environ.get("WILSON_SHARED_PREFIX") != "0":
+        from .shared_prefix import shared_prefix_trainer
+
+        trainer_class = shared_prefix_trainer(trainer_class)
+    trainer = trainer_class(
         model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
         processing_class=tokenizer, peft_config=peft_config, callbacks=[interrupt],
     )
