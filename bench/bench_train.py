@@ -96,8 +96,9 @@ print("RESULT " + json.dumps(out))
 """
 
 
-def run_child(code: str, args: dict) -> dict:
-    env = {**os.environ, "OMP_NUM_THREADS": str(args["threads"]), "TOKENIZERS_PARALLELISM": "false"}
+def run_child(code: str, args: dict, env_extra: dict | None = None) -> dict:
+    env = {**os.environ, "OMP_NUM_THREADS": str(args["threads"]), "TOKENIZERS_PARALLELISM": "false",
+           **(env_extra or {})}
     result = subprocess.run([sys.executable, "-c", code, json.dumps(args)], capture_output=True, text=True, env=env)
     for line in result.stdout.splitlines():
         if line.startswith("RESULT "):
@@ -139,6 +140,49 @@ def write_data(path: Path, n: int) -> Path:
             rows.append({"messages": example["messages"]})
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
+
+
+def write_app_data(path: Path, n: int) -> Path:
+    """An app's own traffic: every call starts with the same system prompt (the demo's finance app)."""
+    from wilson_core.demo import finance
+
+    rows = [{"messages": [*finance.categorise_messages(line), {"role": "assistant", "content": category}]}
+            for line, category in finance.transactions(n, seed=5)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def shared_prefix_rows(report: Report, base: Path, folder: Path, options: argparse.Namespace) -> None:
+    """Wilson with its shared-prefix SFT steps against the same runs with them off
+    (``WILSON_SHARED_PREFIX=0``: TRL's own forward), on data that shares a system prompt."""
+    data = write_app_data(folder / "app.jsonl", 64)
+    runs: dict[str, list[dict]] = {"on": [], "off": []}
+    for repeat in range(options.repeats):
+        order = ["on", "off"] if repeat % 2 == 0 else ["off", "on"]
+        for name in order:
+            args = {"base": str(base), "data": str(data), "out": str(folder / f"prefix-{name}-{repeat}"),
+                    "steps": options.steps, "batch": options.batch, "threads": options.threads,
+                    "max_length": options.max_length}
+            result = run_child(WILSON, args, {"WILSON_SHARED_PREFIX": "1" if name == "on" else "0"})
+            runs[name].append(result)
+            print(f"  shared prefix {name:<3} run {repeat + 1}: {result['tokens_per_s']:8.1f} tokens/s, "
+                  f"{result['train_seconds']:.2f} s, loss {result['train_loss']:.5f}")
+
+    def median(name: str, key: str) -> float:
+        return statistics.median(r[key] for r in runs[name])
+
+    report.add(
+        "shared-prefix SFT steps",
+        f"wilson train lora-sft on an app's traffic (one system prompt), shared prefix run once per batch "
+        f"against the same runs with it off ({options.size} base, {options.steps} steps x batch {options.batch}, "
+        f"median of {options.repeats})",
+        median("on", "tokens_per_s"), unit="tokens/s", baseline=median("off", "tokens_per_s"),
+        baseline_name="WILSON_SHARED_PREFIX=0", target=Target("ratio", ">=", 1.0),
+        peak_rss_mib=max(r["peak_rss_mb"] for r in runs["on"]),
+        baseline_peak_rss_mib=max(r["peak_rss_mb"] for r in runs["off"]),
+        note=f"train loss {median('on', 'train_loss'):.5f} vs {median('off', 'train_loss'):.5f} (the same computation, up to float rounding)",
+        extra={"runs": runs},
+    )
 
 
 QUICK = {"steps": 8, "repeats": 2}
@@ -216,6 +260,7 @@ def main() -> int:
             peak_rss_mib=peak("wilson", "peak_rss_mb"), baseline_peak_rss_mib=peak("trl", "peak_rss_mb"),
             note="less sensitive than wall time to other work on a shared machine",
         )
+        shared_prefix_rows(report, base, folder, options)
     return report.finish()
 
 
