@@ -82,9 +82,9 @@ def render(report: dict[str, Any]) -> str:
         if checks:
             verdict = f"verified, {sum(checks.values())}/{len(checks)} checks passed"
         elif target == "ollama":
-            verdict = "bundle written (the Modelfile template is checked; the GGUF writer is verified above)"
+            verdict = "bundle written (its Modelfile template checked against the chat template)"
         else:
-            verdict = "written, not run in its runtime (`wilson demo --verify-all` does)"
+            verdict = "written, not run in its runtime here (`wilson deploy ... --verify` runs it)"
         lines.append(f"- Deployed {target}: {verdict}; provider {record.get('provider')}")
     lines.append("- Artefacts:")
     lines += [f"  - {path}: {_human(size)}" for path, size in report.get("artefacts", {}).items()]
