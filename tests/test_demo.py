@@ -11,6 +11,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -119,3 +120,19 @@ def test_a_second_demo_never_reuses_a_database(demo_run, tmp_path):
     )
     assert again.returncode != 0
     assert "exists" in again.stderr and "Traceback" not in again.stderr
+
+
+def test_without_node_the_demo_still_closes_the_loop_through_pytorch(tmp_path):
+    for module in needs:
+        pytest.importorskip(module)
+    bin_only = str(Path(sys.executable).parent)  # python and wilson, but no node on PATH
+    env = {**os.environ, "PATH": bin_only, "OMP_NUM_THREADS": "2", "TOKENIZERS_PARALLELISM": "false"}
+    out = tmp_path / "no-node"
+    result = subprocess.run([sys.executable, "-m", "wilson_core.cli", "demo", "--fast", "--runs", "2", "--out", str(out)],
+                            capture_output=True, text=True, timeout=1800, env=env)
+    assert result.returncode == 0, (result.stdout[-4000:], result.stderr[-4000:])
+    assert "Node.js (node) is not on PATH" in result.stdout
+    summary = json.loads((out / "demo-summary.json").read_text())
+    assert set(summary["deploy"]) == {"gguf", "ollama"}
+    assert summary["switch"]["provider"] == f"transformers:{out / 'model' / 'merged'}"
+    assert summary["switch"]["captured"] == 5
