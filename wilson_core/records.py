@@ -20,6 +20,8 @@ DEFAULT_CALL_TYPES = ("agent", "summarize", "relevance", "categorize")
 
 STATUS_OK = "ok"
 STATUS_ERROR = "error"
+#: a streamed call the app abandoned (break, exception, cancellation, dropped connection).
+STATUS_INCOMPLETE = "incomplete"
 
 PREFERENCES = ("chosen", "rejected", "neutral")
 ANNOTATION_SOURCES = ("human", "judge", "import", "rule")
@@ -111,6 +113,8 @@ class Interaction:
     output_tokens: int | None = None
     total_tokens: int | None = None
     duration_ms: float = 0.0
+    #: time to first token (streamed calls), ``None`` when not streamed or unknown.
+    ttft_ms: float | None = None
     status: str = STATUS_OK
     error: str | None = None
     id: str = field(factory=new_id)

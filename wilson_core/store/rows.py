@@ -13,7 +13,7 @@ INTERACTION_COLUMNS = (
     "i.id, i.run_id, i.sequence_num, i.call_type, i.model, i.provider, s.content AS system_prompt, "
     "i.messages_json, i.response_content, i.tool_calls_json, t.content AS tools_json, "
     "i.params_json, i.input_tokens, i.output_tokens, i.total_tokens, i.duration_ms, "
-    "i.status, i.error, i.created_at"
+    "i.status, i.error, i.created_at, i.ttft_ms"
 )
 INTERACTION_FROM = (
     "interactions i LEFT JOIN blobs s ON s.hash = i.system_hash "
@@ -58,6 +58,7 @@ def interaction_from_row(row: sqlite3.Row | dict[str, Any]) -> Interaction:
         "output_tokens": row["output_tokens"],
         "total_tokens": row["total_tokens"],
         "duration_ms": float(row["duration_ms"] or 0.0),
+        "ttft_ms": row.get("ttft_ms"),
         "status": row["status"],
         "error": row["error"],
         "created_at": row["created_at"],

@@ -203,6 +203,13 @@ def m006_create_search_index(db: Database) -> None:
     )
 
 
+@migrations()
+def m007_add_interaction_ttft(db: Database) -> None:
+    """Time to first token of streamed calls (``NULL`` for calls not streamed)."""
+    if "ttft_ms" not in db["interactions"].columns_dict:
+        db["interactions"].add_column("ttft_ms", float)
+
+
 def apply(db: Database) -> None:
     """Bring ``db`` to the current schema."""
     migrations.apply(db)

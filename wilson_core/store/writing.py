@@ -25,8 +25,8 @@ INSERT OR IGNORE INTO interactions (
     id, run_id, sequence_num, call_type, model, provider, system_hash, user_prompt,
     messages_json, response_content, tool_calls_json, tools_hash, params_json,
     input_tokens, output_tokens, total_tokens, duration_ms, status, error, created_at,
-    context_hash
-) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    context_hash, ttft_ms
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 _INSERT_RUN = (
     "INSERT OR IGNORE INTO runs (id, call_type, started_at, metadata_json) VALUES (?, ?, ?, ?)"
@@ -114,6 +114,7 @@ class WritePath:
             interaction.error,
             interaction.created_at,
             sha256((system_hash or "") + "|" + messages_json),
+            interaction.ttft_ms,
         )
         return row, blobs
 
