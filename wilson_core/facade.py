@@ -25,7 +25,7 @@ import attrs
 from . import plugins
 from .errors import PluginError
 from .interfaces import PROVIDERS
-from .messages import clean_text, normalize_messages
+from .messages import normalize_messages
 from .records import (
     STATUS_ERROR,
     Interaction,
@@ -263,7 +263,7 @@ class RunSession:
             total = (response.input_tokens or 0) + (response.output_tokens or 0)
         interaction = Interaction(
             model=response.model or llm.model,
-            response_content=clean_text(response.content),
+            response_content=response.content,
             tool_calls=response.tool_calls,
             input_tokens=response.input_tokens,
             output_tokens=response.output_tokens,
@@ -360,7 +360,7 @@ class RunSession:
             tool_call_id=call_id,
             name=known.name,
             arguments=dict(known.arguments),
-            content=clean_text(content),
+            content=content,
             is_error=is_error,
             duration_ms=duration_ms,
             interaction_id=interaction_id,

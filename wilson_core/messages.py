@@ -14,24 +14,10 @@ from typing import Any
 
 from .errors import RecordError
 from .records import ToolCall, new_id
+from .text import clean_json
+from .text import clean_text as clean_text  # the text boundary, re-exported
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
 _TOOL_CALL_TAG = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.DOTALL)
-
-
-def clean_text(value: Any) -> Any:
-    """Make text safe to store: bytes decoded as UTF-8 (invalid bytes replaced),
-    lone surrogates replaced by U+FFFD.  Other values are returned unchanged."""
-    if type(value) is str and value.isascii():  # the common case: O(1) in CPython
-        return value
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return _SURROGATE.sub("\ufffd", value)
-    return value
 
 
 def parse_arguments(raw: Any) -> tuple[dict[str, Any], str | None]:
@@ -44,11 +30,11 @@ def parse_arguments(raw: Any) -> tuple[dict[str, Any], str | None]:
         try:
             value = json.loads(raw)
         except (json.JSONDecodeError, RecursionError):
-            return {}, clean_text(raw)
+            return {}, raw
         if isinstance(value, dict):
             return value, None
         return {}, raw
-    return {}, clean_text(str(raw))
+    return {}, str(raw)
 
 
 def tool_call_from_openai(data: Mapping[str, Any]) -> ToolCall:
@@ -82,7 +68,8 @@ def normalize_messages(messages: Iterable[Mapping[str, Any]]) -> list[dict[str, 
     for index, message in enumerate(messages):
         if (type(message) is not dict and not isinstance(message, Mapping)) or "role" not in message:
             raise RecordError(f"message {index} must be an object with a 'role'")
-        copy = {key: clean_text(value) for key, value in message.items()}
+        # the provider gets the same clean text the record stores (wilson_core.text)
+        copy = clean_json(dict(message))
         if copy.get("tool_calls"):
             calls = []
             for raw in copy["tool_calls"]:

@@ -15,6 +15,8 @@ from typing import Any
 
 from attrs import field, frozen
 
+from .text import clean_dict, clean_json, optional_text, text_field
+
 #: The call types Wilson's seed app uses; ``call_type`` is free text.
 DEFAULT_CALL_TYPES = ("agent", "summarize", "relevance", "categorize")
 
@@ -61,6 +63,38 @@ def _tupled(value: Any) -> tuple:
     return tuple(value) if value is not None else ()
 
 
+# -- the text boundary (:mod:`wilson_core.text`) as attrs converters --------
+# Every text and JSON field of every record is cleaned when the record is made
+# (by the facade, a wrapper, the proxy, an importer, the CLI, the dashboard or
+# the converter), so nothing that cannot be stored reaches a store or a spool.
+
+
+def _json_items(value: Any) -> tuple:
+    """A tuple of JSON values (messages, tool schemas), each cleaned."""
+    if value is None:
+        return ()
+    return tuple(clean_json(item) for item in value)
+
+
+def _texts(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, (str, bytes)):
+        value = (value,)
+    return tuple(text_field(item) for item in value)
+
+
+def _count(value: Any) -> int | None:
+    """A token count SQLite can store (a 64-bit integer), else ``None``."""
+    if value is None or type(value) is int and -(2**63) <= value < 2**63:
+        return value
+    try:
+        number = int(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return number if -(2**63) <= number < 2**63 else None
+
+
 @frozen
 class ToolCall:
     """One tool call requested by the model.
@@ -70,10 +104,10 @@ class ToolCall:
     text exactly as it came, so nothing is lost and the parse error is visible.
     """
 
-    id: str
-    name: str
-    arguments: dict[str, Any] = field(factory=dict)
-    raw_arguments: str | None = None
+    id: str = field(converter=text_field)
+    name: str = field(converter=text_field)
+    arguments: dict[str, Any] = field(factory=dict, converter=clean_dict)
+    raw_arguments: str | None = field(default=None, converter=optional_text)
 
     @property
     def malformed(self) -> bool:
@@ -84,41 +118,41 @@ class ToolCall:
 class ToolResult:
     """The result of executing one tool call, linked to the interaction that asked for it."""
 
-    tool_call_id: str
-    name: str
-    content: str
-    arguments: dict[str, Any] = field(factory=dict)
+    tool_call_id: str = field(converter=text_field)
+    name: str = field(converter=text_field)
+    content: str = field(converter=text_field)
+    arguments: dict[str, Any] = field(factory=dict, converter=clean_dict)
     is_error: bool = False
     duration_ms: float | None = None
-    interaction_id: str | None = None
-    id: str = field(factory=new_id)
-    created_at: str = field(factory=utcnow)
+    interaction_id: str | None = field(default=None, converter=optional_text)
+    id: str = field(factory=new_id, converter=text_field)
+    created_at: str = field(factory=utcnow, converter=text_field)
 
 
 @frozen
 class Interaction:
     """One LLM call, successful or not, with everything needed to train on it."""
 
-    run_id: str
-    sequence_num: int
-    call_type: str
-    provider: str
-    model: str
-    messages: tuple[dict[str, Any], ...] = field(converter=_tupled)
-    response_content: str | None = None
+    run_id: str = field(converter=text_field)
+    sequence_num: int = field(converter=_count)
+    call_type: str = field(converter=text_field)
+    provider: str = field(converter=text_field)
+    model: str = field(converter=text_field)
+    messages: tuple[dict[str, Any], ...] = field(converter=_json_items)
+    response_content: str | None = field(default=None, converter=optional_text)
     tool_calls: tuple[ToolCall, ...] = field(default=(), converter=_tupled)
-    tools: tuple[dict[str, Any], ...] = field(default=(), converter=_tupled)
-    params: dict[str, Any] = field(factory=dict)
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    total_tokens: int | None = None
+    tools: tuple[dict[str, Any], ...] = field(default=(), converter=_json_items)
+    params: dict[str, Any] = field(factory=dict, converter=clean_dict)
+    input_tokens: int | None = field(default=None, converter=_count)
+    output_tokens: int | None = field(default=None, converter=_count)
+    total_tokens: int | None = field(default=None, converter=_count)
     duration_ms: float = 0.0
     #: time to first token (streamed calls), ``None`` when not streamed or unknown.
     ttft_ms: float | None = None
-    status: str = STATUS_OK
-    error: str | None = None
-    id: str = field(factory=new_id)
-    created_at: str = field(factory=utcnow)
+    status: str = field(default=STATUS_OK, converter=text_field)
+    error: str | None = field(default=None, converter=optional_text)
+    id: str = field(factory=new_id, converter=text_field)
+    created_at: str = field(factory=utcnow, converter=text_field)
 
     @property
     def system_prompt(self) -> str | None:
@@ -161,11 +195,11 @@ def tool_call_message(call: ToolCall) -> dict[str, Any]:
 class Run:
     """A sequence of calls that belong together (an agent run)."""
 
-    call_type: str
-    id: str = field(factory=new_id)
-    started_at: str = field(factory=utcnow)
-    ended_at: str | None = None
-    metadata: dict[str, Any] = field(factory=dict)
+    call_type: str = field(converter=text_field)
+    id: str = field(factory=new_id, converter=text_field)
+    started_at: str = field(factory=utcnow, converter=text_field)
+    ended_at: str | None = field(default=None, converter=optional_text)
+    metadata: dict[str, Any] = field(factory=dict, converter=clean_dict)
     deleted: bool = False
 
 
@@ -179,31 +213,31 @@ class Annotation:
     star never wipes the notes.
     """
 
-    interaction_id: str
+    interaction_id: str = field(converter=text_field)
     rating: int | None = None
-    preference: str | None = None
-    pair_id: str | None = None
-    tags: tuple[str, ...] = field(default=(), converter=_tupled)
-    notes: str | None = None
-    corrected_response: str | None = None
-    source: str = "human"
-    annotator: str = "local"
+    preference: str | None = field(default=None, converter=optional_text)
+    pair_id: str | None = field(default=None, converter=optional_text)
+    tags: tuple[str, ...] = field(default=(), converter=_texts)
+    notes: str | None = field(default=None, converter=optional_text)
+    corrected_response: str | None = field(default=None, converter=optional_text)
+    source: str = field(default="human", converter=text_field)
+    annotator: str = field(default="local", converter=text_field)
     #: ``accepted`` for labels that count; ``proposed`` / ``rejected`` for judge proposals.
-    status: str = "accepted"
+    status: str = field(default="accepted", converter=text_field)
     version: int = 1
-    id: str = field(factory=new_id)
-    created_at: str = field(factory=utcnow)
+    id: str = field(factory=new_id, converter=text_field)
+    created_at: str = field(factory=utcnow, converter=text_field)
 
 
 @frozen
 class ProviderResponse:
     """What a provider driver returns for one chat call."""
 
-    content: str | None
+    content: str | None = field(converter=optional_text)
     tool_calls: tuple[ToolCall, ...] = field(default=(), converter=_tupled)
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    model: str | None = None
+    input_tokens: int | None = field(default=None, converter=_count)
+    output_tokens: int | None = field(default=None, converter=_count)
+    model: str | None = field(default=None, converter=optional_text)
     raw: dict[str, Any] | None = None
 
 

@@ -38,7 +38,8 @@ from typing import Any
 
 from wilson_core.errors import RecordError
 from wilson_core.importers import ImportBatch, Pair, Problems, iso_time, stable_id
-from wilson_core.messages import clean_text, tool_call_from_openai
+from wilson_core.messages import tool_call_from_openai
+from wilson_core.text import to_text
 from wilson_core.records import (
     PREFERENCES,
     STATUS_ERROR,
@@ -185,7 +186,7 @@ def _tags(value: Any) -> tuple[str, ...]:
 def _text(value: Any) -> str | None:
     if value is None:
         return None
-    return clean_text(value if isinstance(value, (str, bytes)) else str(value))
+    return to_text(value)
 
 
 def read(path: str | os.PathLike[str]) -> ImportBatch:
