@@ -30,9 +30,15 @@ def register(cli: click.Group) -> None:
               help="Deployers to run (repeatable) [default: all three; transformersjs needs Node].")
 @click.option("--verify-all", is_flag=True,
               help="Also verify the ONNX in Transformers.js on the default base (always done with --fast).")
-@click.option("--seed", default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seeds everything: the app's traffic, the teacher, the splits, the held-out sets and training.")
+@click.option("--strict", is_flag=True,
+              help="Exit with status 3 when the tuned model misses a target (each one is printed as MISSED).")
+@click.option("--data-only", is_flag=True,
+              help="Stop after capture, annotation, export and the held-out sets (no training).")
 def demo_command(out: Path | None, runs: int | None, fast: bool, base: str | None, steps: int | None,
-                 count: int | None, dpo: bool, verify_all: bool, targets: tuple[str, ...], seed: int) -> None:
+                 count: int | None, dpo: bool, verify_all: bool, targets: tuple[str, ...], seed: int,
+                 strict: bool, data_only: bool) -> None:
     """Capture, annotate, export, train, evaluate, deploy and switch: a finance agent end to end.
 
     Runs offline on a CPU.  Every stage is the real one and leaves its output in
@@ -46,5 +52,9 @@ def demo_command(out: Path | None, runs: int | None, fast: bool, base: str | Non
     settings.update({k: v for k, v in chosen.items() if v is not None})
     out = (out or default_out()).resolve()
     click.echo(f"Wilson demo in {out}/")
-    run_demo(DemoConfig(out=out, fast=fast, dpo=dpo, verify_all=verify_all, seed=seed, **settings))  # type: ignore[arg-type]
-    click.secho(f"The loop is closed. Everything is in {out}/", bold=True, fg="green")
+    run_demo(DemoConfig(out=out, fast=fast, dpo=dpo, verify_all=verify_all, seed=seed, strict=strict,
+                        data_only=data_only, **settings))  # type: ignore[arg-type]
+    if data_only:
+        click.secho(f"Data written (--data-only). Everything is in {out}/", bold=True, fg="green")
+    else:
+        click.secho(f"The loop is closed. Everything is in {out}/", bold=True, fg="green")

@@ -21,7 +21,7 @@ import click
 from wilson_core.errors import WilsonError
 
 from . import agent, finance, summary
-from .teacher import teacher
+from .teacher import heldout_accuracy, teacher
 
 
 @attrs.frozen
@@ -40,6 +40,14 @@ class DemoConfig:
     heldout: int = 40  # held-out transactions per set (seen / new merchants)
     targets: tuple[str, ...] = ("gguf", "transformersjs", "ollama")
     seed: int = 0
+    strict: bool = False  # exit 3 when a target is missed
+    data_only: bool = False  # stop after the data stages (capture, annotate, export, held-out sets)
+
+
+class TargetsMissed(WilsonError):
+    """``--strict``: the tuned model missed at least one of the demo's targets."""
+
+    exit_code = 3
 
 
 #: ``--fast``: a tiny model built here in seconds instead of SmolLM2.
@@ -167,7 +175,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     timings: dict[str, float] = {}
     report: dict[str, Any] = {"out": str(out), "config": _plain(config), "timings": timings}
     started = time.perf_counter()
-    total = 8
+    total = 3 if config.data_only else 8
     teacher_script = teacher(config.seed + 1)
 
     with Step(1, total, "Capture: the finance agent calls its cloud model through wilson_core.LLM", timings):
@@ -190,6 +198,15 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
                 "--granularity", "run", "--min-rating", "4", "--redact")
         heldout = write_heldout(out / "heldout", config, trained_merchants(sft))
         click.echo(f"      held out, never trained on: {', '.join(str(p) for p in heldout.values())}")
+        # the cloud teacher's own accuracy on the same sets: the bar the tuned model must reach
+        teacher_scores = {f"{name}-merchants": heldout_accuracy(path, config.seed + 303)
+                          for name, path in heldout.items()}
+    if config.data_only:
+        timings["total"] = round(time.perf_counter() - started, 1)
+        report["teacher"] = teacher_scores
+        report["exports"] = summary.export_counts(export)
+        (out / "demo-summary.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+        return report
     base = config.base
     with Step(4, total, f"Base model: {'a tiny model built here (--fast)' if config.fast else base}", timings):
         if config.fast:
@@ -242,7 +259,8 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     with Step(8, total, "Switch: the app now runs the tuned local model, still captured", timings):
         report["switch"] = switch(db, deployed, config, model_dir / "merged", node)
     timings["total"] = round(time.perf_counter() - started, 1)
-    report["eval"] = summary.eval_scores(out / "eval.json")
+    report["eval"] = summary.eval_scores(out / "eval.json", teacher_scores)
+    report["misses"] = summary.misses(report)
     report["exports"] = summary.export_counts(export)
     report["artefacts"] = summary.artefacts(out)
     report["db"] = str(db)
@@ -250,6 +268,8 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     text = summary.render(report)
     (out / "summary.md").write_text(text, encoding="utf-8")
     click.echo(text)
+    if config.strict and report["misses"]:
+        raise TargetsMissed(f"--strict: {len(report['misses'])} target(s) missed: " + "; ".join(report["misses"]))
     return report
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from . import agent, finance
@@ -76,3 +77,27 @@ def _agent_turn(messages: list[dict[str, Any]], rng: random.Random) -> Reply:
     if rng.random() < 0.15:  # an arithmetic slip: a row or a total left out
         result = result[:-1] if isinstance(result, list) else dict(list(result.items())[1:])
     return question.answer(result)
+
+
+def heldout_accuracy(path: Path, seed: int) -> float | None:
+    """The teacher's own exact-match accuracy on a held-out file (what the cloud model scores).
+
+    Each transaction is put to the teacher as the app puts it; its answer is compared with
+    the reference as ``wilson eval`` compares (whitespace and case normalised).
+    """
+    answer = teacher(seed)
+    right = total = 0
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        messages = json.loads(line)["messages"]
+        reference = str(messages[-1].get("content") or "")
+        reply = answer(messages[:-1], None)
+        text = reply if isinstance(reply, str) else str(reply.get("content") or "")
+        right += _normal(text) == _normal(reference)
+        total += 1
+    return right / total if total else None
+
+
+def _normal(text: str) -> str:
+    return " ".join(text.casefold().split())

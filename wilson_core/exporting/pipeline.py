@@ -64,17 +64,54 @@ def load_exporter(options: ExportOptions) -> Any:
 
 
 def eval_runs(conn: sqlite3.Connection, options: ExportOptions) -> frozenset[str]:
-    """The runs that go to the eval file: a seeded random ``eval_split`` fraction of the selected runs."""
+    """The runs that go to the eval file: a seeded random ``eval_split`` fraction of the selected runs.
+
+    The draw depends only on what the runs contain and on ``options.seed``, never on
+    run ids or capture times (ids are time-based): each run is keyed by the hashes of
+    the contexts (messages and tools) of its selected calls, the distinct keys are
+    sorted and shuffled with the seed, and whole groups of runs with the same key go
+    to eval until ``eval_split`` of the runs are there.  Runs asking the same thing
+    (a retry, a duplicate) so always land in the same split: no eval prompt is trained on.
+    """
     if not options.eval_split:
         return frozenset()
-    where, params = where_clause(options, rating=options.granularity != "run")
-    sql = f"SELECT DISTINCT i.run_id FROM {FROM} WHERE {where} ORDER BY i.run_id"
-    runs = [row[0] for row in conn.execute(sql, params)]
-    if len(runs) < 2:
+    groups = run_groups(conn, options)
+    total = sum(len(runs) for runs in groups.values())
+    if total < 2:
         return frozenset()
-    random.Random(options.seed).shuffle(runs)
-    count = min(len(runs) - 1, max(1, round(len(runs) * options.eval_split)))
-    return frozenset(runs[:count])
+    wanted = min(total - 1, max(1, round(total * options.eval_split)))
+    keys = sorted(groups)
+    random.Random(options.seed).shuffle(keys)
+    chosen: list[str] = []
+    for key in keys:
+        runs = groups[key]
+        if len(chosen) + len(runs) <= wanted:
+            chosen += runs
+        if len(chosen) >= wanted:
+            break
+    if not chosen:  # every group is larger than the eval share: the smallest one goes
+        chosen = min((groups[key] for key in keys), key=len)
+        if len(chosen) >= total:
+            return frozenset()
+    return frozenset(chosen)
+
+
+def run_groups(conn: sqlite3.Connection, options: ExportOptions) -> dict[str, list[str]]:
+    """``{content key: run ids}`` of the selected runs; the key hashes each selected call's
+    context and tools in sequence order (ids and times left out)."""
+    where, params = where_clause(options, rating=options.granularity != "run")
+    sql = (f"SELECT i.run_id, coalesce(i.context_hash, i.messages_json), coalesce(i.tools_hash, '') "
+           f"FROM {FROM} WHERE {where} ORDER BY i.run_id, i.sequence_num, i.created_at")
+    digests: dict[str, Any] = {}
+    for run_id, context, tools in conn.execute(sql, params):
+        digest = digests.get(run_id)
+        if digest is None:
+            digest = digests[run_id] = hashlib.blake2b(digest_size=16)
+        digest.update(f"{context}\x00{tools}\x01".encode())
+    groups: dict[str, list[str]] = {}
+    for run_id, digest in digests.items():
+        groups.setdefault(digest.hexdigest(), []).append(run_id)
+    return groups
 
 
 def _digest(example: Example) -> bytes:
