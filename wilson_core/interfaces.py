@@ -27,12 +27,14 @@ PROVIDERS = "wilson.providers"
 EXPORTERS = "wilson.exporters"
 TRAINERS = "wilson.trainers"
 DEPLOYERS = "wilson.deployers"
+EVALUATORS = "wilson.evaluators"
 
 NAMESPACES = {
     PROVIDERS: "LLM back ends for the facade (provider='NAME:MODEL')",
     EXPORTERS: "training-data formats (wilson export NAME)",
     TRAINERS: "fine-tuning methods (wilson train NAME)",
     DEPLOYERS: "deployment targets (wilson deploy NAME)",
+    EVALUATORS: "metrics for wilson eval and the promotion gate (wilson pipeline run)",
 }
 
 
@@ -337,3 +339,113 @@ class Deployer(ABC):
             )
         out.mkdir(parents=True, exist_ok=True)
         return out
+
+
+class EvaluatorError(WilsonError):
+    """An evaluator that cannot run as configured (bad option, missing schema, ...)."""
+
+
+@frozen
+class EvalCase:
+    """One held-out example: the conversation before the answer, and the reference answer.
+
+    :param id: stable identity (the interaction id, or ``FILE:LINE`` for a file).
+    :param messages: the conversation up to (not including) the answer.
+    :param tools: the JSON schemas of the tools offered, or ``None``.
+    :param reference: the expected assistant message (``content`` and/or ``tool_calls``).
+    :param subset: the eval set the case belongs to.
+    """
+
+    id: str
+    messages: list[dict[str, Any]]
+    tools: list[dict[str, Any]] | None
+    reference: dict[str, Any]
+    subset: str = ""
+
+
+@frozen
+class EvalScore:
+    """An evaluator's result on one eval set: the mean, how many cases, a 95% interval."""
+
+    value: float | None
+    count: int
+    low: float | None = None
+    high: float | None = None
+    details: dict[str, Any] = field(factory=dict)
+
+
+@frozen
+class EvalContext:
+    """What an evaluator may need besides the answers.
+
+    :param baseline: the answers of the system the candidate is compared with (the live
+        model, or the base the first time), in case order; ``None`` when not generated.
+    :param db: the Wilson database (evaluators that read stored labels, such as A/B picks).
+    :param model: the registry id of the candidate; ``baseline_model`` that of the baseline.
+    :param judge: a provider string (``NAME:MODEL``) for evaluators that ask a model.
+    """
+
+    baseline: list[dict[str, Any]] | None = None
+    db: str | None = None
+    model: str | None = None
+    baseline_model: str | None = None
+    judge: str | None = None
+
+
+class Evaluator(ABC):
+    """A metric (``wilson eval --evaluator NAME``, ``[tool.wilson.pipeline.eval.evaluators.NAME]``).
+
+    ``Evaluator(**options)`` is built once per evaluation; options are checked against
+    :attr:`option_types` (unknown keys and wrong types are refused with the key named).
+    :meth:`score` gives one case's score in ``[0, 1]`` (or ``None`` when the metric does not
+    apply to that case); :meth:`evaluate` (the default averages :meth:`score`) gives an
+    :class:`EvalScore` for a whole set.  Answers are assistant messages in chat-template
+    shape: ``{"role": "assistant", "content": ..., "tool_calls": [...]}``.
+    """
+
+    description: ClassVar[str] = ""
+    #: the options accepted and their types (``float`` also takes an ``int``).
+    option_types: ClassVar[Mapping[str, Any]] = {}
+    #: options that must be given.
+    required_options: ClassVar[tuple[str, ...]] = ()
+    #: ``False`` for a metric where lower is better (the gate compares accordingly).
+    higher_is_better: ClassVar[bool] = True
+
+    def __init__(self, **options: Any) -> None:
+        problems = self.check_options(options)
+        if problems:
+            raise EvaluatorError("; ".join(problems))
+        self.options = options
+
+    @classmethod
+    def check_options(cls, options: Mapping[str, Any]) -> list[str]:
+        """What is wrong with ``options`` (empty when nothing): unknown keys, wrong types."""
+        problems = []
+        for key, value in options.items():
+            if key not in cls.option_types:
+                known = ", ".join(sorted(cls.option_types)) or "none"
+                problems.append(f"unknown option {key!r} (known: {known})")
+                continue
+            expected = cls.option_types[key]
+            if expected is float and isinstance(value, int) and not isinstance(value, bool):
+                continue
+            if not isinstance(value, expected) or (isinstance(value, bool) and expected in (int, float)):
+                names = expected.__name__ if isinstance(expected, type) else " or ".join(t.__name__ for t in expected)
+                problems.append(f"option {key!r} must be {names}, got {type(value).__name__} {value!r}")
+        problems += [f"option {key!r} is required" for key in cls.required_options if key not in options]
+        return problems
+
+    @abstractmethod
+    def score(self, case: EvalCase, answer: dict[str, Any], context: EvalContext) -> float | None:
+        """The score of one answer in ``[0, 1]``, or ``None`` when the metric does not apply."""
+
+    def evaluate(self, cases: list[EvalCase], answers: list[dict[str, Any]], context: EvalContext) -> EvalScore:
+        """The score of a whole set: the mean of :meth:`score` over the cases it applies to."""
+        from wilson_core.evaluators.stats import mean_interval
+
+        scores = []
+        for case, answer in zip(cases, answers, strict=True):
+            value = self.score(case, answer, context)
+            if value is not None:
+                scores.append(float(value))
+        return mean_interval(scores)
