@@ -24,11 +24,15 @@ __all__ = [
     "ToolCall",
     "ToolResult",
     "__version__",
+    "current_run",
     "hookimpl",
     "open_store",
+    "record_call",
+    "run",
 ]
 
 if TYPE_CHECKING:
+    from .capture import current_run, record_call, run
     from .facade import LLM
     from .records import Annotation, Interaction, Reply, Run, ToolCall, ToolResult
     from .store import Store, open_store
@@ -43,6 +47,9 @@ _LAZY = {
     "ToolResult": "records",
     "Store": "store",
     "open_store": "store",
+    "run": "capture",
+    "current_run": "capture",
+    "record_call": "capture",
 }
 
 

@@ -14,28 +14,16 @@ that raises is counted (:attr:`LLM.capture_failures`), reported through the
 from __future__ import annotations
 
 import threading
-import time
-import warnings
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-import attrs
-
 from . import plugins
+from .capture import CallCapture, CaptureRun, current_run
 from .errors import PluginError
 from .interfaces import PROVIDERS
 from .messages import normalize_messages
-from .records import (
-    STATUS_ERROR,
-    Interaction,
-    ProviderResponse,
-    Reply,
-    Run,
-    ToolCall,
-    ToolResult,
-    utcnow,
-)
+from .records import STATUS_ERROR, Interaction, ProviderResponse, Reply, Run, ToolCall, ToolResult
 
 #: how many tool calls of standalone calls :meth:`LLM.record_tool_result` remembers.
 RECENT_CALLS = 1024
@@ -49,16 +37,6 @@ def parse_provider(spec: str) -> tuple[str, str]:
         )
     name, model = spec.split(":", 1)
     return name.strip(), model.strip()
-
-
-def _call_isolated(hook_name: str, failed: Callable[[str, BaseException], None], **kwargs: Any) -> None:
-    """Call every implementation of a broadcast hook on its own; report, never raise."""
-    caller = getattr(plugins.hook(), hook_name)
-    for impl in caller.get_hookimpls():
-        try:
-            impl.function(*[kwargs[name] for name in impl.argnames])
-        except Exception as exc:
-            failed(impl.plugin_name, exc)
 
 
 class LLM:
@@ -98,8 +76,19 @@ class LLM:
         return f"LLM(provider={self.provider_name}:{self.model!r}, db={self.db_path!r})"
 
     def run(self, call_type: str | None = None, metadata: Mapping[str, Any] | None = None) -> RunSession:
-        """A run: calls inside it share a run id and get sequence numbers 1, 2, 3..."""
+        """A run: calls inside it share a run id and get sequence numbers 1, 2, 3...
+
+        Inside ``with llm.run()`` it is also the current run of the context,
+        so wrapped SDK calls made there (``wilson_core.integrations``) join it.
+        """
         return RunSession(self, Run(call_type=call_type or self.call_type, metadata=dict(metadata or {})))
+
+    def _session(self, call_type: str | None) -> CaptureRun:
+        """The run of a call outside ``llm.run()``: the current ``wilson_core.run()``, or its own."""
+        current = current_run()
+        if current is not None:
+            return current
+        return RunSession(self, Run(call_type=call_type or self.call_type), standalone=True)
 
     def chat(
         self,
@@ -109,9 +98,9 @@ class LLM:
         call_type: str | None = None,
         **params: Any,
     ) -> Reply:
-        """One call outside any run: it gets a run of its own."""
-        session = RunSession(self, Run(call_type=call_type or self.call_type), standalone=True)
-        return self._remember(session, session.chat(messages, tools=tools, **params))
+        """One call outside ``llm.run()``: it joins the current ``wilson_core.run()``, else gets a run of its own."""
+        session = self._session(call_type)
+        return self._remember(session, self._chat(session, messages, tools, params, call_type))
 
     async def achat(
         self,
@@ -122,8 +111,8 @@ class LLM:
         **params: Any,
     ) -> Reply:
         """Async variant of :meth:`chat`."""
-        session = RunSession(self, Run(call_type=call_type or self.call_type), standalone=True)
-        return self._remember(session, await session.achat(messages, tools=tools, **params))
+        session = self._session(call_type)
+        return self._remember(session, await self._achat(session, messages, tools, params, call_type))
 
     def record_tool_result(
         self,
@@ -136,16 +125,20 @@ class LLM:
         """Record a tool result for a tool call returned by a standalone :meth:`chat`.
 
         (Inside a run, use ``run.record_tool_result``.)  The last
-        :data:`RECENT_CALLS` standalone tool calls are remembered.
+        :data:`RECENT_CALLS` standalone tool calls are remembered.  Apps that
+        send the result back as a ``role: "tool"`` message in the next call
+        need not call this: that message is recorded as the result.
         """
         call_id = call if isinstance(call, str) else call.id
         with self._lock:
             session = self._recent.get(call_id)
         if session is None:
             raise KeyError(f"tool call {call_id!r} was not returned by a recent standalone call")
-        return session.record_tool_result(call, content, is_error=is_error, duration_ms=duration_ms)
+        return session.record_tool_result(
+            call, content, is_error=is_error, duration_ms=duration_ms, db=self.db_path, count=self._counter_for(session)
+        )
 
-    def _remember(self, session: RunSession, reply: Reply) -> Reply:
+    def _remember(self, session: CaptureRun, reply: Reply) -> Reply:
         if reply.tool_calls:
             with self._lock:
                 for call in reply.tool_calls:
@@ -159,134 +152,134 @@ class LLM:
 
     # -- capture -----------------------------------------------------------
 
-    def _failed(self, record: Any) -> Callable[[str, BaseException], None]:
-        def report(sink: str, error: BaseException) -> None:
-            with self._lock:
-                self.capture_failures += 1
-            warnings.warn(f"capture sink {sink!r} failed: {type(error).__name__}: {error}", stacklevel=4)
-            _call_isolated(
-                "wilson_capture_failed",
-                lambda *_: None,
-                record=record,
-                sink=sink,
-                error=error,
-                db_path=self.db_path,
-            )
+    def _count_failure(self) -> None:
+        with self._lock:
+            self.capture_failures += 1
 
-        return report
+    def _counter_for(self, run: CaptureRun) -> Any:
+        """The extra failure counter for calls in ``run`` (a run of this LLM counts already)."""
+        if isinstance(run, RunSession) and run.llm is self:
+            return None
+        return self._count_failure
 
-    def _emit(self, hook_name: str, record: Any, **kwargs: Any) -> None:
-        if self.capture:
-            _call_isolated(hook_name, self._failed(record), db_path=self.db_path, **kwargs)
-
-
-class RunSession:
-    """A run in progress; use as ``with llm.run() as run`` or ``async with``."""
-
-    def __init__(self, llm: LLM, run: Run, *, standalone: bool = False) -> None:
-        self.llm = llm
-        self.record = run
-        self.standalone = standalone
-        self._sequence = 0
-        self._lock = threading.Lock()
-        self._calls: dict[str, tuple[str, ToolCall]] = {}
-
-    @property
-    def id(self) -> str:
-        return self.record.id
-
-    def __enter__(self) -> RunSession:
-        self.llm._emit("wilson_run_started", self.record, run=self.record)
-        return self
-
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        self.record = attrs.evolve(self.record, ended_at=utcnow())
-        self.llm._emit("wilson_run_finished", self.record, run=self.record, error=exc)
-
-    async def __aenter__(self) -> RunSession:
-        return self.__enter__()
-
-    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        self.__exit__(exc_type, exc, tb)
-
-    # -- calls -------------------------------------------------------------
-
-    def _prepare(self, messages: Any, tools: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
+    def _start(
+        self, run: CaptureRun, messages: Any, tools: Any, call_type: str | None
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], CallCapture]:
         normalized = normalize_messages(messages)
         tool_list = [dict(t) for t in tools] if tools else []
-        with self._lock:
-            self._sequence += 1
-            sequence = self._sequence
-        return normalized, tool_list, sequence
+        call = CallCapture(run, call_type=call_type, db=self.db_path, count=self._counter_for(run))
+        return normalized, tool_list, call
 
     def _finish(
         self,
+        call: CallCapture,
         messages: list[dict[str, Any]],
         tools: list[dict[str, Any]],
         params: dict[str, Any],
-        sequence: int,
-        started: float,
-        created_at: str,
-        response: ProviderResponse | None,
+        response: Any,
         error: BaseException | None,
     ) -> Reply | None:
-        duration_ms = (time.perf_counter() - started) * 1000.0
-        llm = self.llm
+        """Build and record the call's interaction; the reply, or ``None`` for a failed call."""
+        duration_ms = call.elapsed_ms()
         if response is not None and not isinstance(response, ProviderResponse):
             error = TypeError(
-                f"provider {llm.provider_name!r} returned {type(response).__name__}, "
-                "not a ProviderResponse"
+                f"provider {self.provider_name!r} returned {type(response).__name__}, not a ProviderResponse"
             )
             response = None
         common = dict(
-            run_id=self.record.id,
-            sequence_num=sequence,
-            call_type=self.record.call_type,
-            provider=llm.provider_name,
-            messages=messages,
-            tools=tools,
-            params=params,
-            duration_ms=duration_ms,
-            created_at=created_at,
+            provider=self.provider_name, messages=messages, tools=tools, params=params, duration_ms=duration_ms
         )
         if response is None:
-            interaction = Interaction(
-                model=llm.model,
-                status=STATUS_ERROR,
-                error=f"{type(error).__name__}: {error}",
-                **common,
-            )
-            llm._emit("wilson_capture_interaction", interaction, interaction=interaction)
+            interaction = call.interaction(model=self.model, status=STATUS_ERROR, error=error, **common)
+            self._record(call, interaction)
             return None
-        total = None
-        if response.input_tokens is not None or response.output_tokens is not None:
-            total = (response.input_tokens or 0) + (response.output_tokens or 0)
-        interaction = Interaction(
-            model=response.model or llm.model,
-            response_content=response.content,
+        interaction = call.interaction(
+            model=response.model or self.model,
+            content=response.content,
             tool_calls=response.tool_calls,
             input_tokens=response.input_tokens,
             output_tokens=response.output_tokens,
-            total_tokens=total,
             **common,
         )
-        llm._emit("wilson_capture_interaction", interaction, interaction=interaction)
-        if interaction.tool_calls:
-            with self._lock:
-                for call in interaction.tool_calls:
-                    self._calls[call.id] = (interaction.id, call)
-        return Reply(
-            content=interaction.response_content,
-            tool_calls=interaction.tool_calls,
-            input_tokens=interaction.input_tokens,
-            output_tokens=interaction.output_tokens,
-            total_tokens=total,
-            duration_ms=duration_ms,
-            interaction_id=interaction.id,
-            run_id=interaction.run_id,
-            model=interaction.model,
-            provider=interaction.provider,
-        )
+        self._record(call, interaction)
+        return reply_for(interaction)
+
+    def _record(self, call: CallCapture, interaction: Interaction) -> None:
+        if self.capture:
+            call.record(interaction)
+        else:
+            call.run.remember(interaction)  # tool results can still be recorded (and are not written)
+
+    def _chat(
+        self, run: CaptureRun, messages: Any, tools: Any, params: dict[str, Any], call_type: str | None = None
+    ) -> Reply:
+        normalized, tool_list, call = self._start(run, messages, tools, call_type)
+        try:
+            response = self.provider.chat(normalized, tool_list or None, params)
+        except Exception as exc:
+            self._finish(call, normalized, tool_list, params, None, exc)
+            raise
+        reply = self._finish(call, normalized, tool_list, params, response, None)
+        if reply is None:
+            raise TypeError(f"provider {self.provider_name!r} returned {type(response).__name__}")
+        return reply
+
+    async def _achat(
+        self, run: CaptureRun, messages: Any, tools: Any, params: dict[str, Any], call_type: str | None = None
+    ) -> Reply:
+        normalized, tool_list, call = self._start(run, messages, tools, call_type)
+        try:
+            response = await self.provider.achat(normalized, tool_list or None, params)
+        except Exception as exc:
+            self._finish(call, normalized, tool_list, params, None, exc)
+            raise
+        reply = self._finish(call, normalized, tool_list, params, response, None)
+        if reply is None:
+            raise TypeError(f"provider {self.provider_name!r} returned {type(response).__name__}")
+        return reply
+
+
+def reply_for(interaction: Interaction) -> Reply:
+    """The :class:`Reply` the app gets for a captured call."""
+    return Reply(
+        content=interaction.response_content,
+        tool_calls=interaction.tool_calls,
+        input_tokens=interaction.input_tokens,
+        output_tokens=interaction.output_tokens,
+        total_tokens=interaction.total_tokens,
+        duration_ms=interaction.duration_ms,
+        interaction_id=interaction.id,
+        run_id=interaction.run_id,
+        model=interaction.model,
+        provider=interaction.provider,
+    )
+
+
+class RunSession(CaptureRun):
+    """A run in progress; use as ``with llm.run() as run`` or ``async with``.
+
+    It is a :class:`~wilson_core.capture.CaptureRun`: inside the ``with``
+    block it is the context's current run.
+    """
+
+    def __init__(self, llm: LLM, run: Run, *, standalone: bool = False) -> None:
+        super().__init__(run, db=llm.db_path, standalone=standalone)
+        self.own_db = True  # the LLM's database, also when that is the default one
+        self.llm = llm
+
+    @property
+    def capturing(self) -> bool:
+        return self.llm.capture
+
+    def _count_failure(self) -> None:
+        self.llm._count_failure()
+
+    def __enter__(self) -> RunSession:
+        super().__enter__()
+        return self
+
+    async def __aenter__(self) -> RunSession:
+        return self.__enter__()
 
     def chat(
         self,
@@ -299,18 +292,7 @@ class RunSession:
         :raises Exception: whatever the provider raised (after recording the
             failed call as a ``status="error"`` interaction).
         """
-        normalized, tool_list, sequence = self._prepare(messages, tools)
-        created_at = utcnow()
-        started = time.perf_counter()
-        try:
-            response = self.llm.provider.chat(normalized, tool_list or None, params)
-        except Exception as exc:
-            self._finish(normalized, tool_list, params, sequence, started, created_at, None, exc)
-            raise
-        reply = self._finish(normalized, tool_list, params, sequence, started, created_at, response, None)
-        if reply is None:
-            raise TypeError(f"provider {self.llm.provider_name!r} returned {type(response).__name__}")
-        return reply
+        return self.llm._chat(self, messages, tools, params)
 
     async def achat(
         self,
@@ -319,51 +301,4 @@ class RunSession:
         **params: Any,
     ) -> Reply:
         """Async variant of :meth:`chat`."""
-        normalized, tool_list, sequence = self._prepare(messages, tools)
-        created_at = utcnow()
-        started = time.perf_counter()
-        try:
-            response = await self.llm.provider.achat(normalized, tool_list or None, params)
-        except Exception as exc:
-            self._finish(normalized, tool_list, params, sequence, started, created_at, None, exc)
-            raise
-        reply = self._finish(normalized, tool_list, params, sequence, started, created_at, response, None)
-        if reply is None:
-            raise TypeError(f"provider {self.llm.provider_name!r} returned {type(response).__name__}")
-        return reply
-
-    def record_tool_result(
-        self,
-        call: ToolCall | str,
-        content: Any,
-        *,
-        is_error: bool = False,
-        duration_ms: float | None = None,
-    ) -> ToolResult:
-        """Record what a tool call returned, linked to the interaction that asked for it.
-
-        :param call: the :class:`ToolCall` from a reply, or its id.
-        :param content: the result; non-strings are stored as JSON.
-        """
-        call_id = call if isinstance(call, str) else call.id
-        with self._lock:
-            interaction_id, known = self._calls.get(call_id, (None, None))
-        if known is None and isinstance(call, ToolCall):
-            known = call
-        if known is None:
-            raise KeyError(f"tool call {call_id!r} was not returned by a call in this run")
-        if not isinstance(content, str):
-            import json
-
-            content = json.dumps(content, ensure_ascii=False, default=str)
-        result = ToolResult(
-            tool_call_id=call_id,
-            name=known.name,
-            arguments=dict(known.arguments),
-            content=content,
-            is_error=is_error,
-            duration_ms=duration_ms,
-            interaction_id=interaction_id,
-        )
-        self.llm._emit("wilson_capture_tool_result", result, tool_result=result)
-        return result
+        return await self.llm._achat(self, messages, tools, params)
