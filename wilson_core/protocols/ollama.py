@@ -1,0 +1,189 @@
+"""Ollama's native chat (``POST /api/chat``), streamed (the default) or not.
+
+Messages are chat-shaped already, but Ollama's tool calls carry no id (newer
+versions may) and its tool results name the tool (``tool_name``) instead of
+the call.  So that results link to calls as they do for OpenAI traffic, a
+call without an id gets one derived from the conversation before it, its
+name, arguments and position (the same id when the model's answer is
+captured and when the app sends it back), and each ``role: "tool"`` message
+answers the first unanswered call of the last assistant turn with its
+``tool_name`` (else the next one).  A stream is NDJSON: objects with
+``message`` deltas (``content`` pieces, whole ``tool_calls``), the last with
+``done: true`` and the token counts (``prompt_eval_count``, ``eval_count``);
+``{"error": "..."}`` may come instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from wilson_core.messages import clean_text, parse_arguments
+from wilson_core.records import STATUS_ERROR, ToolCall
+
+from .common import Assembler as _Assembler
+from .common import (
+    ProtocolError,
+    Request,
+    Result,
+    as_object,
+    error_message,
+    http_error_text,
+    integer,
+    status_of,
+    tool_entry,
+    total,
+)
+
+NAME = "ollama"
+PATH = "/api/chat"
+_NOT_PARAMS = {"model", "messages", "tools", "stream"}
+
+
+def _key(message: Mapping[str, Any]) -> list[Any]:
+    calls = [
+        [c["function"]["name"], c["function"].get("arguments")] for c in message.get("tool_calls") or ()
+    ]
+    return [message.get("role"), message.get("content"), calls, message.get("name")]
+
+
+def derived_call_id(context: Sequence[Mapping[str, Any]], name: str, arguments: Any, position: int) -> str:
+    """The id of an Ollama tool call that came without one (stable across requests)."""
+    digest = hashlib.sha256(
+        json.dumps([[_key(m) for m in context], name, arguments, position], sort_keys=True, default=str).encode()
+    ).hexdigest()
+    return f"call_{digest[:24]}"
+
+
+def _calls(raw: Any, context: Sequence[Mapping[str, Any]], offset: int = 0) -> list[ToolCall]:
+    calls = []
+    for position, call in enumerate(raw or (), start=offset):
+        if not isinstance(call, Mapping):
+            continue
+        function = call.get("function") if isinstance(call.get("function"), Mapping) else {}
+        name = clean_text(function.get("name") or "?")
+        arguments, raw_text = parse_arguments(function.get("arguments"))
+        call_id = call.get("id") or derived_call_id(context, name, arguments if raw_text is None else raw_text, position)
+        calls.append(ToolCall(id=str(call_id), name=name, arguments=arguments, raw_arguments=raw_text))
+    return calls
+
+
+def ollama_messages(messages: Any) -> list[dict[str, Any]]:
+    if not isinstance(messages, list):
+        raise ProtocolError("/api/chat request without a 'messages' list")
+    result: list[dict[str, Any]] = []
+    pending: list[tuple[str, str]] = []  # (id, name) of the last assistant turn's unanswered calls
+    for index, message in enumerate(messages):
+        if not isinstance(message, Mapping) or not isinstance(message.get("role"), str):
+            raise ProtocolError(f"message {index} must be an object with a 'role'")
+        role = message["role"]
+        out: dict[str, Any] = {"role": role, "content": clean_text(message.get("content") or "")}
+        if message.get("images"):
+            out["images"] = list(message["images"])
+        if role == "assistant" and message.get("tool_calls"):
+            calls = _calls(message["tool_calls"], result)
+            out["tool_calls"] = [tool_entry(c.id, c.name, c.arguments, c.raw_arguments) for c in calls]
+            if not out["content"]:
+                out["content"] = None
+            pending = [(c.id, c.name) for c in calls]
+        elif role == "tool":
+            name = message.get("tool_name") or message.get("name")
+            call_id = message.get("tool_call_id")
+            if not call_id and pending:
+                match = next((p for p in pending if p[1] == name), pending[0])
+                pending.remove(match)
+                call_id, name = match[0], name or match[1]
+            if call_id:
+                out["tool_call_id"] = str(call_id)
+            if name:
+                out["name"] = clean_text(name)
+        result.append(out)
+    return result
+
+
+def parse_request(body: Any) -> Request:
+    data = as_object(body, "/api/chat request")
+    return Request(
+        messages=ollama_messages(data.get("messages")),
+        tools=[dict(t) for t in data.get("tools") or () if isinstance(t, Mapping)],
+        params={k: v for k, v in data.items() if k not in _NOT_PARAMS},
+        model=data.get("model") if isinstance(data.get("model"), str) else None,
+        stream=data.get("stream", True) is not False,  # Ollama streams unless told not to
+    )
+
+
+def _context(request: Request | None) -> Sequence[Mapping[str, Any]]:
+    return request.messages if request is not None else ()
+
+
+def parse_response(body: Any, request: Request | None = None) -> Result:
+    data = as_object(body, "/api/chat response")
+    if data.get("error"):
+        return Result(status=STATUS_ERROR, error=error_message(data))
+    message = data.get("message") if isinstance(data.get("message"), Mapping) else {}
+    input_tokens, output_tokens = integer(data.get("prompt_eval_count")), integer(data.get("eval_count"))
+    content = message.get("content")
+    return Result(
+        content=clean_text(content) if isinstance(content, str) and content else None,
+        tool_calls=_calls(message.get("tool_calls"), _context(request)),
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        total_tokens=total(input_tokens, output_tokens),
+        model=data.get("model") if isinstance(data.get("model"), str) else None,
+        finish_reason=data.get("done_reason"),
+    )
+
+
+def error_text(status: int, body: Any) -> str:
+    return http_error_text(status, body)
+
+
+class Assembler(_Assembler):
+    """NDJSON lines of one streamed chat, assembled."""
+
+    framing = "ndjson"
+
+    def __init__(self, request: Request | None = None) -> None:
+        super().__init__()
+        self._context = _context(request)
+        self._text: list[str] = []
+        self._calls: list[ToolCall] = []
+        self._final: Mapping[str, Any] = {}
+        self._model: str | None = None
+
+    def feed(self, data: Mapping[str, Any], event: str | None = None) -> bool:
+        if data.get("error"):
+            self.error = error_message(data) or "error in the stream"
+            return False
+        self._model = data.get("model") or self._model
+        message = data.get("message") if isinstance(data.get("message"), Mapping) else {}
+        output = False
+        if isinstance(message.get("content"), str) and message["content"]:
+            self._text.append(message["content"])
+            output = True
+        if message.get("tool_calls"):
+            self._calls.extend(_calls(message["tool_calls"], self._context, len(self._calls)))
+            output = True
+        if data.get("done"):
+            self._final = data
+            self.finished = True
+        return output
+
+    def result(self, interrupted: str | None = None) -> Result:
+        self.end()
+        status, error = status_of(self.error, self.finished, interrupted)
+        input_tokens = integer(self._final.get("prompt_eval_count"))
+        output_tokens = integer(self._final.get("eval_count"))
+        return Result(
+            content=clean_text("".join(self._text)) if self._text else None,
+            tool_calls=self._calls,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            total_tokens=total(input_tokens, output_tokens),
+            model=self._model,
+            finish_reason=self._final.get("done_reason"),
+            status=status,
+            error=error,
+        )

@@ -1,0 +1,1 @@
+"""Helpers for testing apps and plugins against Wilson: real local servers, no mocks."""
