@@ -22,6 +22,8 @@ CORE_COMMANDS = (
     "export",
     "train",
     "deploy",
+    "pipeline",
+    "models",
     "plugins",
     "demo",
 )
@@ -29,7 +31,7 @@ CORE_COMMANDS = (
 #: ``wilson --help`` lists commands in pipeline order; unknown (plugin) ones follow.
 HELP_ORDER = (
     "runs", "show", "stats", "import", "dashboard", "annotate", "export", "model", "train",
-    "eval", "deploy", "plugins", "demo",
+    "eval", "deploy", "pipeline", "models", "plugins", "demo",
 )
 
 

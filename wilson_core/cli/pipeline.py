@@ -1,0 +1,108 @@
+"""``wilson pipeline run|validate``: the loop from ``[tool.wilson.pipeline]`` in pyproject.toml."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from wilson_core.pipeline import STAGES
+
+if TYPE_CHECKING:
+    from wilson_core.pipeline.config import PipelineConfig
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(pipeline_group)
+
+
+@click.group("pipeline")
+def pipeline_group() -> None:
+    """Run export -> train -> evaluate -> gate -> deploy as configured in pyproject.toml.
+
+    The table [tool.wilson.pipeline] names each stage's driver by its entry point
+    (see 'wilson plugins') with its options; see docs/pipeline.md.
+    """
+
+
+def _config(ctx: click.Context, config_path: str) -> PipelineConfig:
+    """The checked table; the global ``--db`` (or ``$WILSON_DB``) wins over its ``db``."""
+    from wilson_core.pipeline.config import load
+
+    return load(config_path, (ctx.find_root().obj or {}).get("db"))
+
+
+def _open(config: PipelineConfig) -> Any:
+    from wilson_core.store import open_store
+
+    return open_store(config.db)
+
+
+_CONFIG = click.option("--config", "config_path", default="pyproject.toml", show_default=True,
+                       type=click.Path(dir_okay=False), help="The pyproject.toml holding [tool.wilson.pipeline].")
+
+
+@pipeline_group.command("validate")
+@_CONFIG
+@click.pass_context
+def validate_command(ctx: click.Context, config_path: str) -> None:
+    """Check the table (names, options, types) without running anything."""
+    _config(ctx, config_path)
+    click.echo(f"{config_path}: [tool.wilson.pipeline] is valid")
+
+
+@pipeline_group.command("run")
+@_CONFIG
+@click.option("--dry-run", is_flag=True, help="Print the plan and stop.")
+@click.option("--from", "start", type=click.Choice(STAGES), default="export", show_default=True,
+              help="Continue the last run (or --run) from this stage; --from train resumes a checkpoint.")
+@click.option("--run", "run_name", help="The run folder to continue (default: the latest).")
+@click.option("--if-new-labels", type=click.IntRange(min=0), metavar="N",
+              help="Do nothing unless at least N labels were added since the last run.")
+@click.pass_context
+def run_command(ctx: click.Context, config_path: str, dry_run: bool, start: str, run_name: str | None,
+                if_new_labels: int | None) -> None:
+    """Run the pipeline; every artefact goes under one run folder, one summary at the end."""
+    from wilson_core.pipeline import runner, summary
+    from wilson_core.pipeline.runner import describe_stage, labels_since_last_run
+    from wilson_core.store.registry import Registry
+
+    config = _config(ctx, config_path)
+    store = _open(config)
+    registry = Registry(store)
+    new_labels, last = labels_since_last_run(config, registry)
+    if dry_run:
+        from wilson_core.interfaces import DEPLOYERS, EVALUATORS, EXPORTERS, TRAINERS
+        from wilson_core.plugins import driver_entry_points
+
+        def origin(namespace: str, name: str) -> str:
+            info = next((i for i in driver_entry_points(namespace) if i.name == name), None)
+            return f"{info.distribution} {info.version}" if info else "?"
+
+        click.echo(f"Plan ({config_path}); database {store.path}; runs under {config.runs}")
+        for number, stage in enumerate(STAGES[STAGES.index(start):], STAGES.index(start) + 1):
+            click.echo(f"  [{number}/{len(STAGES)}] {describe_stage(config, stage)}")
+        click.echo("Drivers:")
+        for namespace, names in ((EXPORTERS, config.formats), (TRAINERS, [config.trainer]),
+                                 (EVALUATORS, list(config.evaluators)), (DEPLOYERS, list(config.deployers))):
+            for name in names:
+                click.echo(f"  {namespace:<18} {name:<16} {origin(namespace, name)}")
+        sets = ", ".join(f"{k} = {v}" for k, v in config.sets.items())
+        click.echo(f"Eval sets: {sets}")
+        click.echo(f"Reference: {registry.live() or 'the base model (no model is live yet)'}")
+        click.echo(f"New labels since {'run ' + last if last else 'the start'}: {new_labels}")
+        return
+    if if_new_labels is not None and new_labels < if_new_labels:
+        since = f"the last run ({last})" if last else "the start"
+        click.echo(f"{new_labels} new label(s) since {since}; --if-new-labels {if_new_labels}: nothing to do")
+        return
+    try:
+        run = runner.run_pipeline(config, store, start=start, run_name=run_name)
+    except KeyboardInterrupt:
+        raise runner.PipelineInterrupted(
+            "interrupted; continue with 'wilson pipeline run --from STAGE' (training resumes its checkpoint)"
+        ) from None
+    click.echo("")
+    click.echo(summary.write(run))
+    click.echo(f"\nsummary: {Path(run.folder) / 'summary.md'}")
