@@ -21,7 +21,9 @@ __all__ = [
     "Reply",
     "Run",
     "Store",
+    "TextDelta",
     "ToolCall",
+    "ToolCallDelta",
     "ToolResult",
     "__version__",
     "current_run",
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
     from .facade import LLM
     from .records import Annotation, Interaction, Reply, Run, ToolCall, ToolResult
     from .store import Store, open_store
+    from .streams import TextDelta, ToolCallDelta
 
 _LAZY = {
     "LLM": "facade",
@@ -48,6 +51,8 @@ _LAZY = {
     "Store": "store",
     "open_store": "store",
     "run": "capture",
+    "TextDelta": "streams",
+    "ToolCallDelta": "streams",
     "current_run": "capture",
     "record_call": "capture",
 }

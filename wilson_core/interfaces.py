@@ -12,7 +12,7 @@ user asks for by name is imported.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -22,6 +22,7 @@ from .errors import WilsonError
 
 if TYPE_CHECKING:
     from .records import ProviderResponse
+    from .streams import StreamEvent
 
 PROVIDERS = "wilson.providers"
 EXPORTERS = "wilson.exporters"
@@ -75,6 +76,49 @@ class Provider(ABC):
         import asyncio  # here, not at the top: the CLI starts without asyncio
 
         return await asyncio.to_thread(self.chat, messages, tools, params)
+
+    def stream(
+        self,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None,
+        params: Mapping[str, Any],
+    ) -> Iterator[StreamEvent]:
+        """Send one chat request and yield the answer as it comes.
+
+        Yields :class:`~wilson_core.streams.TextDelta` and
+        :class:`~wilson_core.streams.ToolCallDelta` in the order the model
+        produced them, and :class:`~wilson_core.streams.StreamInfo` (usage,
+        model) where the protocol sends it.  Must be a generator (or close its
+        connection in ``close()``): the facade closes it when the app stops
+        reading.  Raise :class:`~wilson_core.streams.StreamCut` when the stream
+        stops before its end (the call is recorded as ``incomplete``).
+
+        The default yields the whole answer of :meth:`chat` as one chunk.
+        """
+        from .streams import response_events
+
+        yield from response_events(self.chat(messages, tools, params))
+
+    async def astream(
+        self,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None,
+        params: Mapping[str, Any],
+    ) -> AsyncIterator[StreamEvent]:
+        """Async variant of :meth:`stream` (an async generator).
+
+        The default: a driver that overrides :meth:`stream` has it read in a
+        worker thread, one event at a time (closed in that thread when the app
+        stops); otherwise the whole answer of :meth:`achat` as one chunk.
+        """
+        from .streams import response_events, thread_stream
+
+        if type(self).stream is Provider.stream:
+            for event in response_events(await self.achat(messages, tools, params)):
+                yield event
+            return
+        async for event in thread_stream(self.stream(messages, tools, params)):
+            yield event
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections or models (optional)."""

@@ -8,6 +8,9 @@ A reply is a string, a dict with ``content`` / ``tool_calls`` (OpenAI or
 flat shape) / ``error`` (raise that message), or a :class:`ProviderResponse`.
 A list is used in order and cycles when ``cycle=True`` (else running out is
 an error).  Token counts are whitespace-separated words.
+
+Streamed (``llm.stream``), a reply comes in pieces of ``chunk_chars``
+characters (tool call arguments too), ``chunk_delay_s`` apart.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import functools
 import itertools
 import json
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,7 @@ from wilson_core.errors import ProviderError
 from wilson_core.interfaces import Provider
 from wilson_core.messages import tool_call_from_openai
 from wilson_core.records import ProviderResponse
+from wilson_core.streams import StreamEvent, StreamInfo, TextDelta, ToolCallDelta, response_events
 
 
 def _words(value: Any) -> int:
@@ -50,12 +54,16 @@ class ScriptedProvider(Provider):
         script: Any = None,
         cycle: bool = False,
         latency_s: float = 0.0,
+        chunk_chars: int = 4,
+        chunk_delay_s: float = 0.0,
         **options: Any,
     ) -> None:
         super().__init__(model, **options)
         if script is None:
             script = ["OK"]
         self.latency_s = latency_s
+        self.chunk_chars = max(1, int(chunk_chars))
+        self.chunk_delay_s = chunk_delay_s
         self._function: Callable[..., Any] | None = None
         self._replies: Iterator[Any] | None = None
         self._lock = threading.Lock()
@@ -88,6 +96,45 @@ class ScriptedProvider(Provider):
                 except StopIteration:
                     raise ProviderError("scripted provider: the script ran out of replies") from None
         return self._response(reply, messages)
+
+    def _pieces(self, response: ProviderResponse) -> Iterator[StreamEvent]:
+        size = self.chunk_chars
+        text = response.content or ""
+        for start in range(0, len(text), size):
+            yield TextDelta(text[start : start + size])
+        for index, event in enumerate(e for e in response_events(response) if isinstance(e, ToolCallDelta)):
+            arguments = event.arguments
+            yield ToolCallDelta(index=index, id=event.id, name=event.name, arguments=arguments[:size])
+            for start in range(size, len(arguments), size):
+                yield ToolCallDelta(index=index, arguments=arguments[start : start + size])
+        yield StreamInfo(input_tokens=response.input_tokens, output_tokens=response.output_tokens, model=response.model)
+
+    def stream(
+        self,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None,
+        params: Mapping[str, Any],
+    ) -> Iterator[StreamEvent]:
+        import time
+
+        for event in self._pieces(self.chat(messages, tools, params)):
+            if self.chunk_delay_s and not isinstance(event, StreamInfo):
+                time.sleep(self.chunk_delay_s)
+            yield event
+
+    async def astream(
+        self,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None,
+        params: Mapping[str, Any],
+    ) -> AsyncIterator[StreamEvent]:
+        import asyncio
+
+        response = await self.achat(messages, tools, params) if self.latency_s else self.chat(messages, tools, params)
+        for event in self._pieces(response):
+            if self.chunk_delay_s and not isinstance(event, StreamInfo):
+                await asyncio.sleep(self.chunk_delay_s)
+            yield event
 
     def _response(self, reply: Any, messages: list[dict[str, Any]]) -> ProviderResponse:
         input_tokens = sum(_words(m.get("content")) for m in messages)
