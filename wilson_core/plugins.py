@@ -8,9 +8,9 @@ the names that are available.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
-import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import metadata
@@ -65,7 +65,7 @@ def _report(ep: metadata.EntryPoint, exc: BaseException) -> None:
     )
     if strict():
         raise PluginError(message + " (WILSON_STRICT_PLUGINS is set)") from exc
-    warnings.warn(message + "; skipped", PluginLoadWarning, stacklevel=3)
+    logging.getLogger("wilson.plugins").warning("%s; skipped", message)
 
 
 @lru_cache(maxsize=1)

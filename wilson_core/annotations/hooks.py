@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import warnings
+import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -46,8 +46,7 @@ def _added(store: Store, written: Sequence[Annotation]) -> None:
             try:
                 impl.function(*[kwargs[name] for name in impl.argnames])
             except Exception as exc:
-                warnings.warn(
-                    f"wilson_annotation_added hook of {impl.plugin_name!r} failed: "
-                    f"{type(exc).__name__}: {exc}",
-                    stacklevel=3,
+                logging.getLogger("wilson.annotations").warning(
+                    "wilson_annotation_added hook of %r failed: %s: %s",
+                    impl.plugin_name, type(exc).__name__, exc,
                 )

@@ -2,18 +2,61 @@
 
 from __future__ import annotations
 
+import functools
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 
+F = TypeVar("F", bound=Callable[..., Any])
+
 
 def open_db(ctx: click.Context, *, create: bool = False) -> Any:
-    """The store named by ``--db`` / ``$WILSON_DB`` / the default path."""
+    """The store named by ``--db`` / ``$WILSON_DB`` / the default path (opened once per command)."""
     from wilson_core.store import open_store
 
     root = ctx.find_root()
-    return open_store((root.obj or {}).get("db"), create=create)
+    path = (root.obj or {}).get("db")
+    cached = root.meta.get("wilson.store")
+    if cached is not None and cached[0] == path:
+        return cached[1]
+    store = open_store(path, create=create)
+    root.meta["wilson.store"] = (path, store)
+    return store
+
+
+def resolving_ids(**kinds: str | tuple[str, ...]) -> Callable[[F], F]:
+    """Let the named parameters take short ids: each is replaced by the full id it names.
+
+    ``kinds`` maps a parameter name to ``"interaction"``, ``"run"`` or both
+    (a tuple).  A parameter that holds a tuple of ids has each resolved.
+    Put it below ``@click.pass_context``::
+
+        @click.pass_context
+        @resolving_ids(interaction_id="interaction")
+        def rate(ctx, interaction_id, ...): ...
+    """
+
+    def decorate(function: F) -> F:
+        @functools.wraps(function)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            from wilson_core.store.listing import resolve_id
+
+            present = [name for name in kinds if kwargs.get(name)]
+            if present:
+                store = open_db(click.get_current_context())
+                for name in present:
+                    value = kwargs[name]
+                    if isinstance(value, (tuple, list)):
+                        kwargs[name] = tuple(resolve_id(store, v, kinds[name]) for v in value)
+                    else:
+                        kwargs[name] = resolve_id(store, value, kinds[name])
+            return function(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
 
 
 def db_option_path(ctx: click.Context) -> str | None:
