@@ -17,7 +17,8 @@ ROOT = Path(__file__).parent
 PLUGINS = sorted(p.parent for p in (ROOT / "plugins").glob("*/pyproject.toml"))
 EXAMPLES = sorted(p.parent for p in (ROOT / "docs" / "examples").glob("*/pyproject.toml"))
 CONSTRAINTS = ["-c", str(ROOT / "constraints.txt")]
-TEST_DEPS = ["pytest>=8", "hypothesis>=6", "pytest-timeout>=2", "playwright>=1.45"]
+TEST_DEPS = ["pytest>=8", "hypothesis>=6", "pytest-timeout>=2", "playwright>=1.45",
+             "openai>=1.30", "anthropic>=0.30", "litellm>=1.40"]
 
 nox.options.sessions = ["lint", "tests"]
 nox.options.reuse_venv = "yes"

@@ -23,12 +23,7 @@ from typing import Any
 from attrs import field, frozen
 
 from wilson_core.messages import clean_text
-from wilson_core.records import STATUS_ERROR, STATUS_OK, ToolCall
-
-try:
-    from wilson_core.records import STATUS_INCOMPLETE
-except ImportError:  # pragma: no cover - older records module
-    STATUS_INCOMPLETE = "incomplete"
+from wilson_core.records import STATUS_ERROR, STATUS_INCOMPLETE, STATUS_OK, ToolCall
 
 
 def _tupled(value: Any) -> tuple:
@@ -130,12 +125,13 @@ def function_tool(name: Any, description: Any, parameters: Any) -> dict[str, Any
 
 
 def status_of(error: str | None, finished: bool, interrupted: str | None) -> tuple[str, str | None]:
-    """(status, error) of a stream: an error event wins, then a stream cut before its end."""
+    """(status, error) of a stream: an error event wins; a stream that reached its
+    last event is complete even if it was closed afterwards; else it is incomplete."""
     if error is not None:
         return STATUS_ERROR, error
-    if interrupted is not None or not finished:
-        return STATUS_INCOMPLETE, interrupted or "the stream ended before its last event"
-    return STATUS_OK, None
+    if finished:
+        return STATUS_OK, None
+    return STATUS_INCOMPLETE, interrupted or "the stream ended before its last event"
 
 
 # -- framings -------------------------------------------------------------------

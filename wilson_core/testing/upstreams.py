@@ -57,6 +57,7 @@ class Scripted:
     :param error_after: streamed: after this many events, an error event, then the end.
     :param drop_after: streamed: after this many events, close the connection abruptly.
     :param delay: seconds to wait before each write (and before a non-streamed answer).
+    :param serial: see below.
     """
 
     text: str | None = DEFAULT_TEXT
@@ -71,6 +72,9 @@ class Scripted:
     error_after: int | None = None
     drop_after: int | None = None
     delay: float = 0.0
+    #: fixed number for ids and timestamps (default: the request's number), so that two
+    #: requests can get byte-identical answers.
+    serial: int | None = None
 
 
 @frozen
@@ -442,7 +446,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(400, {"error": {"message": "body is not JSON", "type": "invalid_request_error"}})
             return
         reply, serial = self.server.upstream._next(request)
-        renderer = renderer_class(reply, request, serial)
+        renderer = renderer_class(reply, request, serial if reply.serial is None else reply.serial)
         if reply.delay:
             time.sleep(reply.delay)
         if reply.status >= 400:
