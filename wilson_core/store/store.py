@@ -35,7 +35,7 @@ from wilson_core.records import ToolResult as ToolResult
 
 from .checkpoints import _Checkpointer
 from .connections import BUSY_TIMEOUT_MS as BUSY_TIMEOUT_MS
-from .connections import _describe_error, busy_timeout_ms, open_connection
+from .connections import _describe_error, busy_timeout_ms, check_database, is_database_url, open_connection
 from .connections import _transaction as _transaction
 from .connections import default_db_path as default_db_path
 from .connections import transaction as transaction
@@ -85,7 +85,13 @@ class Store(WritePath, ReadPath):
             threads onto a background thread (the capture sink uses this, so
             an app's call never pays for a checkpoint).
         """
+        if is_database_url(path):
+            check_database(path, create=create)  # raises: a server URL, not a file name
         self.path = Path(path).expanduser()
+        # refuse what is not Wilson's before anything can write to it
+        state = check_database(self.path, create=create)
+        #: a Wilson database this process cannot write: opened read-only, never migrated.
+        self.read_only = state == "read-only"
         self._local = threading.local()
         self._checkpointer = _Checkpointer(self) if background_checkpoint else None
         # Threads of one process take turns here rather than in SQLite's busy
@@ -97,19 +103,40 @@ class Store(WritePath, ReadPath):
         self._pending: collections.deque[_Pending] = collections.deque()
         self._known_blobs: set[str] = set()
         self._system_hashes: dict[str, str] = {}
-        if not self.path.exists():
-            if not create:
-                raise StoreError(f"no Wilson database at {self.path}")
+        if state == "new":
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise StoreError(f"cannot create the folder for {self.path}: {exc}") from None
         conn = self.connection()
         try:
-            self._migrate(conn)
+            if not self.read_only:
+                self._migrate(conn)
+            elif not _up_to_date(conn):
+                raise StoreError(
+                    f"{self.path} cannot be written and was made by an older Wilson: "
+                    "open it once where it can be written to bring it up to date"
+                )
         except sqlite3.DatabaseError as exc:
             self.close()
             raise StoreError(_describe_error(self.path, exc)) from None
+        self._path_text = os.fspath(self.path)
+        self._identity = self._file_identity()
+
+    def _file_identity(self) -> tuple[int, int] | None:
+        try:
+            info = os.stat(self._path_text)
+        except OSError:
+            return None
+        return (info.st_dev, info.st_ino)
+
+    def replaced(self) -> bool:
+        """Whether the file at :attr:`path` was deleted or replaced since this store opened it.
+
+        One ``stat``: the capture sink asks after every write, so that a write
+        that went into an unlinked file is written again where it is read.
+        """
+        return self._file_identity() != self._identity
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         migrate(conn, self.path)
@@ -140,7 +167,9 @@ class Store(WritePath, ReadPath):
         return conn
 
     def _open(self) -> sqlite3.Connection:
-        return open_connection(self.path, manual_checkpoints=self._checkpointer is not None)
+        return open_connection(
+            self.path, manual_checkpoints=self._checkpointer is not None, read_only=self.read_only
+        )
 
     @contextlib.contextmanager
     def writing(self) -> Iterator[sqlite3.Connection]:
