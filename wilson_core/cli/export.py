@@ -8,6 +8,8 @@ file and a manifest saying 0 are still written).
 
 from __future__ import annotations
 
+import json
+import os
 import signal
 from pathlib import Path
 from typing import Any
@@ -149,10 +151,18 @@ def _export(ctx: click.Context, name: str, values: dict[str, Any]) -> None:
     finally:
         signal.signal(signal.SIGTERM, previous)
     counts = manifest["counts"]
+    to_stdout = str(out) == "-"  # the lines went to standard output: say the rest on stderr
     if as_json:
-        echo_json(manifest)
+        if to_stdout:
+            click.echo(json.dumps(manifest, ensure_ascii=False, default=str), err=True)
+        else:
+            echo_json(manifest)
+    elif to_stdout:
+        click.echo(f"Wrote {counts['train']} lines to standard output (no manifest file)", err=True)
     else:
         path = Path(out)
+        if path.is_symlink():  # written through the link: the files are beside its target
+            path = Path(os.path.realpath(path))
         click.echo(f"Wrote {counts['train']} lines to {path}", err=False)
         if options.eval_split:
             click.echo(f"Wrote {counts['eval']} lines to {path.parent / manifest['files']['eval']['path']}")

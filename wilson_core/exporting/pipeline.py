@@ -39,7 +39,7 @@ from .select import (
     where_clause,
 )
 from .tokens import TokenCounter
-from .writer import AtomicFile, check_writable, eval_path, manifest_path
+from .writer import STDOUT, AtomicFile, check_writable, eval_path, open_manifest, open_output
 
 #: version of the manifest layout and of the example shapes written by the built-in exporters.
 SCHEMA_VERSION = 1
@@ -233,9 +233,11 @@ def run_export(
     from wilson_core.interfaces import EXPORTERS
     from wilson_core.plugins import driver_entry_points
 
-    path = Path(out_path).expanduser()
+    path = Path(out_path).expanduser() if str(out_path) != STDOUT else Path(STDOUT)
     exporter, counter, redactor = _prepare(options)  # an unknown format fails before any file
-    check_writable(path)
+    if str(path) == STDOUT and options.eval_split:
+        raise ExportError("an eval split writes two files: give --out a file path, not -")
+    path = check_writable(path)  # a link is written through; special files are refused
     stats = Stats()
     files: dict[str, AtomicFile] = {}
     manifest_file: AtomicFile | None = None
@@ -243,10 +245,10 @@ def run_export(
     ids_files = {split: tempfile.TemporaryFile("w+", encoding="utf-8") for split in splits}
     bar = None
     try:
-        files[TRAIN] = AtomicFile(path)
+        files[TRAIN] = open_output(path)
         if options.eval_split:
             files[EVAL] = AtomicFile(eval_path(path))
-        manifest_file = AtomicFile(manifest_path(path))
+        manifest_file = open_manifest(path)
         if progress and sys.stderr.isatty():  # the total costs a count query: only for a person
             from tqdm import tqdm
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import IO, Any
@@ -27,10 +28,36 @@ def manifest_path(path: Path) -> Path:
     return path.with_name(path.name + ".manifest.json")
 
 
-def check_writable(path: Path) -> None:
-    """Fail early, with a clear message, when ``path`` cannot become an output file."""
-    if path.is_dir():
-        raise ExportError(f"cannot write {path}: it is a directory")
+STDOUT = "-"
+
+
+def check_writable(path: Path) -> Path:
+    """Fail early, with a clear message, when ``path`` cannot become an output file.
+
+    Returns the path to write: ``-`` (standard output) as it is, a symbolic
+    link's target (the link is written through, never replaced).
+
+    :raises ExportError: a folder, a FIFO, a device or socket (even behind a
+        link, like ``/dev/stdout``: use ``-``), or a folder that cannot be written.
+    """
+    if str(path) == STDOUT:
+        return path
+    try:
+        info = os.stat(path)  # through links: /dev/stdout is a link to a pipe or a terminal
+    except FileNotFoundError:
+        info = None
+    except OSError as exc:
+        raise ExportError(f"cannot write {path}: {exc.strerror or exc}") from None
+    if info is not None:
+        if stat.S_ISDIR(info.st_mode):
+            raise ExportError(f"cannot write {path}: it is a directory")
+        if not stat.S_ISREG(info.st_mode):
+            raise ExportError(
+                f"cannot write {path}: it is not a regular file (a FIFO, device or socket); "
+                "give a file path, or - for standard output"
+            )
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
     parent = path.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
@@ -38,6 +65,19 @@ def check_writable(path: Path) -> None:
         raise ExportError(f"cannot write {path}: cannot create folder {parent} ({exc.strerror or exc})") from None
     if not os.access(parent, os.W_OK | os.X_OK):
         raise ExportError(f"cannot write {path}: folder {parent} is not writable")
+    return path
+
+
+def open_output(path: Path) -> AtomicFile:
+    """The file an export writes: :class:`AtomicFile`, or :class:`StdoutFile` for ``-``."""
+    return StdoutFile(path) if str(path) == STDOUT else AtomicFile(path)
+
+
+def open_manifest(path: Path) -> AtomicFile:
+    """The manifest beside ``path``; none (a sink that keeps nothing) when writing to standard output."""
+    if str(path) == STDOUT:
+        return StdoutFile(path, discard_all=True)
+    return AtomicFile(manifest_path(path))
 
 
 class AtomicFile:
@@ -104,3 +144,42 @@ class AtomicFile:
 
     def describe(self) -> dict[str, Any]:
         return {"path": self.path.name, "lines": self.lines, "bytes": self.bytes, "sha256": self.sha256}
+
+
+class StdoutFile(AtomicFile):
+    """:class:`AtomicFile`'s interface over standard output (``--out -``): written as it goes."""
+
+    def __init__(self, path: Path, *, discard_all: bool = False) -> None:
+        import sys
+
+        self.path = path
+        self.lines = 0
+        self.bytes = 0
+        self._hash = hashlib.sha256()
+        self.temp = path
+        self._discard_all = discard_all
+        self._file = None if discard_all else sys.stdout.buffer
+
+    def write_line(self, text: str) -> None:
+        if self._discard_all:
+            return
+        super().write_line(text)
+
+    def write(self, text: str) -> None:
+        if self._discard_all:
+            return
+        super().write(text)
+
+    def close(self) -> None:
+        if self._file is not None:
+            try:
+                self._file.flush()
+            except BrokenPipeError:  # a reader like `head` stopped reading: not an error
+                pass
+            self._file = None
+
+    def commit(self) -> None:
+        self.close()
+
+    def discard(self) -> None:
+        self.close()

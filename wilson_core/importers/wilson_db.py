@@ -36,7 +36,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from wilson_core.errors import RecordError
+from wilson_core.errors import RecordError, WilsonError
 from wilson_core.importers import ImportBatch, Pair, Problems, iso_time, stable_id
 from wilson_core.messages import tool_call_from_openai
 from wilson_core.text import to_text
@@ -192,7 +192,19 @@ def _text(value: Any) -> str | None:
 def read(path: str | os.PathLike[str]) -> ImportBatch:
     """Read and check a Wilson database; raise :class:`RecordError` listing every problem."""
     path = Path(path).expanduser()
-    source = str(path.resolve())
+    where_from = str(path.resolve())
+    if path.is_file():
+        from wilson_core.store.connections import inspect_sqlite
+
+        try:
+            is_ours = inspect_sqlite(path)[1]
+        except WilsonError:
+            is_ours = False  # not SQLite: _open says so
+        if is_ours:
+            raise RecordError(
+                f"{path} is a database of wilson-core itself, not an Open Accountant Wilson data.db; "
+                "nothing was imported (open it with --db instead)"
+            )
     conn = _open(path)
     try:
         _check_table(conn, path, "llm_interactions", INTERACTION_COLUMNS, required=True)
@@ -220,8 +232,13 @@ def read(path: str | os.PathLike[str]) -> ImportBatch:
     finally:
         conn.close()
 
+    # Ids derive from the data, not from where the file is: a copy imports as the same rows.
+    first = min(rows, key=lambda row: row["_rowid"], default=None)
+    source = stable_id(
+        "wilson-db", *((first["id"], first["created_at"], first["run_id"]) if first is not None else ())
+    )
     problems = Problems(str(path))
-    batch = ImportBatch(source=source)
+    batch = ImportBatch(source=where_from)
 
     # tool results first: later calls of a run see the earlier calls' results.
     results_by_source: dict[str, list[Any]] = defaultdict(list)
@@ -310,7 +327,7 @@ def read(path: str | os.PathLike[str]) -> ImportBatch:
                 id=run_id,
                 call_type=interaction.call_type,
                 started_at=created_at,
-                metadata={"imported_from": "wilson-db", "source": source, "source_run_id": source_run or None},
+                metadata={"imported_from": "wilson-db", "source": where_from, "source_run_id": source_run or None},
             )
         runs[run_id] = _extend(runs[run_id], created_at)
     batch.runs = list(runs.values())

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
+import stat
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -38,17 +41,140 @@ def default_db_path() -> Path:
     """``$WILSON_DB``, else ``~/.wilson/data.db``."""
     env = os.environ.get("WILSON_DB")
     if env:
+        if is_database_url(env):
+            raise StoreError(
+                f"WILSON_DB={env!r} is a database URL; only SQLite database files are supported here "
+                "(give a file path)"
+            )
         return Path(env).expanduser()
     return Path.home() / ".wilson" / "data.db"
 
 
-def open_connection(path: Path, *, manual_checkpoints: bool = False) -> sqlite3.Connection:
+_SQLITE_HEADER = b"SQLite format 3\x00"
+#: schemes of database URLs, which are never taken for file names.
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+#: the same after ``Path()`` folded its ``//`` (``postgresql:/user@/db``).
+_FOLDED_URL = re.compile(r"^(postgres(ql)?|mysql|mariadb|sqlite|https?|file)(\+\w+)?:/", re.IGNORECASE)
+
+
+def is_database_url(path: str | os.PathLike[str]) -> bool:
+    """``postgresql://...`` and the like: a server, not a file."""
+    text = os.fspath(path)
+    return bool(_URL.match(text) or _FOLDED_URL.match(text))
+
+
+def check_database(path: Path, *, create: bool) -> str:
+    """What is at ``path``, before anything writes to it; refuse what is not Wilson's.
+
+    Returns ``"new"`` (nothing there, or an empty file, and ``create`` is on),
+    ``"wilson"`` (a Wilson database) or ``"read-only"`` (a Wilson database
+    this process cannot write).  Reads the file without changing a byte.
+
+    :raises StoreError: a URL, a folder, a missing or empty file with ``create``
+        off, a file that is not SQLite, or an SQLite database that is not Wilson's.
+    """
+    if is_database_url(path):
+        raise StoreError(
+            f"{os.fspath(path)!r} is a database URL; only SQLite database files are supported here "
+            "(give a file path)"
+        )
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        if not create:
+            raise StoreError(f"no Wilson database at {path} (capture or import creates one)") from None
+        return "new"
+    except OSError as exc:
+        raise StoreError(f"cannot use {path}: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise StoreError(f"{path} is a folder, not a Wilson database")
+    if not stat.S_ISREG(info.st_mode):
+        raise StoreError(f"{path} is not a regular file; a Wilson database is an SQLite file")
+    if info.st_size == 0:
+        if not create:
+            raise StoreError(f"{path} is an empty file, not a Wilson database; it was left untouched")
+        return "new"
+    try:
+        with open(path, "rb") as handle:
+            header = handle.read(len(_SQLITE_HEADER))
+    except OSError as exc:
+        raise StoreError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if header != _SQLITE_HEADER:
+        raise StoreError(f"{path} is not a usable Wilson database (not an SQLite file); it was left untouched")
+    tables, wilson = inspect_sqlite(path)
+    if not wilson and tables - {"_sqlite_migrations"}:
+        shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+        raise StoreError(
+            f"{path} is not a usable Wilson database: an SQLite database of another application (tables: {shown}); it was left "
+            "untouched (to bring its data in, use `wilson import`)"
+        )
+    if not wilson and not tables and not create:
+        raise StoreError(f"{path} is an empty SQLite database, not a Wilson database; it was left untouched")
+    writable = os.access(path, os.W_OK) and os.access(path.parent if str(path.parent) else ".", os.W_OK)
+    if not writable:
+        return "read-only"
+    return "wilson" if wilson or tables else "new"
+
+
+def inspect_sqlite(path: Path) -> tuple[set[str], bool]:
+    """The tables of the SQLite file at ``path`` and whether Wilson's migrations are recorded in it.
+
+    Opens it read-only.  :raises StoreError: it is not a readable SQLite database.
+    """
+    try:
+        conn = _connect_read_only(path)
+    except sqlite3.Error as exc:
+        raise StoreError(_describe_error(path, exc)) from None
+    try:
+        tables = {
+            row[0]
+            for row in conn.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")
+            if not row[0].startswith("sqlite_")
+        }
+        wilson = "_sqlite_migrations" in tables and bool(
+            conn.execute("SELECT 1 FROM _sqlite_migrations WHERE migration_set = 'wilson' LIMIT 1").fetchone()
+        )
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(_describe_error(path, exc)) from None
+    finally:
+        conn.close()
+    return tables, wilson
+
+
+def _connect_read_only(path: Path, timeout_s: float | None = None) -> sqlite3.Connection:
+    """A read-only connection (``mode=ro``); ``immutable=1`` when even that cannot open (read-only folder)."""
+    uri = "file:" + urllib.parse.quote(os.fspath(Path(path).absolute()))
+    timeout = busy_timeout_ms() / 1000 if timeout_s is None else timeout_s
+    try:
+        conn = sqlite3.connect(uri + "?mode=ro", uri=True, timeout=timeout, isolation_level=None,
+                               check_same_thread=False)
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        return conn
+    except sqlite3.OperationalError:
+        # a WAL database in a folder this process cannot write: no -shm can be made
+        return sqlite3.connect(uri + "?immutable=1", uri=True, timeout=timeout, isolation_level=None,
+                               check_same_thread=False)
+
+
+def open_connection(
+    path: Path, *, manual_checkpoints: bool = False, read_only: bool = False
+) -> sqlite3.Connection:
     """A connection to ``path`` in autocommit mode: WAL, ``synchronous=NORMAL``, busy timeout.
 
     :param manual_checkpoints: turn off automatic WAL checkpoints (a background
         thread runs them instead).
+    :param read_only: open without ever writing (a database this process cannot write).
     """
     timeout_ms = busy_timeout_ms()
+    if read_only:
+        try:
+            conn = _connect_read_only(path)
+        except sqlite3.Error as exc:
+            raise StoreError(_describe_error(path, exc)) from None
+        conn.row_factory = sqlite3.Row
+        return conn
     try:
         conn = sqlite3.connect(
             path, timeout=timeout_ms / 1000, isolation_level=None, check_same_thread=False

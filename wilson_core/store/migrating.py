@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import functools
 import os
 import sqlite3
 from pathlib import Path
+
+from wilson_core import filelock
 
 
 @functools.lru_cache(maxsize=1)
@@ -75,7 +76,7 @@ def migrate(conn: sqlite3.Connection, path: Path) -> None:
     lock_fd = None
     try:
         lock_fd = os.open(lock_path, os.O_WRONLY | os.O_CREAT, 0o644)
-        fcntl.flock(lock_fd, fcntl.LOCK_EX)
+        filelock.lock(lock_fd)
     except OSError:
         lock_fd = None  # a read-only folder: migrate without the lock
     try:
