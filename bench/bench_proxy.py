@@ -1,0 +1,437 @@
+"""Proxy benchmark: what `wilson proxy` adds to a call, and how many calls a second it records.
+
+Run with ``python bench/bench_proxy.py [--quick] [--json PATH]`` (or ``nox -s bench``).
+
+One local upstream process (a minimal asyncio server speaking OpenAI's chat
+completions: a JSON answer, or an SSE stream of 8 chunks 1 ms apart) is called
+by a raw keep-alive HTTP/1.1 client, directly and through ``wilson proxy``
+(capture on, a fresh SQLite database), in alternating blocks of requests:
+
+(a) non-streaming latency added: p50 and p99 of proxied minus direct.
+    Targets (issue 11): p50 <= 0.5 ms, p99 <= 2 ms.
+(b) streaming time to first chunk added, at p50.  Target: <= 0.5 ms.
+(c) throughput: 16 connections sending back to back for a few seconds through
+    the proxy, against the same client on the upstream directly; afterwards
+    every answered call must be a row in the database.  Target: >= 1,000
+    requests/s with 0 captures lost.
+(d) LiteLLM's proxy (``litellm --model ... --api_base``) measured the same way
+    as (a) when it is installed and starts offline; the ratio of the two
+    added latencies is printed (informational).
+
+Fair because the upstream, the client, the request bodies and the machine
+are the same for both sides, measured in alternating blocks so load swings
+hit both alike; only the hop through the proxy differs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from _report import Report, Target, add_arguments
+
+HERE = Path(__file__).resolve().parent
+REQUEST = json.dumps({
+    "model": "gpt-4o-mini",
+    "messages": [
+        {"role": "system", "content": "You categorise bank transactions. " * 20},
+        {"role": "user", "content": "Categorise: STARBUCKS #1234 SEATTLE 4.50 USD"},
+    ],
+    "temperature": 0,
+}).encode()
+STREAM_REQUEST = json.dumps({**json.loads(REQUEST), "stream": True,
+                             "stream_options": {"include_usage": True}}).encode()
+ANSWER = json.dumps({
+    "id": "chatcmpl-bench", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "Food & Drink"}, "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 180, "completion_tokens": 3, "total_tokens": 183},
+}).encode()
+STREAM_CHUNKS = 8
+
+
+# -- the upstream (run as: bench_proxy.py --serve-upstream PORT) ------------------------
+
+
+def _sse(data: dict | str) -> bytes:
+    event = b"data: " + (data.encode() if isinstance(data, str) else json.dumps(data).encode()) + b"\n\n"
+    return b"%x\r\n%s\r\n" % (len(event), event)
+
+
+class UpstreamProtocol(asyncio.Protocol):
+    def connection_made(self, transport):
+        self.transport, self.buffer = transport, b""
+
+    def data_received(self, data):
+        self.buffer += data
+        while True:
+            end = self.buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            length = 0
+            for line in self.buffer[:end].split(b"\r\n")[1:]:
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            if len(self.buffer) < end + 4 + length:
+                return
+            body, self.buffer = self.buffer[end + 4:end + 4 + length], self.buffer[end + 4 + length:]
+            if b'"stream": true' in body:
+                self.stream()
+            else:
+                self.transport.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                                     b"content-length: %d\r\n\r\n%s" % (len(ANSWER), ANSWER))
+
+    def stream(self):
+        loop = asyncio.get_running_loop()
+        self.transport.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+                             + _sse({"id": "c", "object": "chat.completion.chunk", "model": "gpt-4o-mini",
+                                     "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}))
+
+        def chunk(k):
+            if self.transport.is_closing():
+                return
+            if k < STREAM_CHUNKS:
+                self.transport.write(_sse({"id": "c", "object": "chat.completion.chunk", "model": "gpt-4o-mini",
+                                           "choices": [{"index": 0, "delta": {"content": f"tok{k} "}}]}))
+                loop.call_later(0.001, chunk, k + 1)
+            else:
+                self.transport.write(_sse({"id": "c", "object": "chat.completion.chunk", "model": "gpt-4o-mini",
+                                           "choices": [], "usage": {"prompt_tokens": 180, "completion_tokens": 8,
+                                                                    "total_tokens": 188}})
+                                     + _sse("[DONE]") + b"0\r\n\r\n")
+
+        loop.call_later(0.001, chunk, 0)
+
+
+async def serve_upstream(port: int) -> None:
+    server = await asyncio.get_running_loop().create_server(UpstreamProtocol, "127.0.0.1", port, backlog=1024)
+    await server.serve_forever()
+
+
+# -- clients ------------------------------------------------------------------------------
+
+
+class RawClient:
+    """A blocking keep-alive HTTP/1.1 client: the least a client can do, so the hop shows."""
+
+    def __init__(self, port: int, path: bytes = b"/v1/chat/completions") -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.path = path
+
+    def call(self, body: bytes) -> tuple[float, float, bytes]:
+        """(ms to the first body byte, ms to the end, the raw answer)."""
+        request = (b"POST %s HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+                   b"Authorization: Bearer sk-bench\r\nContent-Length: %d\r\n\r\n%s" % (self.path, len(body), body))
+        started = time.perf_counter()
+        self.sock.sendall(request)
+        data = b""
+        first = None
+        while True:
+            piece = self.sock.recv(65536)
+            if not piece:
+                raise ConnectionError("closed")
+            data += piece
+            end = data.find(b"\r\n\r\n")
+            if end < 0:
+                continue
+            if first is None and len(data) > end + 4:
+                first = time.perf_counter()
+            head = data[:end].lower()
+            if b"transfer-encoding: chunked" in head:
+                if data.endswith(b"\r\n0\r\n\r\n"):
+                    break
+            else:
+                length = int(head.split(b"content-length:")[1].split(b"\r\n")[0])
+                if len(data) >= end + 4 + length:
+                    break
+        ended = time.perf_counter()
+        return ((first or ended) - started) * 1000, (ended - started) * 1000, data
+
+
+class LoadProtocol(asyncio.Protocol):
+    def __init__(self, body: bytes, stop_at: float, done: asyncio.Future, counts: list[int]) -> None:
+        self.request = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+                        b"Authorization: Bearer sk-bench\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        self.stop_at, self.done, self.counts, self.buffer = stop_at, done, counts, b""
+
+    def connection_made(self, transport):
+        self.transport = transport
+        transport.write(self.request)
+
+    def data_received(self, data):
+        self.buffer += data
+        end = self.buffer.find(b"\r\n\r\n")
+        if end < 0:
+            return
+        length = int(self.buffer[:end].lower().split(b"content-length:")[1].split(b"\r\n")[0])
+        if len(self.buffer) < end + 4 + length:
+            return
+        self.buffer = self.buffer[end + 4 + length:]
+        self.counts[0] += 1
+        if time.perf_counter() < self.stop_at:
+            self.transport.write(self.request)
+        else:
+            self.transport.close()
+            if not self.done.done():
+                self.counts[1] -= 1
+                if self.counts[1] == 0:
+                    self.done.set_result(None)
+
+
+async def load(port: int, connections: int, seconds: float) -> tuple[int, float]:
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+    counts = [0, connections]
+    started = time.perf_counter()
+    for _ in range(connections):
+        await loop.create_connection(lambda: LoadProtocol(REQUEST, started + seconds, done, counts), "127.0.0.1", port)
+    await asyncio.wait_for(done, seconds + 60)
+    return counts[0], time.perf_counter() - started
+
+
+def run_load(port: int, connections: int, seconds: float) -> tuple[int, float]:
+    """Run the load client in its own process (its own GIL and core share, like a real app)."""
+    output = subprocess.run([sys.executable, __file__, "--load", str(port), str(connections), str(seconds)],
+                            capture_output=True, text=True, timeout=seconds + 120, check=True).stdout
+    count, elapsed = output.split()
+    return int(count), float(elapsed)
+
+
+# -- helpers ----------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_port(port: int, process: subprocess.Popen, what: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with {process.returncode}: {process.stderr.read()[-800:]}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{what} did not listen on {port} within {timeout} s")
+
+
+def health(port: int) -> dict:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/wilson/health", timeout=10) as answer:
+        return json.loads(answer.read())
+
+
+def wilson_command() -> list[str]:
+    script = Path(sys.executable).with_name("wilson")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "wilson_core.cli"]
+
+
+def start_proxy(upstream_port: int, db: Path) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    process = subprocess.Popen(
+        wilson_command() + ["--db", str(db), "proxy", "--port", str(port),
+                            "--upstream", f"openai=http://127.0.0.1:{upstream_port}/v1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_port(port, process, "wilson proxy")
+    return process, port
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+
+
+def alternate(direct: RawClient, proxied: RawClient, body: bytes, rounds: int, block: int, index: int):
+    """Alternating blocks of calls; per side the chosen time (0: first byte, 1: total) of each call."""
+    times: dict[str, list[float]] = {"direct": [], "proxied": []}
+    per_round: list[tuple[float, float]] = []
+    for r in range(rounds):
+        order = [("direct", direct), ("proxied", proxied)]
+        if r % 2:
+            order.reverse()
+        this = {"direct": [], "proxied": []}
+        for name, client in order:
+            for _ in range(block):
+                this[name].append(client.call(body)[index])
+        for name in times:
+            times[name] += this[name]
+        per_round.append((statistics.median(this["direct"]), statistics.median(this["proxied"])))
+    return times, per_round
+
+
+def spread(per_round: list[tuple[float, float]]) -> str:
+    added = [p - d for d, p in per_round]
+    return f"per-round p50 added {min(added):.3f}..{max(added):.3f} ms over {len(added)} rounds"
+
+
+def litellm_proxy(upstream_port: int) -> tuple[subprocess.Popen, int] | None:
+    executable = shutil.which("litellm") or str(Path(sys.executable).with_name("litellm"))
+    if not Path(executable).exists():
+        return None
+    port = free_port()
+    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR",
+           "OPENAI_API_KEY": "sk-bench", "DISABLE_SCHEMA_UPDATE": "True"}
+    process = subprocess.Popen(
+        [executable, "--model", "openai/gpt-4o-mini", "--api_base", f"http://127.0.0.1:{upstream_port}/v1",
+         "--port", str(port), "--host", "127.0.0.1", "--num_workers", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        wait_port(port, process, "litellm proxy", timeout=180)
+    except RuntimeError as exc:
+        print(f"[proxy] LiteLLM's proxy did not start: {exc}", flush=True)
+        stop(process)
+        return None
+    return process, port
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    parser.add_argument("--serve-upstream", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--load", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--no-litellm", action="store_true", help="skip LiteLLM's proxy")
+    args = parser.parse_args()
+    if args.serve_upstream or args.load:
+        try:
+            import uvloop
+
+            runner = uvloop.run
+        except ImportError:
+            runner = asyncio.run
+        if args.serve_upstream:
+            runner(serve_upstream(args.serve_upstream))
+        else:
+            count, elapsed = runner(load(int(args.load[0]), int(args.load[1]), float(args.load[2])))
+            print(count, elapsed)
+        return 0
+
+    report = Report.from_args("proxy", args)
+    rounds, block = (6, 100) if args.quick else (20, 250)
+    stream_rounds, stream_block = (4, 25) if args.quick else (10, 60)
+    load_seconds = 3.0 if args.quick else 8.0
+    folder = Path(tempfile.mkdtemp(prefix="wilson-bench-proxy-"))
+    upstream_port = free_port()
+    upstream = subprocess.Popen([sys.executable, __file__, "--serve-upstream", str(upstream_port)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proxy = None
+    try:
+        wait_port(upstream_port, upstream, "the upstream")
+        proxy, proxy_port = start_proxy(upstream_port, folder / "latency.db")
+        direct, proxied = RawClient(upstream_port), RawClient(proxy_port)
+        for _ in range(200):  # warm-up: connections, pools, the database's first writes
+            direct.call(REQUEST)
+            proxied.call(REQUEST)
+            assert direct.call(REQUEST)[2].endswith(ANSWER) and proxied.call(REQUEST)[2].endswith(ANSWER)
+
+        times, per_round = alternate(direct, proxied, REQUEST, rounds, block, 1)
+        d50, p50 = percentile(times["direct"], 50), percentile(times["proxied"], 50)
+        d99, p99 = percentile(times["direct"], 99), percentile(times["proxied"], 99)
+        calls = len(times["proxied"])
+        report.add("Non-streaming latency added, p50", f"proxied minus direct, {calls} calls each in "
+                   f"{rounds} alternating blocks, capture on", p50 - d50, unit="ms", baseline=d50,
+                   baseline_name="direct p50", target=Target("value", "<=", 0.5),
+                   note=f"proxied p50 {p50:.3f} ms; {spread(per_round)}")
+        report.add("Non-streaming latency added, p99", "the same calls", p99 - d99, unit="ms", baseline=d99,
+                   baseline_name="direct p99", target=Target("value", "<=", 2.0), note=f"proxied p99 {p99:.3f} ms")
+
+        for _ in range(20):
+            direct.call(STREAM_REQUEST)
+            proxied.call(STREAM_REQUEST)
+        first, first_rounds = alternate(direct, proxied, STREAM_REQUEST, stream_rounds, stream_block, 0)
+        sd50, sp50 = percentile(first["direct"], 50), percentile(first["proxied"], 50)
+        streamed = direct.call(STREAM_REQUEST)[2]
+        relayed = proxied.call(STREAM_REQUEST)[2]
+        same = streamed.split(b"\r\n\r\n", 1)[1] == relayed.split(b"\r\n\r\n", 1)[1]
+        report.add("Streaming time to first chunk added, p50", f"{len(first['proxied'])} streams of "
+                   f"{STREAM_CHUNKS + 3} SSE chunks each, alternating blocks", sp50 - sd50, unit="ms",
+                   baseline=sd50, baseline_name="direct p50", target=Target("value", "<=", 0.5), passed=same,
+                   note=f"{spread(first_rounds)}; relayed stream byte-identical: {same}")
+        stats = health(proxy_port)
+        deadline = time.monotonic() + 60
+        while stats["pending"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+            stats = health(proxy_port)
+        stop(proxy)
+        proxy = None
+
+        # (c) throughput, a fresh proxy and database
+        proxy, proxy_port = start_proxy(upstream_port, folder / "load.db")
+        RawClient(proxy_port).call(REQUEST)
+        direct_count, direct_s = run_load(upstream_port, 16, load_seconds)
+        count, seconds = run_load(proxy_port, 16, load_seconds)
+        deadline = time.monotonic() + 120
+        stats = health(proxy_port)
+        while stats["pending"] and time.monotonic() < deadline:
+            time.sleep(0.2)
+            stats = health(proxy_port)
+        stop(proxy)
+        proxy = None
+        with sqlite3.connect(folder / "load.db") as conn:
+            rows = conn.execute("SELECT count(*) FROM interactions").fetchone()[0]
+        lost = count + 1 - rows
+        rate, direct_rate = count / seconds, direct_count / direct_s
+        report.add("Proxy throughput, non-streaming", f"16 keep-alive connections for {load_seconds:g} s, "
+                   "capture on; rows counted in the database afterwards", rate, unit="req/s",
+                   baseline=direct_rate, baseline_name="the same client on the upstream directly",
+                   target=Target("value", ">=", 1000), passed=lost == 0,
+                   note=f"{count} calls answered, {rows - 1} recorded, {lost} lost, "
+                   f"{stats.get('capture_errors', '?')} capture errors")
+
+        # (d) LiteLLM's proxy, the same way as (a)
+        started = None if args.no_litellm else litellm_proxy(upstream_port)
+        if started is None:
+            report.add("LiteLLM proxy latency added, p50", "not measured: LiteLLM's proxy is not installed or "
+                       "did not start offline (pip install 'litellm[proxy]')", None)
+        else:
+            litellm_process, litellm_port = started
+            try:
+                other = RawClient(litellm_port)
+                for _ in range(50):
+                    other.call(REQUEST)
+                lrounds = max(2, rounds // 4)
+                ltimes, lper_round = alternate(direct, other, REQUEST, lrounds, block // 2, 1)
+                added = percentile(ltimes["proxied"], 50) - percentile(ltimes["direct"], 50)
+                ours = p50 - d50
+                report.add("LiteLLM proxy latency added, p50", f"its proxy, one worker, same upstream and client, "
+                           f"{len(ltimes['proxied'])} calls", added, unit="ms", baseline=ours,
+                           baseline_name="wilson proxy's added p50 (a)",
+                           note=f"LiteLLM adds {added / ours if ours > 0 else float('inf'):.1f}x what "
+                           f"wilson proxy adds; {spread(lper_round)}")
+            finally:
+                stop(litellm_process)
+    finally:
+        if proxy is not None:
+            stop(proxy)
+        upstream.kill()
+        upstream.wait()
+        shutil.rmtree(folder, ignore_errors=True)
+    return report.finish()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

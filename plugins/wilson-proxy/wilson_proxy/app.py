@@ -1,0 +1,208 @@
+"""Running the proxy: checks on the address and token, the event loop, a clean shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from attrs import frozen
+
+from .recorder import Recorder
+from .server import ProxyServer
+from .upstreams import Upstream
+
+
+class ProxyConfigError(ValueError):
+    """A proxy setting that cannot be used (the message says why and what to do)."""
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_binding(host: str, allow_remote: bool, token: str | None) -> None:
+    """Loopback by default; any other address needs ``--allow-remote`` and a token."""
+    if is_loopback(host):
+        return
+    if not allow_remote:
+        raise ProxyConfigError(
+            f"--host {host} would let other machines use your API keys through this proxy; "
+            "add --allow-remote (and --token) if that is what you want"
+        )
+    if not token or len(token) < 16:
+        raise ProxyConfigError(
+            f"--host {host} needs a token of at least 16 characters (--token or $WILSON_PROXY_TOKEN); "
+            "clients then send it as X-Wilson-Token"
+        )
+
+
+def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
+    """uvloop's loop where it is installed (about twice as fast), else asyncio's.
+
+    ``WILSON_PROXY_LOOP=asyncio`` picks asyncio's own loop.
+    """
+    if os.environ.get("WILSON_PROXY_LOOP") == "asyncio":
+        return asyncio.new_event_loop
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop
+    return uvloop.new_event_loop
+
+
+@frozen
+class ProxySettings:
+    upstreams: dict[str, Upstream]
+    host: str = "127.0.0.1"
+    port: int = 8787
+    db: str | None = None
+    token: str | None = None
+    call_type: str = "agent"
+    record: bool = True
+    head_timeout: float = 600.0
+
+
+class RunningProxy:
+    """A proxy running on its own thread (tests, the benchmark, ``wilson proxy`` itself)."""
+
+    def __init__(self, settings: ProxySettings) -> None:
+        self.settings = settings
+        self.recorder = Recorder(settings.db) if settings.record else None
+        self.server = ProxyServer(
+            settings.upstreams,
+            self.recorder.submit if self.recorder else None,
+            token=settings.token,
+            call_type=settings.call_type,
+            head_timeout=settings.head_timeout,
+            stats=self.recorder.stats if self.recorder else None,
+        )
+        self.loop = event_loop_factory()()
+        self.port = 0
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._stopped: asyncio.Future[Any] | None = None
+
+    @property
+    def url(self) -> str:
+        host = self.settings.host
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        return f"http://{'[' + shown + ']' if ':' in shown else shown}:{self.port}"
+
+    async def _main(self) -> None:
+        try:
+            if self.recorder:
+                await self.recorder.start()
+            self.port = await self.server.start(self.settings.host.strip("[]"), self.settings.port)
+        except BaseException as exc:
+            self._error = exc
+            self._ready.set()
+            if self.recorder:
+                await self.recorder.close()
+            return
+        self._stopped = self.loop.create_future()
+        self._ready.set()
+        await self._stopped
+        await self.server.close()
+        if self.recorder:
+            await self.recorder.close()
+
+    def wait_recorded(self, timeout: float = 60.0) -> dict[str, Any]:
+        """Wait until every call so far is recorded; the recorder's counters (tests, benchmark)."""
+        import time
+
+        assert self.recorder is not None
+        deadline = time.monotonic() + timeout
+        while self.recorder.stats()["pending"] > 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self.recorder.stats()
+
+    def run_forever(self, on_ready: Callable[[RunningProxy], None] | None = None) -> None:
+        """Serve on this thread until SIGINT/SIGTERM (or :meth:`stop`), then drain the recorder."""
+        asyncio.set_event_loop(self.loop)
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                try:
+                    self.loop.add_signal_handler(sig, self._request_stop)
+                except (NotImplementedError, RuntimeError):
+                    pass
+        if on_ready is not None:
+            self.loop.call_soon(self._call_when_ready, on_ready)
+        try:
+            self.loop.run_until_complete(self._main())
+        finally:
+            self.loop.close()
+        if self._error is not None:
+            raise self._error
+
+    def _call_when_ready(self, on_ready: Callable[[RunningProxy], None]) -> None:
+        if self._ready.is_set():
+            if self._error is None:
+                on_ready(self)
+        else:
+            self.loop.call_later(0.01, self._call_when_ready, on_ready)
+
+    def _request_stop(self) -> None:
+        if self._stopped is not None and not self._stopped.done():
+            self._stopped.set_result(None)
+
+    def start(self) -> RunningProxy:
+        """Serve on a background thread; return once listening."""
+        self._thread = threading.Thread(target=self._thread_main, name="wilson-proxy", daemon=True)
+        self._thread.start()
+        self._ready.wait(30)
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def _thread_main(self) -> None:
+        try:
+            self.run_forever()
+        except BaseException as exc:  # reported by start()
+            self._error = exc
+            self._ready.set()
+
+    def stop(self) -> None:
+        """Finish calls in flight, close, record everything queued."""
+        if self._thread is None:
+            return
+        try:
+            self.loop.call_soon_threadsafe(self._request_stop)
+        except RuntimeError:
+            pass  # the loop is already closed
+        self._thread.join(60)
+        self._thread = None
+
+    def __enter__(self) -> RunningProxy:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+def print_banner(proxy: RunningProxy, echo: Callable[[str], None]) -> None:
+    url = proxy.url
+    settings = proxy.settings
+    target = settings.db or os.environ.get("WILSON_DB") or "~/.wilson/data.db"
+    echo(f"Wilson proxy on {url}" + (f", recording into {target}" if settings.record else " (not recording)"))
+    for protocol, variable, suffix in (
+        ("openai", "OPENAI_BASE_URL", "/v1"),
+        ("anthropic", "ANTHROPIC_BASE_URL", ""),
+        ("ollama", "OLLAMA_HOST", ""),
+    ):
+        echo(f"  {protocol:<9} {variable}={url}{suffix}   -> {settings.upstreams[protocol].url}")
+    if settings.token:
+        echo("  clients must send the header X-Wilson-Token")
+    echo("Press Ctrl-C to stop.")
+    sys.stdout.flush()
