@@ -505,7 +505,9 @@ class CallCapture:
             raise ValueError(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
         if isinstance(error, BaseException):
             error = f"{type(error).__name__}: {error}"
-        calls = tuple(c if isinstance(c, ToolCall) else tool_call_from_openai(c) for c in tool_calls)
+        calls = tool_calls if type(tool_calls) is tuple and all(type(c) is ToolCall for c in tool_calls) else tuple(
+            c if isinstance(c, ToolCall) else tool_call_from_openai(c) for c in tool_calls
+        )
         if total_tokens is None and (input_tokens is not None or output_tokens is not None):
             total_tokens = (input_tokens or 0) + (output_tokens or 0)
         return Interaction(
@@ -517,8 +519,8 @@ class CallCapture:
             messages=messages,
             response_content=content,
             tool_calls=calls,
-            tools=[dict(t) for t in tools] if tools else (),
-            params=dict(params) if params else {},
+            tools=tools or (),
+            params=params or {},
             input_tokens=input_tokens,
             output_tokens=output_tokens,
             total_tokens=total_tokens,
