@@ -11,6 +11,7 @@ templates autoescape and the page script only ever sets ``textContent``.
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import tempfile
 import time
@@ -71,6 +72,65 @@ class Settings:
     annotator: str = "local"
     regenerate_provider: str | None = None
     loopback_only: bool = True
+    #: the address the server is bound to: the Host check allows the names it answers to.
+    bind_host: str = "127.0.0.1"
+
+
+#: providers a browser may name for ``regenerate`` (besides the one given with --regenerate-with),
+#: and the driver options it may set with their types: nothing that names a file, a server or a key.
+BROWSER_PROVIDERS: dict[str, dict[str, tuple[type, ...]]] = {
+    "scripted": {"script": (list,), "cycle": (bool,), "latency_s": (int, float)},
+    "openai": {},
+    "ollama": {},
+}
+_DIGITS = re.compile(r"[0-9]{1,9}")
+
+
+def int_param(value: str | None, name: str, default: int, low: int, high: int) -> int:
+    """A whole-number query parameter in ``[low, high]`` (values above are capped), or a 400."""
+    if value is None or value == "":
+        return default
+    if not _DIGITS.fullmatch(value):
+        raise RecordError(f"{name} must be a whole number from {low} to {high}, got {value[:40]!r}")
+    return max(low, min(int(value), high))
+
+
+def allowed_hosts(bind_host: str) -> list[str]:
+    """The ``Host`` header values that fit ``bind_host``: the loopback names, and for another
+    address that address (for ``0.0.0.0`` / ``::``: this machine's names and addresses).
+
+    ``$WILSON_DASHBOARD_HOSTS`` (comma-separated) adds names, e.g. behind a reverse proxy.
+    """
+    import os
+    import socket
+
+    names = {h.strip("[]") for h in LOOPBACK_HOSTS}
+    bare = bind_host.strip("[]")
+    if bare in ("0.0.0.0", "::", ""):
+        names |= {socket.gethostname(), socket.getfqdn()}
+        for name in list(names):
+            try:
+                names.update(str(info[4][0]) for info in socket.getaddrinfo(name, None))
+            except (OSError, UnicodeError):
+                continue
+    else:
+        names.add(bare)
+    names |= {h.strip() for h in os.environ.get("WILSON_DASHBOARD_HOSTS", "").split(",") if h.strip()}
+    names.discard("")
+    return sorted(names | {f"[{n}]" for n in names if ":" in n})
+
+
+def _string_list(value: Any, name: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise RecordError(f"{name} must be a list of texts")
+    return value
+
+
+#: the label fields a request may set, and what each must be.
+_LABEL_TYPES: dict[str, tuple[type, ...]] = {
+    "rating": (int,), "preference": (str,), "tags": (list,), "add_tags": (list,),
+    "remove_tags": (list,), "notes": (str,), "clear": (list,),
+}
 
 
 class Sessions:
@@ -125,11 +185,28 @@ def create_app(settings: Settings) -> Starlette:
                 return _secure(JSONResponse({"error": "not signed in: open the URL printed by `wilson dashboard`"}, status_code=401))
             return _denied(request, templates, "Open the link that `wilson dashboard` printed (it carries the access token).")
         if request.method not in SAFE_METHODS:
+            if not same_origin(request):
+                return _secure(JSONResponse({"error": "cross-origin request refused"}, status_code=403))
             sent = request.headers.get(CSRF_HEADER, "")
             if not secrets.compare_digest(sent.encode(), csrf.encode()):
                 return _secure(JSONResponse({"error": "missing or wrong CSRF token; reload the page"}, status_code=403))
         request.state.csrf = csrf
         return _secure(await call_next(request))
+
+    def same_origin(request: Request) -> bool:
+        """A state-changing request must come from this dashboard's own pages (when a browser says)."""
+        if request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
+            return False
+        origin = request.headers.get("origin")
+        if origin is None:
+            return True  # not sent by a browser (the session cookie and CSRF token still apply)
+        from urllib.parse import urlsplit
+
+        try:
+            parts = urlsplit(origin)
+            return parts.scheme in ("http", "https") and parts.netloc == request.headers.get("host", "")
+        except ValueError:
+            return False
 
     async def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return await run_in_threadpool(fn, *args, **kwargs)
@@ -174,14 +251,12 @@ def create_app(settings: Settings) -> Starlette:
 
     async def api_interactions(request: Request) -> Response:
         filters = filters_of(request)
-        limit = request.query_params.get("limit") or queries.PAGE_SIZE
-        if not str(limit).isdigit():
-            raise queries.BadFilter(f"limit must be a number, got {limit!r}")
+        limit = int_param(request.query_params.get("limit"), "limit", queries.PAGE_SIZE, 1, queries.MAX_PAGE_SIZE)
 
         def work() -> dict[str, Any]:
             with_search(filters)
             started = time.perf_counter()
-            result = queries.page(store.connection(), filters, cursor=request.query_params.get("cursor"), limit=int(limit))
+            result = queries.page(store.connection(), filters, cursor=request.query_params.get("cursor"), limit=limit)
             result["query_ms"] = round((time.perf_counter() - started) * 1000, 2)
             return result
 
@@ -220,8 +295,14 @@ def create_app(settings: Settings) -> Starlette:
         allowed = {"rating", "preference", "tags", "add_tags", "remove_tags", "notes", "clear"}
         unknown = set(data) - allowed
         if unknown:
-            raise RecordError(f"unknown field(s): {', '.join(sorted(unknown))}")
-        return {k: v for k, v in data.items() if v is not None}
+            raise RecordError(f"unknown field(s): {', '.join(sorted(unknown)[:10])}")
+        fields = {k: v for k, v in data.items() if v is not None}
+        for key, value in fields.items():
+            if not isinstance(value, _LABEL_TYPES[key]) or isinstance(value, bool):
+                raise RecordError(f"{key} has the wrong type ({type(value).__name__})")
+            if isinstance(value, list):
+                _string_list(value, key)
+        return fields
 
     async def api_label(request: Request) -> Response:
         interaction_id = request.path_params["id"]
@@ -232,8 +313,7 @@ def create_app(settings: Settings) -> Starlette:
     async def api_bulk(request: Request) -> Response:
         data = await body(request)
         ids = data.pop("ids", None)
-        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
-            raise RecordError("ids must be a list of interaction ids")
+        _string_list(ids, "ids")
         fields = label_fields(data)
         written = await call(annotations.annotate_many, store, ids, annotator=settings.annotator, **fields)
         return JSONResponse({"written": len(written), "labels": await call(labels_payload, store, ids)})
@@ -241,6 +321,8 @@ def create_app(settings: Settings) -> Starlette:
     async def api_correct(request: Request) -> Response:
         data = await body(request)
         response = data.get("response")
+        if not isinstance(response, str):
+            raise RecordError("response must be the corrected answer's text")
         label = await call(annotations.correct, store, request.path_params["id"], response, annotator=settings.annotator)
         return JSONResponse({"label": queries.label_dict(label), "labels": await call(labels_payload, store, [request.path_params["id"]])})
 
@@ -275,8 +357,9 @@ def create_app(settings: Settings) -> Starlette:
         if not provider:
             raise AnnotationRefused("name a provider as NAME:MODEL (or start the dashboard with --regenerate-with)")
         options = data.get("options") or {}
-        if not isinstance(options, dict):
-            raise RecordError("options must be an object")
+        if not isinstance(provider, str) or not isinstance(options, dict):
+            raise RecordError("provider must be NAME:MODEL and options an object")
+        check_regenerate(provider, options, settings.regenerate_provider)
         new = await call(annotations.regenerate, store, request.path_params["id"], provider, **options)
         return JSONResponse({"interaction": detail(store, new.id, full=False)})
 
@@ -284,8 +367,7 @@ def create_app(settings: Settings) -> Starlette:
         data = await body(request)
         decision = request.path_params["decision"]
         ids = data.get("ids")
-        if not isinstance(ids, list):
-            raise RecordError("ids must be a list of interaction ids")
+        _string_list(ids, "ids")
         status = {"accept": "accepted", "reject": "rejected"}.get(decision)
         if status is None:
             raise NotFound(f"no such decision {decision!r} (accept or reject)")
@@ -330,6 +412,16 @@ def create_app(settings: Settings) -> Starlette:
 
     # -- errors ------------------------------------------------------------------------
 
+    def unexpected(request: Request, exc: Exception) -> Response:
+        """A bug, not bad input: logged with its traceback, answered without it."""
+        import logging
+
+        logging.getLogger("wilson.dashboard").exception("error answering %s", request.url.path)
+        if wants_json(request):
+            return JSONResponse({"error": "internal error (see the dashboard's log)", "kind": "InternalError"},
+                                status_code=500)
+        return PlainTextResponse("internal error (see the dashboard's log)", status_code=500)
+
     def error_response(request: Request, exc: Exception) -> Response:
         status = 400
         if isinstance(exc, NotFound):
@@ -362,15 +454,41 @@ def create_app(settings: Settings) -> Starlette:
     middleware = []
     if settings.loopback_only:
         middleware.append(Middleware(TrustedHostMiddleware, allowed_hosts=LOOPBACK_HOSTS))
+    else:  # bound to another address: the names and addresses it answers to, never any Host
+        middleware.append(Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(settings.bind_host)))
     middleware.append(Middleware(BaseHTTPMiddleware, dispatch=guard))
     app = Starlette(
         routes=routes,
         middleware=middleware,
-        exception_handlers={WilsonError: error_response},
+        exception_handlers={WilsonError: error_response, Exception: unexpected},
     )
     app.state.store = store
     app.state.settings = settings
     return app
+
+
+def check_regenerate(provider: str, options: dict[str, Any], configured: str | None) -> None:
+    """Refuse a provider or driver option a browser must not choose (a file, a server, a key).
+
+    :raises RecordError: what is refused and why.
+    """
+    name = provider.split(":", 1)[0].strip()
+    if ":" not in provider or not name:
+        raise RecordError(f"provider must be written NAME:MODEL, got {provider[:80]!r}")
+    allowed = BROWSER_PROVIDERS.get(name)
+    if allowed is None:
+        if provider == configured and not options:
+            return
+        raise RecordError(
+            f"the provider {name!r} cannot be chosen from the browser; start the dashboard with "
+            f"--regenerate-with {name}:MODEL"
+        )
+    for key, value in options.items():
+        kinds = allowed.get(key)
+        if kinds is None:
+            raise RecordError(f"the option {key[:40]!r} cannot be set from the browser")
+        if not isinstance(value, kinds) or isinstance(value, bool) and bool not in kinds:
+            raise RecordError(f"the option {key!r} has the wrong type ({type(value).__name__})")
 
 
 def _secure(response: Response) -> Response:

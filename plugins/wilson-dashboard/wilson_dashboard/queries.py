@@ -119,7 +119,7 @@ class Filters:
             value = one(name)
             if value is None:
                 return None
-            if not value.isdigit() or not 1 <= int(value) <= 5:
+            if not (value.isascii() and value.isdigit() and len(value) < 3) or not 1 <= int(value) <= 5:
                 raise BadFilter(f"{name} must be a star rating 1-5, got {value!r}")
             return int(value)
 

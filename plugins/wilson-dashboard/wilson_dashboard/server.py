@@ -59,6 +59,7 @@ def serve(
         annotator=annotator,
         regenerate_provider=regenerate_provider,
         loopback_only=loopback,
+        bind_host=host,
     )
     app = create_app(settings)
     search.sync(app.state.store)  # index what is new for full-text search before the first page
