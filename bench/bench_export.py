@@ -42,7 +42,7 @@ TOOLS = [
 def build(path: Path, rows: int) -> float:
     """A Wilson database with ``rows`` interactions (10 per run); returns the seconds it took."""
     from wilson_core import open_store
-    from wilson_core.store.store import _dumps, sha256
+    from wilson_core.store.encoding import _dumps, sha256
 
     start = time.perf_counter()
     open_store(path).close()

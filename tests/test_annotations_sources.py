@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from wilson_core import LLM, annotations, judge, open_store
-from wilson_core.annotation_import import import_file
+from wilson_core import LLM, annotations, open_store
+from wilson_core.annotations import judge
+from wilson_core.annotations.importing import import_file
 from wilson_core.errors import AnnotationRefused, WilsonError
 
 

@@ -14,7 +14,7 @@ import pytest
 from wilson_core import records
 from wilson_core.errors import RecordError
 from wilson_core.messages import clean_text, normalize_messages
-from wilson_core.store.store import _dumps, context_hash_of
+from wilson_core.store.encoding import _dumps, context_hash_of
 
 
 def _reference_utc(ns: int) -> str:

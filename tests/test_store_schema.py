@@ -9,7 +9,7 @@ from sqlite_utils import Database
 
 import wilson_core
 from wilson_core.store import open_store, schema, sink
-from wilson_core.store.store import migration_names
+from wilson_core.store.migrating import migration_names
 
 ALL = [m.name for m in schema.migrations.pending(Database(memory=True))]
 

@@ -22,44 +22,29 @@ each written version the ``wilson_annotation_added`` hook is called.
 The API lives in small modules, re-exported here: :mod:`.labels` (writing and
 undo), :mod:`.reading`, :mod:`.pairs`, :mod:`.proposals` (judge labels),
 :mod:`.regeneration`, :mod:`.changes` (validation), :mod:`.rows` (records),
-:mod:`.versions` (the append-only storage) and :mod:`.hooks`.  The internals
-other core modules use (``_Change``, ``_check_interaction``, ``_write``,
-``_append``, ``_added``) are re-exported too, under the names they always had.
+:mod:`.versions` (the append-only versions) and :mod:`.hooks`; the sources
+that label in bulk are :mod:`.importing` (CSV / JSONL files) and :mod:`.judge`
+(an LLM proposes labels).  Every SQL statement they run is in
+:mod:`wilson_core.store.labels`; the label that counts is the store's view
+``effective_labels``.
 """
 
 from __future__ import annotations
 
-from wilson_core import converter as converter
 from wilson_core.errors import AnnotationRefused, NotFound
 from wilson_core.hookspecs import hookimpl as hookimpl
 from wilson_core.records import ANNOTATION_SOURCES as ANNOTATION_SOURCES
 from wilson_core.records import PREFERENCES as PREFERENCES
 from wilson_core.records import Annotation as Annotation
-from wilson_core.records import Interaction as Interaction
-from wilson_core.records import new_id as new_id
-from wilson_core.records import utcnow as utcnow
 
-from .changes import _FIELDS as _FIELDS
 from .changes import CLEARABLE, HUMAN_SOURCES, MAX_TAG_LENGTH, STATUSES, check_rating, check_tags
-from .changes import _Change as _Change
-from .changes import _check_stream as _check_stream
-from .hooks import _added as _added
 from .hooks import wilson_annotation_sources
 from .labels import annotate, annotate_many, correct, rate, undo
-from .pairs import _insert_pair as _insert_pair
-from .pairs import _label_pair as _label_pair
-from .pairs import _undo_pair as _undo_pair
 from .pairs import get_pair, harvest_pairs, pair, pairs_of, undo_pair
 from .proposals import accept, pending_proposals, reject, set_status
-from .reading import alternatives, current, current_labels, effective_label, effective_of, history
+from .reading import alternatives, current, current_labels, effective_label, history
 from .regeneration import regenerate
 from .rows import LabelVersion, Pair, annotation_from_row, pair_from_row
-from .versions import _append as _append
-from .versions import _check_interaction as _check_interaction
-from .versions import _latest as _latest
-from .versions import _mark_undone as _mark_undone
-from .versions import _previous as _previous
-from .versions import _write as _write
 
 __all__ = [
     "CLEARABLE",
@@ -81,7 +66,6 @@ __all__ = [
     "current",
     "current_labels",
     "effective_label",
-    "effective_of",
     "get_pair",
     "harvest_pairs",
     "history",

@@ -16,11 +16,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import AnnotationRefused, WilsonError
+from wilson_core.errors import AnnotationRefused, WilsonError
+
+from .changes import _Change
+from .hooks import _added
+from .versions import _append, _check_interaction, _write
 
 if TYPE_CHECKING:
-    from .records import Annotation
-    from .store import Store
+    from wilson_core.records import Annotation
+    from wilson_core.store import Store
 
 COLUMNS = ("id", "rating", "preference", "tags", "notes", "corrected_response")
 MAX_REPORTED = 20
@@ -83,7 +87,6 @@ def _parse_tags(value: Any) -> list[str]:
 
 def _fields(row: dict[str, Any]) -> dict[str, Any]:
     """The annotate() keyword arguments of one row (validated), or ValueError/AnnotationRefused."""
-    from .annotations import _Change
 
     if "__error__" in row:
         raise ValueError(row["__error__"])
@@ -118,8 +121,6 @@ def import_file(
     :raises AnnotationRefused: any bad line (all of them are listed with line
         numbers); nothing was written.
     """
-    from . import annotations
-
     conn = store.connection()
     planned: list[tuple[str, dict[str, Any]]] = []
     errors: list[str] = []
@@ -127,7 +128,7 @@ def import_file(
         try:
             fields = _fields(row)
             interaction_id = row["id"].strip()
-            annotations._check_interaction(conn, interaction_id)
+            _check_interaction(conn, interaction_id)
         except (ValueError, WilsonError) as exc:
             errors.append(f"line {number}: {exc}")
             continue
@@ -141,9 +142,9 @@ def import_file(
     if not planned:
         raise AnnotationRefused(f"{path}: no labels to import (the file has no rows)")
     written = []
-    with annotations._write(conn):
+    with _write(store) as conn:
         for interaction_id, fields in planned:
-            change = annotations._Change.build(**fields)
-            written.append(annotations._append(conn, interaction_id, change, "import", annotator, "accepted"))
-    annotations._added(store, written)
+            change = _Change.build(**fields)
+            written.append(_append(conn, interaction_id, change, "import", annotator, "accepted"))
+    _added(store, written)
     return written

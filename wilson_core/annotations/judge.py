@@ -28,11 +28,12 @@ from typing import TYPE_CHECKING, Any
 import attrs
 from attrs import field, frozen
 
-from .errors import AnnotationRefused, WilsonError
+from wilson_core.errors import AnnotationRefused, WilsonError
+from wilson_core.store import labels
 
 if TYPE_CHECKING:
-    from .records import Annotation, Interaction
-    from .store import Store
+    from wilson_core.records import Annotation, Interaction
+    from wilson_core.store import Store
 
 CALL_TYPE = "judge"
 
@@ -88,7 +89,7 @@ class JudgeReport:
     failures: tuple[tuple[str, str], ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
-        from . import converter
+        from wilson_core import converter
 
         return {
             "proposals": converter.unstructure(list(self.proposals)),
@@ -222,24 +223,11 @@ def parse_verdict(text: str | None, rubric: Rubric) -> tuple[dict[str, float], s
 def _candidates(
     store: Store, annotator: str, limit: int | None, ids: Sequence[str] | None, call_types: Sequence[str]
 ) -> list[str]:
-    conn = store.connection()
     if ids:
         return list(dict.fromkeys(ids))
-    sql = (
-        "SELECT i.id FROM interactions i LEFT JOIN runs r ON r.id = i.run_id "
-        "WHERE i.status = 'ok' AND r.deleted_at IS NULL AND coalesce(i.call_type, '') != ? "
-        "AND NOT EXISTS (SELECT 1 FROM annotations a WHERE a.interaction_id = i.id "
-        "AND a.source = 'judge' AND a.annotator = ? AND a.undone_at IS NULL)"
+    return labels.unjudged(
+        store.connection(), annotator, skip_call_type=CALL_TYPE, call_types=call_types, limit=limit
     )
-    params: list[Any] = [CALL_TYPE, annotator]
-    if call_types:
-        sql += f" AND i.call_type IN ({', '.join('?' for _ in call_types)})"
-        params += list(call_types)
-    sql += " ORDER BY i.created_at DESC, i.rowid DESC"
-    if limit is not None:
-        sql += " LIMIT ?"
-        params.append(int(limit))
-    return [row[0] for row in conn.execute(sql, params)]
 
 
 def judge(
@@ -259,8 +247,10 @@ def judge(
     rated yet (judge calls themselves excluded).  A reply that cannot be read
     is reported in :attr:`JudgeReport.failures` and nothing is stored for it.
     """
-    from . import annotations
-    from .facade import LLM
+    from wilson_core.facade import LLM
+
+    from .labels import annotate
+    from .versions import _check_interaction
 
     annotator = annotator or f"judge:{provider}"
     if limit is not None and limit < 1:
@@ -273,7 +263,7 @@ def judge(
         for interaction_id in targets:
             try:
                 interaction = store.get_interaction(interaction_id)
-                annotations._check_interaction(store.connection(), interaction_id)
+                _check_interaction(store.connection(), interaction_id)
                 reply = llm.chat(
                     judge_messages(rubric, interaction, store.tool_results(interaction_id)),
                     call_type=CALL_TYPE,
@@ -288,7 +278,7 @@ def judge(
             detail = ", ".join(f"{name} {score:g}" for name, score in scores.items())
             notes = f"{detail}. {rationale}".strip() if rationale else detail
             proposals.append(
-                annotations.annotate(
+                annotate(
                     store,
                     interaction_id,
                     rating=rubric.rating(scores),

@@ -57,8 +57,7 @@ def annotate(
     )
     _check_stream(source, annotator, status)
     change.require_something()
-    conn = store.connection()
-    with _write(conn):
+    with _write(store) as conn:
         _check_interaction(conn, interaction_id)
         written = _append(conn, interaction_id, change, source, annotator, status)
     _added(store, [written])
@@ -81,8 +80,7 @@ def annotate_many(
     ids = list(dict.fromkeys(interaction_ids))
     if not ids:
         raise AnnotationRefused("no interactions selected")
-    conn = store.connection()
-    with _write(conn):
+    with _write(store) as conn:
         for interaction_id in ids:
             _check_interaction(conn, interaction_id)
         written = [_append(conn, i, change, source, annotator, status) for i in ids]
@@ -116,8 +114,7 @@ def undo(
 
     :raises AnnotationRefused: there is nothing left to undo.
     """
-    conn = store.connection()
-    with _write(conn):
+    with _write(store) as conn:
         _check_interaction(conn, interaction_id)
         latest = _latest(conn, interaction_id, source, annotator)
         if latest is None:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import sqlite3
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from wilson_core.errors import AnnotationRefused, NotFound
 from wilson_core.records import Annotation, utcnow
+from wilson_core.store import labels
 
 from .changes import _Change, _check_stream
 from .hooks import _added
@@ -19,15 +19,12 @@ if TYPE_CHECKING:
 
 def pairs_of(store: Store, interaction_id: str, *, include_undone: bool = False) -> list[Pair]:
     """The pairs an interaction is in (as chosen or rejected answer)."""
-    sql = "SELECT * FROM pairs WHERE (chosen_id = ? OR rejected_id = ?)"
-    if not include_undone:
-        sql += " AND undone_at IS NULL"
-    rows = store.connection().execute(sql + " ORDER BY created_at", (interaction_id, interaction_id))
+    rows = labels.pairs_of(store.connection(), interaction_id, include_undone=include_undone)
     return [pair_from_row(row) for row in rows]
 
 
 def get_pair(store: Store, pair_id: str) -> Pair:
-    row = store.connection().execute("SELECT * FROM pairs WHERE id = ?", (pair_id,)).fetchone()
+    row = labels.get_pair(store.connection(), pair_id)
     if row is None:
         raise NotFound(f"no pair with id {pair_id!r} in {store.path}")
     return pair_from_row(row)
@@ -52,8 +49,7 @@ def pair(
     _check_stream(source, annotator, "accepted")
     if chosen_id == rejected_id:
         raise AnnotationRefused("a pair needs two different interactions (got the same id twice)")
-    conn = store.connection()
-    with _write(conn):
+    with _write(store) as conn:
         chosen = _check_interaction(conn, chosen_id)
         rejected = _check_interaction(conn, rejected_id)
         if not force and (
@@ -72,9 +68,8 @@ def pair(
 
 def undo_pair(store: Store, pair_id: str) -> Pair:
     """Take back a pair: the pair row and the label versions that recorded it."""
-    conn = store.connection()
-    with _write(conn):
-        row = conn.execute("SELECT * FROM pairs WHERE id = ?", (pair_id,)).fetchone()
+    with _write(store) as conn:
+        row = labels.get_pair(conn, pair_id)
         if row is None:
             raise NotFound(f"no pair with id {pair_id!r} in {store.path}")
         if row["undone_at"] is not None:
@@ -94,28 +89,10 @@ def harvest_pairs(
     if not isinstance(min_gap, int) or min_gap < 1:
         raise AnnotationRefused(f"min_gap must be a whole number of stars >= 1, got {min_gap!r}")
     conn = store.connection()
-    rows = conn.execute(
-        """
-        SELECT i.id, i.context_hash, i.created_at,
-               (SELECT a.rating FROM annotations a
-                 WHERE a.interaction_id = i.id AND a.undone_at IS NULL AND a.rating IS NOT NULL
-                   AND a.status = 'accepted' AND a.source IN ('human', 'import', 'rule')
-                 ORDER BY a.created_at DESC, a.rowid DESC LIMIT 1) AS rating
-        FROM interactions i LEFT JOIN runs r ON r.id = i.run_id
-        WHERE i.id IN (SELECT interaction_id FROM annotations
-                        WHERE undone_at IS NULL AND rating IS NOT NULL)
-          AND r.deleted_at IS NULL AND i.context_hash IS NOT NULL AND i.status = 'ok'
-        ORDER BY i.context_hash, i.created_at, i.rowid
-        """
-    ).fetchall()
-    groups: dict[str, list[sqlite3.Row]] = {}
-    for row in rows:
-        if row["rating"] is not None:
-            groups.setdefault(row["context_hash"], []).append(row)
-    existing = {
-        frozenset((r[0], r[1]))
-        for r in conn.execute("SELECT chosen_id, rejected_id FROM pairs WHERE undone_at IS NULL")
-    }
+    groups: dict[str, list[Any]] = {}
+    for row in labels.rated_for_harvest(conn):
+        groups.setdefault(row["context_hash"], []).append(row)
+    existing = {frozenset(members) for members in labels.live_pair_members(conn)}
     planned: list[tuple[str, str]] = []
     for members in groups.values():
         for a_index, a in enumerate(members):
@@ -130,7 +107,7 @@ def harvest_pairs(
         return [Pair(chosen, rejected, source="rule", annotator=annotator) for chosen, rejected in planned]
     made: list[Pair] = []
     written: list[Annotation] = []
-    with _write(conn):
+    with _write(store) as conn:
         for chosen_id, rejected_id in planned:
             new = _insert_pair(conn, chosen_id, rejected_id, "rule", annotator)
             written += _label_pair(conn, new, "rule", annotator)
@@ -139,30 +116,24 @@ def harvest_pairs(
     return made
 
 
-def _insert_pair(conn: sqlite3.Connection, chosen_id: str, rejected_id: str, source: str, annotator: str) -> Pair:
+def _insert_pair(conn: Any, chosen_id: str, rejected_id: str, source: str, annotator: str) -> Pair:
     new = Pair(chosen_id=chosen_id, rejected_id=rejected_id, source=source, annotator=annotator)
-    conn.execute(
-        "INSERT INTO pairs (id, chosen_id, rejected_id, source, annotator, created_at) "
-        "VALUES (?, ?, ?, ?, ?, ?)",
-        (new.id, chosen_id, rejected_id, source, annotator, new.created_at),
-    )
+    labels.insert_pair(conn, new)
     return new
 
 
-def _label_pair(conn: sqlite3.Connection, new: Pair, source: str, annotator: str) -> list[Annotation]:
+def _label_pair(conn: Any, new: Pair, source: str, annotator: str) -> list[Annotation]:
     return [
         _append(conn, new.chosen_id, _Change(values={"preference": "chosen", "pair_id": new.id}), source, annotator, "accepted"),
         _append(conn, new.rejected_id, _Change(values={"preference": "rejected", "pair_id": new.id}), source, annotator, "accepted"),
     ]
 
 
-def _undo_pair(conn: sqlite3.Connection, pair_id: str) -> None:
+def _undo_pair(conn: Any, pair_id: str) -> None:
     now = utcnow()
-    conn.execute("UPDATE pairs SET undone_at = ? WHERE id = ? AND undone_at IS NULL", (now, pair_id))
+    labels.mark_pair_undone(conn, pair_id, now)
     # the versions that recorded this pair, when they are still the latest of their stream
-    rows = conn.execute(
-        "SELECT * FROM annotations WHERE pair_id = ? AND undone_at IS NULL", (pair_id,)
-    ).fetchall()
+    rows = labels.labels_with_pair(conn, pair_id)
     for row in rows:
         latest = _latest(conn, row["interaction_id"], row["source"], row["annotator"])
         previous = _previous(conn, row)

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from wilson_core.errors import AnnotationRefused
 from wilson_core.records import Annotation
+from wilson_core.store import labels
 
 from .changes import _Change
 from .hooks import _added
@@ -35,20 +36,11 @@ def set_status(
     ids = list(dict.fromkeys(interaction_ids))
     if not ids:
         raise AnnotationRefused("no proposals selected")
-    conn = store.connection()
     written: list[Annotation] = []
-    with _write(conn):
+    with _write(store) as conn:
         for interaction_id in ids:
             _check_interaction(conn, interaction_id)
-            sql = (
-                "SELECT * FROM current_annotations WHERE interaction_id = ? AND source = ? "
-                "AND status = 'proposed'"
-            )
-            params: list[Any] = [interaction_id, source]
-            if annotator is not None:
-                sql += " AND annotator = ?"
-                params.append(annotator)
-            rows = conn.execute(sql, params).fetchall()
+            rows = labels.proposals(conn, interaction_id=interaction_id, source=source, annotator=annotator)
             if not rows:
                 raise AnnotationRefused(
                     f"interaction {interaction_id} has no {source} proposal waiting for a decision"
@@ -73,10 +65,4 @@ def reject(store: Store, interaction_ids: Sequence[str], **kwargs: Any) -> list[
 
 def pending_proposals(store: Store, *, limit: int | None = None) -> list[Annotation]:
     """Current judge labels still waiting for a decision, newest first."""
-    sql = (
-        "SELECT * FROM current_annotations WHERE source = 'judge' AND status = 'proposed' "
-        "ORDER BY created_at DESC"
-    )
-    if limit is not None:
-        sql += f" LIMIT {int(limit)}"
-    return [annotation_from_row(row) for row in store.connection().execute(sql)]
+    return [annotation_from_row(row) for row in labels.proposals(store.connection(), limit=limit)]

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-import attrs
-
 from wilson_core.records import Annotation
+from wilson_core.store import labels
 
-from .changes import HUMAN_SOURCES
 from .rows import LabelVersion, annotation_from_row
 from .versions import _check_interaction, _latest
 
@@ -27,46 +24,26 @@ def current(
 
 def current_labels(store: Store, interaction_id: str) -> list[Annotation]:
     """Every current label of an interaction (one per annotator and source), newest first."""
-    rows = store.connection().execute(
-        "SELECT * FROM current_annotations WHERE interaction_id = ? ORDER BY created_at DESC",
-        (interaction_id,),
-    )
-    return [annotation_from_row(row) for row in rows]
+    return [annotation_from_row(row) for row in labels.current_labels(store.connection(), interaction_id)]
 
 
-def effective_label(store: Store, interaction_id: str) -> Annotation | None:
-    """The label that counts for an interaction (see :func:`effective_of`)."""
-    return effective_of(current_labels(store, interaction_id))
+def effective_label(store: Store, interaction_id: str, *, include_judge: bool = False) -> Annotation | None:
+    """The label that counts for an interaction (the view ``effective_labels``), or ``None``.
 
-
-def effective_of(labels: Iterable[Annotation]) -> Annotation | None:
-    """Of an interaction's current labels, the one that counts: the newest accepted non-judge one.
-
-    Rule labels (from ``harvest-pairs``) carry no rating, so the rating comes from
-    the newest accepted label that has one; the other fields from the newest label.
+    The newest current accepted label from a person or a rule (sources ``human``,
+    ``import``, ``rule``), with the rating of the newest of them that has one (rule
+    labels from ``harvest-pairs`` carry none).  With ``include_judge``, where no such
+    label exists, an accepted judge label, else a judge proposal, counts instead.
     """
-    usable = sorted(
-        (a for a in labels if a.source in HUMAN_SOURCES and a.status == "accepted"),
-        key=lambda a: a.created_at,
-        reverse=True,
-    )
-    if not usable:
-        return None
-    newest = usable[0]
-    if newest.rating is None:
-        rated = next((a for a in usable if a.rating is not None), None)
-        if rated is not None:
-            newest = attrs.evolve(newest, rating=rated.rating)
-    return newest
+    tier = labels.PROPOSED_JUDGE_TIER if include_judge else labels.HUMAN_TIER
+    row = labels.effective(store.connection(), [interaction_id], tier).get(interaction_id)
+    return annotation_from_row(row) if row is not None else None
 
 
 def history(store: Store, interaction_id: str) -> list[LabelVersion]:
     """Every label version of an interaction (all sources and annotators), oldest first."""
     _check_interaction(store.connection(), interaction_id, allow_deleted=True)
-    rows = store.connection().execute(
-        "SELECT * FROM annotations WHERE interaction_id = ? ORDER BY created_at, rowid",
-        (interaction_id,),
-    )
+    rows = labels.history(store.connection(), interaction_id)
     return [LabelVersion(annotation_from_row(row), row["undone_at"]) for row in rows]
 
 
@@ -76,10 +53,4 @@ def alternatives(store: Store, interaction_id: str) -> list[str]:
     row = _check_interaction(conn, interaction_id, allow_deleted=True)
     if row["context_hash"] is None:
         return []
-    rows = conn.execute(
-        "SELECT i.id FROM interactions i LEFT JOIN runs r ON r.id = i.run_id "
-        "WHERE i.context_hash = ? AND i.id != ? AND r.deleted_at IS NULL "
-        "ORDER BY i.created_at, i.rowid",
-        (row["context_hash"], interaction_id),
-    )
-    return [r[0] for r in rows]
+    return labels.alternatives(conn, row["context_hash"], interaction_id)

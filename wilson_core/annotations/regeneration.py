@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from wilson_core.errors import AnnotationRefused
 from wilson_core.records import Interaction
+from wilson_core.store import labels
 
 from .versions import _check_interaction
 
@@ -31,13 +32,11 @@ def regenerate(
     original = store.get_interaction(interaction_id)
     conn = store.connection()
     _check_interaction(conn, interaction_id)
-    last = conn.execute(
-        "SELECT max(sequence_num) FROM interactions WHERE run_id = ?", (original.run_id,)
-    ).fetchone()[0]
+    last = labels.last_sequence_num(conn, original.run_id)
     llm = LLM(provider, db=str(store.path), call_type=original.call_type, **options)
     try:
         session = RunSession(llm, Run(call_type=original.call_type, id=original.run_id))
-        session._sequence = int(last or 0)
+        session._sequence = last
         reply = session.chat(
             list(original.messages), tools=list(original.tools) or None, **dict(original.params)
         )

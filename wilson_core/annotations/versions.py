@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from typing import Any
 
 from wilson_core.errors import AnnotationRefused, NotFound
 from wilson_core.records import Annotation, utcnow
+from wilson_core.store import labels
 
 from .changes import _Change
 
 
-def _check_interaction(conn: sqlite3.Connection, interaction_id: str, *, allow_deleted: bool = False) -> sqlite3.Row:
-    row = conn.execute(
-        "SELECT i.id, i.run_id, i.context_hash, r.deleted_at FROM interactions i "
-        "LEFT JOIN runs r ON r.id = i.run_id WHERE i.id = ?",
-        (interaction_id,),
-    ).fetchone()
+def _check_interaction(conn: Any, interaction_id: str, *, allow_deleted: bool = False) -> Any:
+    row = labels.interaction_for_label(conn, interaction_id)
     if row is None:
         raise NotFound(f"no interaction with id {interaction_id!r}")
     if row["deleted_at"] is not None and not allow_deleted:
@@ -28,24 +24,16 @@ def _check_interaction(conn: sqlite3.Connection, interaction_id: str, *, allow_d
     return row
 
 
-def _latest(conn: sqlite3.Connection, interaction_id: str, source: str, annotator: str) -> sqlite3.Row | None:
-    return conn.execute(
-        "SELECT * FROM annotations WHERE interaction_id = ? AND source = ? AND annotator = ? "
-        "AND undone_at IS NULL ORDER BY version DESC LIMIT 1",
-        (interaction_id, source, annotator),
-    ).fetchone()
+def _latest(conn: Any, interaction_id: str, source: str, annotator: str) -> Any:
+    return labels.latest(conn, interaction_id, source, annotator)
 
 
-def _previous(conn: sqlite3.Connection, row: sqlite3.Row) -> sqlite3.Row | None:
-    return conn.execute(
-        "SELECT * FROM annotations WHERE interaction_id = ? AND source = ? AND annotator = ? "
-        "AND undone_at IS NULL AND version < ? ORDER BY version DESC LIMIT 1",
-        (row["interaction_id"], row["source"], row["annotator"], row["version"]),
-    ).fetchone()
+def _previous(conn: Any, row: Any) -> Any:
+    return labels.previous(conn, row)
 
 
 def _append(
-    conn: sqlite3.Connection,
+    conn: Any,
     interaction_id: str,
     change: _Change,
     source: str,
@@ -58,14 +46,6 @@ def _append(
         before = dict(previous)
         before["tags"] = json.loads(previous["tags_json"] or "[]")
     state = change.apply(before)
-    version = (
-        conn.execute(
-            "SELECT max(version) FROM annotations WHERE interaction_id = ? AND source = ? "
-            "AND annotator = ?",
-            (interaction_id, source, annotator),
-        ).fetchone()[0]
-        or 0
-    ) + 1
     annotation = Annotation(
         interaction_id=interaction_id,
         rating=state["rating"],
@@ -77,46 +57,23 @@ def _append(
         source=source,
         annotator=annotator,
         status=status,
-        version=version,
+        version=labels.next_version(conn, interaction_id, source, annotator),
     )
-    conn.execute(
-        "INSERT INTO annotations (id, interaction_id, rating, preference, pair_id, tags_json, "
-        "notes, corrected_response, source, annotator, status, version, created_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            annotation.id,
-            interaction_id,
-            annotation.rating,
-            annotation.preference,
-            annotation.pair_id,
-            json.dumps(list(annotation.tags), ensure_ascii=False) if annotation.tags else None,
-            annotation.notes,
-            annotation.corrected_response,
-            source,
-            annotator,
-            status,
-            version,
-            annotation.created_at,
-        ),
-    )
+    labels.insert_annotation(conn, annotation)
     return annotation
 
 
-def _mark_undone(conn: sqlite3.Connection, annotation_id: str, when: str | None = None) -> None:
-    conn.execute(
-        "UPDATE annotations SET undone_at = ? WHERE id = ?", (when or utcnow(), annotation_id)
-    )
+def _mark_undone(conn: Any, annotation_id: str, when: str | None = None) -> None:
+    labels.mark_undone(conn, annotation_id, when or utcnow())
 
 
 class _write:
-    """A ``BEGIN IMMEDIATE`` transaction (reads inside it see a stable database)."""
+    """A write transaction for labels (reads inside it see a stable database)."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        from wilson_core.store.store import transaction
+    def __init__(self, store: Any) -> None:
+        self._tx = store.label_transaction()
 
-        self._tx = transaction(conn)
-
-    def __enter__(self) -> sqlite3.Connection:
+    def __enter__(self) -> Any:
         return self._tx.__enter__()
 
     def __exit__(self, *exc: Any) -> None:

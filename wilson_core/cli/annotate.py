@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from ._common import echo_json, json_option, open_db, table
+from ._common import echo_json, json_option, open_db, resolving_ids, table
 
 
 def register(cli: click.Group) -> None:
@@ -64,6 +64,7 @@ def _describe(annotation: Any) -> str:
 @click.option("--tag", "tags", multiple=True, help="Add a tag (repeatable).")
 @json_option
 @click.pass_context
+@resolving_ids(interaction_id="interaction")
 def rate_command(ctx: click.Context, interaction_id: str, stars: int, notes: str | None, tags: tuple[str, ...], as_json: bool) -> None:
     """Rate INTERACTION_ID with STARS (1-5); notes and tags already there are kept."""
     from wilson_core import annotations
@@ -80,6 +81,7 @@ def rate_command(ctx: click.Context, interaction_id: str, stars: int, notes: str
 @click.option("--remove", is_flag=True, help="Remove these tags instead of adding them.")
 @json_option
 @click.pass_context
+@resolving_ids(interaction_id="interaction")
 def tag_command(ctx: click.Context, interaction_id: str, tags: tuple[str, ...], remove: bool, as_json: bool) -> None:
     """Add (or --remove) TAGS on INTERACTION_ID."""
     from wilson_core import annotations
@@ -93,6 +95,7 @@ def tag_command(ctx: click.Context, interaction_id: str, tags: tuple[str, ...], 
 @click.argument("text")
 @json_option
 @click.pass_context
+@resolving_ids(interaction_id="interaction")
 def note_command(ctx: click.Context, interaction_id: str, text: str, as_json: bool) -> None:
     """Set the notes of INTERACTION_ID (an empty TEXT clears them)."""
     from wilson_core import annotations
@@ -107,6 +110,7 @@ def note_command(ctx: click.Context, interaction_id: str, text: str, as_json: bo
 @click.option("--force", is_flag=True, help="Pair answers even if their contexts differ.")
 @json_option
 @click.pass_context
+@resolving_ids(chosen_id="interaction", rejected_id="interaction")
 def pair_command(ctx: click.Context, chosen_id: str, rejected_id: str, force: bool, as_json: bool) -> None:
     """Prefer CHOSEN_ID over REJECTED_ID (two answers to the same context)."""
     from wilson_core import annotations, converter
@@ -126,6 +130,7 @@ def pair_command(ctx: click.Context, chosen_id: str, rejected_id: str, force: bo
 )
 @json_option
 @click.pass_context
+@resolving_ids(interaction_id="interaction")
 def correct_command(ctx: click.Context, interaction_id: str, response: str | None, path: str | None, as_json: bool) -> None:
     """Store a corrected response for INTERACTION_ID (gold SFT answer; chosen over the original for DPO)."""
     from wilson_core import annotations
@@ -146,6 +151,7 @@ def correct_command(ctx: click.Context, interaction_id: str, response: str | Non
 @click.option("--option", "options", multiple=True, metavar="KEY=VALUE", help="Provider option (repeatable).")
 @json_option
 @click.pass_context
+@resolving_ids(interaction_id="interaction")
 def regenerate_command(ctx: click.Context, interaction_id: str, provider: str, options: tuple[str, ...], as_json: bool) -> None:
     """Ask PROVIDER for another answer to the same context; it is captured as a new interaction.
 
@@ -193,7 +199,7 @@ def import_command(ctx: click.Context, path: str, fmt: str, as_json: bool) -> No
     The whole file is checked first; if any line is wrong nothing is written
     and every problem is listed with its line number.
     """
-    from wilson_core.annotation_import import import_file
+    from wilson_core.annotations.importing import import_file
 
     written = import_file(open_db(ctx), path, fmt=fmt, annotator=_annotator(ctx) if _annotator(ctx) != "local" else "import")
     if as_json:
@@ -212,6 +218,7 @@ def import_command(ctx: click.Context, path: str, fmt: str, as_json: bool) -> No
 @click.option("--call-type", "call_types", multiple=True, help="Only this call type (repeatable).")
 @json_option
 @click.pass_context
+@resolving_ids(ids="interaction")
 def judge_command(
     ctx: click.Context,
     provider: str,
@@ -224,7 +231,7 @@ def judge_command(
     as_json: bool,
 ) -> None:
     """Let a model rate interactions with a rubric; its labels are proposals to accept or reject."""
-    from wilson_core import judge
+    from wilson_core.annotations import judge
 
     rubric = judge.load_rubric(rubric_path) if rubric_path else judge.DEFAULT_RUBRIC
     if criteria:
@@ -292,6 +299,7 @@ def _decide(ctx: click.Context, ids: tuple[str, ...], all_: bool, status: str, a
 @click.option("--all", "all_", is_flag=True, help="Every waiting proposal.")
 @json_option
 @click.pass_context
+@resolving_ids(ids="interaction")
 def accept_command(ctx: click.Context, ids: tuple[str, ...], all_: bool, as_json: bool) -> None:
     """Accept judge proposals for IDS (exports use them with --include-judge)."""
     _decide(ctx, ids, all_, "accepted", as_json)
@@ -302,6 +310,7 @@ def accept_command(ctx: click.Context, ids: tuple[str, ...], all_: bool, as_json
 @click.option("--all", "all_", is_flag=True, help="Every waiting proposal.")
 @json_option
 @click.pass_context
+@resolving_ids(ids="interaction")
 def reject_command(ctx: click.Context, ids: tuple[str, ...], all_: bool, as_json: bool) -> None:
     """Reject judge proposals for IDS (kept in the history, never exported)."""
     _decide(ctx, ids, all_, "rejected", as_json)
@@ -311,6 +320,7 @@ def reject_command(ctx: click.Context, ids: tuple[str, ...], all_: bool, as_json
 @click.argument("interaction_id")
 @json_option
 @click.pass_context
+@resolving_ids(interaction_id="interaction")
 def history_command(ctx: click.Context, interaction_id: str, as_json: bool) -> None:
     """Every label version of INTERACTION_ID, oldest first, and its pairs."""
     from wilson_core import annotations, converter
@@ -352,6 +362,7 @@ def history_command(ctx: click.Context, interaction_id: str, as_json: bool) -> N
 @click.option("--source", default="human", show_default=True, type=click.Choice(["human", "import", "rule", "judge"]))
 @json_option
 @click.pass_context
+@resolving_ids(interaction_id="interaction")
 def undo_command(ctx: click.Context, interaction_id: str, source: str, as_json: bool) -> None:
     """Take back the latest label version of INTERACTION_ID (a pair it made is taken back too)."""
     from wilson_core import annotations
@@ -367,12 +378,9 @@ def undo_command(ctx: click.Context, interaction_id: str, source: str, as_json: 
 
 
 def _stream_annotator(store: Any, interaction_id: str, source: str) -> str | None:
-    row = store.connection().execute(
-        "SELECT annotator FROM annotations WHERE interaction_id = ? AND source = ? "
-        "AND undone_at IS NULL ORDER BY created_at DESC LIMIT 1",
-        (interaction_id, source),
-    ).fetchone()
-    return row[0] if row else None
+    from wilson_core.store import labels
+
+    return labels.stream_annotator(store.connection(), interaction_id, source)
 
 
 def _show(label: Any, as_json: bool) -> None:

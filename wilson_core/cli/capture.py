@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ._common import echo_json, json_option, open_db, table
+from ._common import echo_json, json_option, open_db, resolving_ids, table
 
 
 def register(cli: click.Group) -> None:
@@ -20,21 +20,9 @@ def register(cli: click.Group) -> None:
 def runs_command(ctx: click.Context, limit: int, as_json: bool) -> None:
     """List recent runs with their number of calls and tokens."""
     store = open_db(ctx)
-    rows = [
-        dict(row)
-        for row in store.connection().execute(
-            """
-            SELECT r.id, r.call_type, r.started_at, r.ended_at,
-                   count(i.id) AS calls,
-                   sum(CASE WHEN i.status = 'error' THEN 1 ELSE 0 END) AS errors,
-                   sum(i.total_tokens) AS tokens
-            FROM runs r LEFT JOIN interactions i ON i.run_id = r.id
-            WHERE r.deleted_at IS NULL
-            GROUP BY r.id ORDER BY r.started_at DESC, r.rowid DESC LIMIT ?
-            """,
-            (limit,),
-        )
-    ]
+    from wilson_core.store import summary
+
+    rows = summary.recent_runs(store.connection(), limit)
     if as_json:
         echo_json(rows)
     else:
@@ -45,6 +33,7 @@ def runs_command(ctx: click.Context, limit: int, as_json: bool) -> None:
 @click.argument("id")
 @json_option
 @click.pass_context
+@resolving_ids(id=("interaction", "run"))
 def show_command(ctx: click.Context, id: str, as_json: bool) -> None:
     """Show one interaction in full, or every call of a run given its id (--json: a list)."""
     from wilson_core import converter
@@ -104,22 +93,15 @@ def _percentile(sorted_values: list[float], q: float) -> float | None:
 
 def collect_stats(store) -> dict:
     """Counts by call type, model and status; tokens; latency percentiles; capture health."""
-    from wilson_core.store import spool
+    from wilson_core.store import spool, summary
 
     conn = store.connection()
 
     def grouped(column: str) -> dict:
-        return {
-            (row[0] if row[0] is not None else ""): row[1]
-            for row in conn.execute(
-                f"SELECT {column}, count(*) FROM interactions GROUP BY {column} ORDER BY count(*) DESC"
-            )
-        }
+        return summary.grouped_counts(conn, column)
 
-    totals = conn.execute(
-        "SELECT count(*), sum(input_tokens), sum(output_tokens), sum(total_tokens) FROM interactions"
-    ).fetchone()
-    durations = [row[0] for row in conn.execute("SELECT duration_ms FROM interactions WHERE duration_ms IS NOT NULL ORDER BY duration_ms")]
+    totals = summary.token_totals(conn)
+    durations = summary.durations(conn)
     counters = store.counters()
     return {
         "database": str(store.path),
@@ -166,9 +148,21 @@ def stats_command(ctx: click.Context, as_json: bool) -> None:
     lat = data["latency_ms"]
     if lat["p50"] is not None:
         click.echo(f"latency ms: p50 {lat['p50']:.1f}, p90 {lat['p90']:.1f}, p99 {lat['p99']:.1f}, max {lat['max']:.1f}")
-    cap = data["capture"]
-    click.echo(
-        f"capture: {cap['spooled']} spooled (database unavailable), {cap['replayed']} replayed, "
-        f"{cap['spooled_pending']} waiting for replay, {cap['spool_unreadable']} unreadable spool lines, "
-        f"{cap['sink_failures']} failures of other sinks"
-    )
+    click.echo(capture_health_line(data["capture"]))
+
+
+def capture_health_line(cap: dict) -> str:
+    """One line on capture health: "ok" when nothing was spooled, lost or failed."""
+    if not any(cap.values()):
+        return "capture: ok (every call written directly; nothing spooled, no sink failures)"
+    parts = []
+    if cap["spooled"] or cap["replayed"]:
+        parts.append(f"{cap['spooled']} calls spooled while the database was busy or unavailable, "
+                     f"{cap['replayed']} replayed")
+    if cap["spooled_pending"]:
+        parts.append(f"{cap['spooled_pending']} waiting for replay")
+    if cap["spool_unreadable"]:
+        parts.append(f"{cap['spool_unreadable']} unreadable spool lines (kept beside the database)")
+    if cap["sink_failures"]:
+        parts.append(f"{cap['sink_failures']} failures of other sinks")
+    return "capture: " + ", ".join(parts)

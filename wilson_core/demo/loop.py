@@ -289,9 +289,9 @@ def switch(db: Path, deployed: dict[str, str], config: DemoConfig, merged: Path,
         click.echo(f"      {line:<58} -> {reply.text.strip()!r:<16} (expected {category})")
     llm.close()
     name = provider.split(":", 1)[0]
-    captured = open_store(db).connection().execute(
-        "SELECT count(*) FROM interactions WHERE provider = ?", (name,)
-    ).fetchone()[0]
+    from wilson_core.store.summary import count_by_provider
+
+    captured = count_by_provider(open_store(db).connection(), name)
     click.echo(f"      captured {captured} calls of {name} into {db}")
     return {"provider": provider, "answers": answers, "captured": captured}
 

@@ -7,10 +7,11 @@ same builders on the rows SQLite alone cannot decide, so both always agree.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
+
+from wilson_core.store import selection
 
 from .examples import (
     ANSWER,
@@ -26,7 +27,6 @@ from .examples import (
 )
 from .options import ExportError, ExportOptions
 from .select import (
-    RATING,
     context_of,
     explicit_pairs,
     harvested_pairs,
@@ -58,7 +58,7 @@ class Stats:
 # -- examples ------------------------------------------------------------------
 
 
-def _label_fields(row: sqlite3.Row) -> dict[str, Any]:
+def _label_fields(row: Any) -> dict[str, Any]:
     return {
         "rating": row["rating"],
         "run_id": row["run_id"],
@@ -69,14 +69,14 @@ def _label_fields(row: sqlite3.Row) -> dict[str, Any]:
     }
 
 
-def _answer(row: sqlite3.Row) -> dict[str, Any]:
+def _answer(row: Any) -> dict[str, Any]:
     answer = assistant_message(row["response_content"], tool_calls_of(row))
     if not answer["content"] and not answer.get("tool_calls"):
         raise MalformedExample("empty_answer")
     return answer
 
 
-def _answer_example(row: sqlite3.Row, stats: Stats) -> Example | None:
+def _answer_example(row: Any, stats: Stats) -> Example | None:
     """The SFT example of one selected row, or ``None`` (counted in ``stats``) when it is malformed."""
     try:
         prompt = normalize(context_of(row))
@@ -105,7 +105,7 @@ def _answer_example(row: sqlite3.Row, stats: Stats) -> Example | None:
     )
 
 
-def _answer_examples(conn: sqlite3.Connection, options: ExportOptions, stats: Stats) -> Iterator[Example]:
+def _answer_examples(conn: Any, options: ExportOptions, stats: Stats) -> Iterator[Example]:
     where, params = where_clause(options)
     for row in iter_rows(conn, where, params):  # the hot loop of big exports: kept lean
         example = _answer_example(row, stats)
@@ -113,7 +113,7 @@ def _answer_examples(conn: sqlite3.Connection, options: ExportOptions, stats: St
             yield example
 
 
-def _kto_label(row: sqlite3.Row, options: ExportOptions) -> bool | None:
+def _kto_label(row: Any, options: ExportOptions) -> bool | None:
     rating = row["rating"]
     if rating is not None:
         if rating >= options.kto_desirable:
@@ -129,14 +129,10 @@ def _kto_label(row: sqlite3.Row, options: ExportOptions) -> bool | None:
 def rated_where(options: ExportOptions) -> tuple[str, dict[str, Any]]:
     """The rows KTO examples come from: rated, corrected or marked chosen/rejected."""
     where, params = where_clause(options)
-    where += (
-        f" AND ({RATING} IS NOT NULL OR l.corrected_response IS NOT NULL"
-        " OR l.preference IN ('chosen', 'rejected'))"
-    )
-    return where, params
+    return f"{where} AND {selection.RATED}", params
 
 
-def _rated_row_examples(row: sqlite3.Row, options: ExportOptions, stats: Stats) -> list[Example]:
+def _rated_row_examples(row: Any, options: ExportOptions, stats: Stats) -> list[Example]:
     """The KTO examples of one selected row (none when it is malformed)."""
     try:
         prompt = normalize(context_of(row))
@@ -164,13 +160,13 @@ def _rated_row_examples(row: sqlite3.Row, options: ExportOptions, stats: Stats) 
     return examples
 
 
-def _rated_examples(conn: sqlite3.Connection, options: ExportOptions, stats: Stats) -> Iterator[Example]:
+def _rated_examples(conn: Any, options: ExportOptions, stats: Stats) -> Iterator[Example]:
     where, params = rated_where(options)
     for row in iter_rows(conn, where, params):
         yield from _rated_row_examples(row, options, stats)
 
 
-def _pair(chosen: sqlite3.Row, rejected: sqlite3.Row, origin: str, stats: Stats) -> Example | None:
+def _pair(chosen: Any, rejected: Any, origin: str, stats: Stats) -> Example | None:
     try:
         prompt = normalize(context_of(chosen))
         chosen_answer = _answer(chosen)
@@ -197,7 +193,7 @@ def _pair(chosen: sqlite3.Row, rejected: sqlite3.Row, origin: str, stats: Stats)
 
 
 def _explicit_pair_examples(
-    conn: sqlite3.Connection,
+    conn: Any,
     options: ExportOptions,
     stats: Stats,
     seen: set[tuple[str, str]],
@@ -205,7 +201,7 @@ def _explicit_pair_examples(
     """DPO examples of the ``pairs`` table; the pairs taken go into ``seen``."""
     where, params = where_clause(options, rating=False)
     for pair in explicit_pairs(conn, options):
-        chosen_ids = {row["id"] for row in iter_rows(conn, where + " AND i.id = :pair_chosen", {**params, "pair_chosen": pair["chosen_id"]})}
+        chosen_ids = {row["id"] for row in iter_rows(conn, f"{where} AND {selection.id_is('pair_chosen')}", {**params, "pair_chosen": pair["chosen_id"]})}
         if pair["chosen_id"] not in chosen_ids:
             continue  # filtered out, failed, or in a deleted run
         rows = rows_by_id(conn, [pair["chosen_id"], pair["rejected_id"]], options)
@@ -218,7 +214,7 @@ def _explicit_pair_examples(
             yield example
 
 
-def _correction_pair(row: sqlite3.Row, stats: Stats) -> Example | None:
+def _correction_pair(row: Any, stats: Stats) -> Example | None:
     """The corrected answer chosen over the original one (``None`` when malformed or identical)."""
     try:
         original = _answer(row)
@@ -243,17 +239,17 @@ def _correction_pair(row: sqlite3.Row, stats: Stats) -> Example | None:
 
 
 def _harvested_pair(
-    conn: sqlite3.Connection, options: ExportOptions, chosen_id: str, rejected_id: str, stats: Stats
+    conn: Any, options: ExportOptions, chosen_id: str, rejected_id: str, stats: Stats
 ) -> Example | None:
     rows = rows_by_id(conn, [chosen_id, rejected_id], options)
     return _pair(rows[chosen_id], rows[rejected_id], "harvested", stats)
 
 
-def _pair_examples(conn: sqlite3.Connection, options: ExportOptions, stats: Stats) -> Iterator[Example]:
+def _pair_examples(conn: Any, options: ExportOptions, stats: Stats) -> Iterator[Example]:
     where, params = where_clause(options, rating=False)
     seen: set[tuple[str, str]] = set()
     yield from _explicit_pair_examples(conn, options, stats, seen)
-    for row in iter_rows(conn, where + " AND l.corrected_response IS NOT NULL", params):
+    for row in iter_rows(conn, f"{where} AND {selection.CORRECTED}", params):
         example = _correction_pair(row, stats)
         if example is not None:
             yield example
@@ -267,7 +263,7 @@ def _pair_examples(conn: sqlite3.Connection, options: ExportOptions, stats: Stat
             yield example
 
 
-def _run_example(conn: sqlite3.Connection, rows: list[sqlite3.Row], options: ExportOptions, stats: Stats) -> Example | None:
+def _run_example(conn: Any, rows: list[Any], options: ExportOptions, stats: Stats) -> Example | None:
     if options.min_rating is not None:
         rated = [r for r in rows if r["rating"] is not None or r["corrected_response"] is not None]
         if not rated or any(
@@ -278,7 +274,7 @@ def _run_example(conn: sqlite3.Connection, rows: list[sqlite3.Row], options: Exp
     results = tool_results_for(conn, [r["id"] for r in rows])
     steps = []
     tools: dict[str, dict[str, Any]] = {}
-    used: list[sqlite3.Row] = []
+    used: list[Any] = []
     try:
         for row in rows:
             for tool in tools_of(row):
@@ -318,10 +314,10 @@ def _run_example(conn: sqlite3.Connection, rows: list[sqlite3.Row], options: Exp
     )
 
 
-def _run_examples(conn: sqlite3.Connection, options: ExportOptions, stats: Stats) -> Iterator[Example]:
+def _run_examples(conn: Any, options: ExportOptions, stats: Stats) -> Iterator[Example]:
     where, params = where_clause(options, rating=False)
-    order = "r.started_at, i.run_id, i.sequence_num, i.rowid"
-    group: list[sqlite3.Row] = []
+    order = selection.RUN_ORDER
+    group: list[Any] = []
     for row in iter_rows(conn, where, params, order_by=order):
         if group and row["run_id"] != group[0]["run_id"]:
             example = _run_example(conn, group, options, stats)

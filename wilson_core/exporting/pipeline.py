@@ -12,7 +12,6 @@ import hashlib
 import itertools
 import json
 import random
-import sqlite3
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ from typing import Any
 
 from wilson_core import __version__
 from wilson_core.records import utcnow
+from wilson_core.store.selection import migrations_applied, run_contexts
 
 from .building import (
     EVAL,
@@ -34,12 +34,18 @@ from .examples import (
 from .options import ExportError, ExportOptions
 from .redaction import Redactor
 from .select import (
-    FROM,
     count_rows,
     where_clause,
 )
 from .tokens import TokenCounter
-from .writer import STDOUT, AtomicFile, check_writable, eval_path, open_manifest, open_output
+from .writer import (
+    STDOUT,
+    AtomicFile,
+    check_writable,
+    eval_path,
+    open_manifest,
+    open_output,
+)
 
 #: version of the manifest layout and of the example shapes written by the built-in exporters.
 SCHEMA_VERSION = 1
@@ -63,7 +69,7 @@ def load_exporter(options: ExportOptions) -> Any:
     return exporter
 
 
-def eval_runs(conn: sqlite3.Connection, options: ExportOptions) -> frozenset[str]:
+def eval_runs(conn: Any, options: ExportOptions) -> frozenset[str]:
     """The runs that go to the eval file: a seeded random ``eval_split`` fraction of the selected runs.
 
     The draw depends only on what the runs contain and on ``options.seed``, never on
@@ -96,14 +102,12 @@ def eval_runs(conn: sqlite3.Connection, options: ExportOptions) -> frozenset[str
     return frozenset(chosen)
 
 
-def run_groups(conn: sqlite3.Connection, options: ExportOptions) -> dict[str, list[str]]:
+def run_groups(conn: Any, options: ExportOptions) -> dict[str, list[str]]:
     """``{content key: run ids}`` of the selected runs; the key hashes each selected call's
     context and tools in sequence order (ids and times left out)."""
     where, params = where_clause(options, rating=options.granularity != "run")
-    sql = (f"SELECT i.run_id, coalesce(i.context_hash, i.messages_json), coalesce(i.tools_hash, '') "
-           f"FROM {FROM} WHERE {where} ORDER BY i.run_id, i.sequence_num, i.created_at")
     digests: dict[str, Any] = {}
-    for run_id, context, tools in conn.execute(sql, params):
+    for run_id, context, tools in run_contexts(conn, where, params):
         digest = digests.get(run_id)
         if digest is None:
             digest = digests[run_id] = hashlib.blake2b(digest_size=16)
@@ -211,13 +215,7 @@ def _dumps(record: dict[str, Any]) -> str:
 
 
 def _schema_info(store: Any) -> dict[str, Any]:
-    try:
-        names = [row[0] for row in store.connection().execute(
-            "SELECT name FROM _sqlite_migrations WHERE migration_set = 'wilson' ORDER BY applied_at, rowid"
-        )]
-    except sqlite3.Error:
-        names = []
-    return {"export_schema_version": SCHEMA_VERSION, "database_migrations": names}
+    return {"export_schema_version": SCHEMA_VERSION, "database_migrations": migrations_applied(store)}
 
 
 def run_export(

@@ -13,7 +13,6 @@ same file twice adds nothing.
 from __future__ import annotations
 
 import hashlib
-import json
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -72,6 +71,19 @@ class Pair:
 
 
 @define
+class StorePair:
+    """A pair as the store writes it (with its source)."""
+
+    id: str
+    chosen_id: str
+    rejected_id: str
+    source: str
+    annotator: str
+    created_at: str
+    undone_at: str | None = None
+
+
+@define
 class ImportBatch:
     """Everything read from one source, checked, ready to write in one transaction."""
 
@@ -113,62 +125,23 @@ class Problems:
         )
 
 
-_INSERT_RUN = (
-    "INSERT OR IGNORE INTO runs (id, call_type, started_at, ended_at, metadata_json) "
-    "VALUES (?, ?, ?, ?, ?)"
-)
-_INSERT_BLOB = "INSERT OR IGNORE INTO blobs (hash, kind, content) VALUES (?, ?, ?)"
-_INSERT_ANNOTATION = (
-    "INSERT OR IGNORE INTO annotations (id, interaction_id, rating, preference, pair_id, "
-    "tags_json, notes, corrected_response, source, annotator, status, version, created_at) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-_INSERT_PAIR = (
-    "INSERT OR IGNORE INTO pairs (id, chosen_id, rejected_id, source, annotator, created_at) "
-    "VALUES (?, ?, ?, ?, ?, ?)"
-)
-
-
-def _json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
-
-
 def write_batch(store: Store, batch: ImportBatch) -> dict[str, Any]:
     """Write ``batch`` into ``store`` in one transaction; return how many rows were new."""
-    from wilson_core.store.store import _INSERT_INTERACTION, _INSERT_TOOL_RESULT, transaction
+    from wilson_core.store.writing import Batch
 
-    prepared = [store.interaction_row(i) for i in batch.interactions]
-    added = {"runs": 0, "interactions": 0, "tool_results": 0, "annotations": 0, "pairs": 0}
-    with store.writing() as conn, transaction(conn):
-        for run in batch.runs:
-            added["runs"] += conn.execute(
-                _INSERT_RUN,
-                (run.id, run.call_type, run.started_at, run.ended_at,
-                 _json(run.metadata) if run.metadata else None),
-            ).rowcount
-        for row, blobs in prepared:
-            for kind, content, digest in blobs:
-                conn.execute(_INSERT_BLOB, (digest, kind, content))
-            added["interactions"] += conn.execute(_INSERT_INTERACTION, row).rowcount
-        for result in batch.tool_results:
-            added["tool_results"] += conn.execute(
-                _INSERT_TOOL_RESULT,
-                (result.id, result.interaction_id, result.tool_call_id, result.name,
-                 _json(result.arguments), result.content, int(result.is_error),
-                 result.duration_ms, result.created_at),
-            ).rowcount
-        for pair in batch.pairs:
-            added["pairs"] += conn.execute(
-                _INSERT_PAIR,
-                (pair.id, pair.chosen_id, pair.rejected_id, "import", pair.annotator, pair.created_at),
-            ).rowcount
-        for a in batch.annotations:
-            added["annotations"] += conn.execute(
-                _INSERT_ANNOTATION,
-                (a.id, a.interaction_id, a.rating, a.preference, a.pair_id,
-                 _json(list(a.tags)) if a.tags else None, a.notes, a.corrected_response,
-                 a.source, a.annotator, a.status, a.version, a.created_at),
-            ).rowcount
+    pairs = [
+        StorePair(p.id, p.chosen_id, p.rejected_id, "import", p.annotator, p.created_at)
+        for p in batch.pairs
+    ]
+    added = store.write_batch(
+        Batch(
+            runs=batch.runs,
+            interactions=batch.interactions,
+            tool_results=batch.tool_results,
+            annotations=batch.annotations,
+            pairs=pairs,
+        )
+    )
     return {
         "source": batch.source,
         "read": {

@@ -39,7 +39,6 @@ from typing import Any
 from wilson_core.errors import RecordError, WilsonError
 from wilson_core.importers import ImportBatch, Pair, Problems, iso_time, stable_id
 from wilson_core.messages import tool_call_from_openai
-from wilson_core.text import to_text
 from wilson_core.records import (
     PREFERENCES,
     STATUS_ERROR,
@@ -51,6 +50,8 @@ from wilson_core.records import (
     ToolResult,
     tool_call_message,
 )
+from wilson_core.store import wilson_source
+from wilson_core.text import to_text
 
 ANNOTATOR = "wilson-db"
 
@@ -73,20 +74,11 @@ _ERROR = {"error", "failed", "failure", "fail", "errored", "timeout"}
 
 
 def _open(path: Path) -> sqlite3.Connection:
-    if not path.is_file():
-        raise RecordError(f"no such file: {path}")
-    try:
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-        conn.row_factory = sqlite3.Row
-        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-    except sqlite3.DatabaseError as exc:
-        raise RecordError(f"{path} is not an SQLite database ({exc})") from None
-    return conn
+    return wilson_source.open_source(path)
 
 
 def _columns(conn: sqlite3.Connection, table: str) -> list[str] | None:
-    rows = conn.execute(f"PRAGMA table_info({table})").fetchall()
-    return [r["name"] for r in rows] or None
+    return wilson_source.columns(conn, table)
 
 
 def _check_table(
@@ -211,22 +203,9 @@ def read(path: str | os.PathLike[str]) -> ImportBatch:
         has_results = _check_table(conn, path, "llm_tool_results", TOOL_RESULT_COLUMNS, False)
         has_labels = _check_table(conn, path, "interaction_annotations", ANNOTATION_COLUMNS, False)
         conn.text_factory = lambda b: b.decode("utf-8", "replace")
-        rows = conn.execute(
-            "SELECT rowid AS _rowid, * FROM llm_interactions "
-            "ORDER BY run_id, sequence_num, created_at, rowid"
-        ).fetchall()
-        results = (
-            conn.execute("SELECT rowid AS _rowid, * FROM llm_tool_results ORDER BY created_at, rowid").fetchall()
-            if has_results
-            else []
-        )
-        labels = (
-            conn.execute(
-                "SELECT rowid AS _rowid, * FROM interaction_annotations ORDER BY annotated_at, rowid"
-            ).fetchall()
-            if has_labels
-            else []
-        )
+        rows = wilson_source.interactions(conn)
+        results = wilson_source.tool_results(conn) if has_results else []
+        labels = wilson_source.annotations(conn) if has_labels else []
     except sqlite3.DatabaseError as exc:
         raise RecordError(f"cannot read {path}: {exc}") from None
     finally:

@@ -210,6 +210,17 @@ def m007_add_interaction_ttft(db: Database) -> None:
         db["interactions"].add_column("ttft_ms", float)
 
 
+@migrations()
+def m008_create_effective_labels_view(db: Database) -> None:
+    """The label that counts for each interaction: the one definition export, dashboard and pairs read.
+
+    See :data:`wilson_core.store.labels.EFFECTIVE_LABELS_VIEW`.
+    """
+    from .labels import EFFECTIVE_LABELS_VIEW
+
+    db.executescript(EFFECTIVE_LABELS_VIEW + ";")
+
+
 def apply(db: Database) -> None:
     """Bring ``db`` to the current schema."""
     migrations.apply(db)

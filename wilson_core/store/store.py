@@ -11,7 +11,10 @@ The parts live in sibling modules: :mod:`.connections` (opening, transactions),
 :mod:`.migrating`, :mod:`.writing` (the capture path), :mod:`.reading`,
 :mod:`.encoding` and :mod:`.rows` (records to rows and back) and
 :mod:`.checkpoints`; :class:`Store` is composed here from the write and read
-paths, and every name other modules import from here is re-exported.
+paths.  Every SQL statement about Wilson's tables lives in this package:
+:mod:`.labels` (labels, pairs, the label that counts), :mod:`.selection` (what an
+export reads), :mod:`.counting` (counting an export's lines), :mod:`.browse`
+(the dashboard's list), :mod:`.summary` (the CLI's views), :mod:`.copying`.
 """
 
 from __future__ import annotations
@@ -25,42 +28,22 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from wilson_core import converter as converter
-from wilson_core.errors import NotFound as NotFound
 from wilson_core.errors import StoreError
-from wilson_core.records import Interaction as Interaction
-from wilson_core.records import Run as Run
-from wilson_core.records import ToolCall as ToolCall
-from wilson_core.records import ToolResult as ToolResult
 
 from .checkpoints import _Checkpointer
-from .connections import BUSY_TIMEOUT_MS as BUSY_TIMEOUT_MS
-from .connections import _describe_error, busy_timeout_ms, check_database, is_database_url, open_connection
-from .connections import _transaction as _transaction
+from .connections import (
+    _describe_error,
+    busy_timeout_ms,
+    check_database,
+    is_database_url,
+    open_connection,
+    transaction,
+)
 from .connections import default_db_path as default_db_path
-from .connections import transaction as transaction
-from .encoding import _ENCODER as _ENCODER
-from .encoding import _dumps as _dumps
-from .encoding import _is_plain_system as _is_plain_system
-from .encoding import _split_system as _split_system
-from .encoding import _tool_call_dict as _tool_call_dict
-from .encoding import context_hash_of as context_hash_of
-from .encoding import sha256 as sha256
-from .migrating import _up_to_date as _up_to_date
-from .migrating import migrate
-from .migrating import migration_names as migration_names
+from .migrating import _up_to_date, migrate
 from .reading import ReadPath
-from .rows import INTERACTION_COLUMNS as INTERACTION_COLUMNS
-from .rows import INTERACTION_FROM as INTERACTION_FROM
-from .rows import _run_from_row as _run_from_row
-from .rows import _tool_call_from_row as _tool_call_from_row
-from .rows import _tool_result_from_row as _tool_result_from_row
-from .writing import _INSERT_BLOB as _INSERT_BLOB
-from .writing import _INSERT_INTERACTION as _INSERT_INTERACTION
-from .writing import _INSERT_RUN as _INSERT_RUN
-from .writing import _INSERT_TOOL_RESULT as _INSERT_TOOL_RESULT
-from .writing import WritePath
-from .writing import _Pending as _Pending
+from .writing import Batch as Batch
+from .writing import WritePath, _Pending
 
 
 class Store(WritePath, ReadPath):
@@ -186,6 +169,13 @@ class Store(WritePath, ReadPath):
             yield self.write_connection()
         finally:
             self._write_lock.release()
+
+    def label_transaction(self) -> Any:
+        """A write transaction for labels on this thread's connection (use as a context manager).
+
+        ``BEGIN IMMEDIATE``: reads inside it see a database no other writer changes.
+        """
+        return transaction(self.connection())
 
     def close(self) -> None:
         """Close this thread's connection and stop the background checkpointer."""

@@ -9,13 +9,16 @@ from __future__ import annotations
 import collections
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from wilson_core.records import Interaction, Run, ToolResult
+from attrs import field, frozen
+
+from wilson_core.records import Annotation, Interaction, Run, ToolResult
 
 from .connections import _transaction
 from .encoding import _dumps, _is_plain_system, _tool_call_dict, sha256
+from .labels import INSERT_ANNOTATION, INSERT_PAIR, annotation_row
 
 if TYPE_CHECKING:
     from .checkpoints import _Checkpointer
@@ -31,6 +34,19 @@ INSERT OR IGNORE INTO interactions (
 _INSERT_RUN = (
     "INSERT OR IGNORE INTO runs (id, call_type, started_at, metadata_json) VALUES (?, ?, ?, ?)"
 )
+_INSERT_FULL_RUN = (
+    "INSERT OR IGNORE INTO runs (id, call_type, started_at, ended_at, metadata_json) "
+    "VALUES (?, ?, ?, ?, ?)"
+)
+#: a run row may have been made by its first interaction: the end and metadata come later.
+_UPDATE_RUN = (
+    "UPDATE runs SET ended_at = coalesce(?, ended_at), "
+    "metadata_json = coalesce(metadata_json, ?) WHERE id = ?"
+)
+_BUMP_COUNTER = (
+    "INSERT INTO capture_counters (name, value) VALUES (?, ?) "
+    "ON CONFLICT(name) DO UPDATE SET value = capture_counters.value + excluded.value"
+)
 _INSERT_BLOB = "INSERT OR IGNORE INTO blobs (hash, kind, content) VALUES (?, ?, ?)"
 _INSERT_TOOL_RESULT = """
 INSERT OR IGNORE INTO tool_results (
@@ -38,6 +54,31 @@ INSERT OR IGNORE INTO tool_results (
     duration_ms, created_at
 ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
+
+
+@frozen
+class Batch:
+    """Records to write together, all or none (:meth:`WritePath.write_batch`).
+
+    ``pairs`` are objects with ``id, chosen_id, rejected_id, source, annotator,
+    created_at`` (and optionally ``undone_at``); ``undone`` maps annotation ids
+    to the time they were undone; ``counters`` are added to ``capture_counters``.
+    """
+
+    runs: Sequence[Run] = ()
+    interactions: Sequence[Interaction] = ()
+    tool_results: Sequence[ToolResult] = ()
+    annotations: Sequence[Annotation] = ()
+    pairs: Sequence[Any] = ()
+    undone: Mapping[str, str] = field(factory=dict)
+    counters: Mapping[str, int] = field(factory=dict)
+
+
+def tool_result_row(result: ToolResult) -> tuple[Any, ...]:
+    return (
+        result.id, result.interaction_id, result.tool_call_id, result.name, _dumps(result.arguments),
+        result.content, int(result.is_error), result.duration_ms, result.created_at,
+    )
 
 
 class _Pending:
@@ -213,29 +254,8 @@ class WritePath:
 
     def write_tool_results(self, results: Sequence[ToolResult]) -> None:
         """Insert tool results (idempotent by id), all or none."""
-        with self.writing() as conn:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                for result in results:
-                    conn.execute(
-                        _INSERT_TOOL_RESULT,
-                        (
-                            result.id,
-                            result.interaction_id,
-                            result.tool_call_id,
-                            result.name,
-                            _dumps(result.arguments),
-                            result.content,
-                            int(result.is_error),
-                            result.duration_ms,
-                            result.created_at,
-                        ),
-                    )
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+        with self.writing() as conn, _transaction(conn):
+            conn.executemany(_INSERT_TOOL_RESULT, [tool_result_row(r) for r in results])
 
     def write_tool_result(self, result: ToolResult) -> None:
         self.write_tool_results([result])
@@ -243,21 +263,60 @@ class WritePath:
     def write_run(self, run: Run) -> None:
         """Insert or update a run (start, end, metadata)."""
         with self.writing() as conn, _transaction(conn):
-            conn.execute(
-                _INSERT_RUN,
-                (run.id, run.call_type, run.started_at, _dumps(run.metadata) if run.metadata else None),
-            )
+            metadata = _dumps(run.metadata) if run.metadata else None
+            conn.execute(_INSERT_RUN, (run.id, run.call_type, run.started_at, metadata))
             # the row may have been made by the run's first interaction (trigger, replay)
-            conn.execute(
-                "UPDATE runs SET ended_at = coalesce(?, ended_at), "
-                "metadata_json = coalesce(metadata_json, ?) WHERE id = ?",
-                (run.ended_at, _dumps(run.metadata) if run.metadata else None, run.id),
-            )
+            conn.execute(_UPDATE_RUN, (run.ended_at, metadata, run.id))
+
+    def mark_run_deleted(self, run_id: str, when: str) -> None:
+        """Mark a run deleted at ``when``: its calls are no longer exported, shown or labelled."""
+        with self.writing() as conn, _transaction(conn):
+            conn.execute("UPDATE runs SET deleted_at = ? WHERE id = ?", (when, run_id))
 
     def bump_counter(self, name: str, amount: int = 1) -> None:
         with self.writing() as conn, _transaction(conn):
-            conn.execute(
-                "INSERT INTO capture_counters (name, value) VALUES (?, ?) "
-                "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
-                (name, amount),
-            )
+            conn.execute(_BUMP_COUNTER, (name, amount))
+
+    def write_batch(self, batch: Batch) -> dict[str, int]:
+        """Write every record of ``batch`` in one transaction; return how many rows were new per table.
+
+        The one write path for records that arrive together: the capture
+        spool's replay, the importers, anything that writes many records.
+        Every insert is idempotent (by id; blobs by hash), so writing the same
+        batch twice adds nothing; a run that exists gets its end and metadata.
+        """
+        prepared = [(i, *self.interaction_row(i)) for i in batch.interactions]
+        added = dict.fromkeys(("runs", "interactions", "tool_results", "annotations", "pairs"), 0)
+        with self.writing() as conn, _transaction(conn):
+            for run in batch.runs:
+                metadata = _dumps(run.metadata) if run.metadata else None
+                count = conn.execute(
+                    _INSERT_FULL_RUN, (run.id, run.call_type, run.started_at, run.ended_at, metadata)
+                ).rowcount
+                added["runs"] += count
+                if not count:
+                    conn.execute(_UPDATE_RUN, (run.ended_at, metadata, run.id))
+            for interaction, row, blobs in prepared:
+                for kind, content, digest in blobs:
+                    conn.execute(_INSERT_BLOB, (digest, kind, content))
+                # (the run of a call without its own run record, as the capture path makes it)
+                conn.execute(_INSERT_RUN, (interaction.run_id, interaction.call_type, interaction.created_at, None))
+                added["interactions"] += conn.execute(_INSERT_INTERACTION, row).rowcount
+            for result in batch.tool_results:
+                added["tool_results"] += conn.execute(_INSERT_TOOL_RESULT, tool_result_row(result)).rowcount
+            for pair in batch.pairs:
+                added["pairs"] += conn.execute(
+                    INSERT_PAIR,
+                    (pair.id, pair.chosen_id, pair.rejected_id, pair.source, pair.annotator,
+                     pair.created_at, getattr(pair, "undone_at", None)),
+                ).rowcount
+            for annotation in batch.annotations:
+                added["annotations"] += conn.execute(
+                    INSERT_ANNOTATION, annotation_row(annotation, batch.undone.get(annotation.id))
+                ).rowcount
+            for name, amount in batch.counters.items():
+                if amount:
+                    conn.execute(_BUMP_COUNTER, (name, amount))
+        for _, _, blobs in prepared:
+            self._known_blobs.update(digest for _, _, digest in blobs)
+        return added

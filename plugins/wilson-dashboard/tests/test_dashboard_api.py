@@ -10,7 +10,8 @@ import pytest
 from dashboard_testdata import HOSTILE
 from wilson_dashboard.queries import SORTS
 
-from wilson_core import annotations, judge
+from wilson_core import annotations
+from wilson_core.annotations import judge
 
 
 def login(served) -> tuple[httpx.Client, str]:

@@ -192,7 +192,7 @@ def test_the_training_tab_shows_labels_judge_proposals_and_linked_tool_results(s
     annotations.correct(store, ids["q3"], "Yes: after rent and bills you keep $1,480 this month.")
     verdict = json.dumps({"scores": {"correctness": 4, "helpfulness": 5, "tool_use": 5, "clarity": 4},
                           "rationale": "Calls get_balance with the right account."})
-    from wilson_core import judge
+    from wilson_core.annotations import judge
 
     judge.judge(store, "scripted:judge-model", ids=[ids["tool_call"], ids["q1"]], provider_options={"script": [verdict] * 2})
     page.goto(f"{served.base}/?call_type=agent&focus={ids['tool_call']}")
@@ -211,7 +211,7 @@ def test_bulk_rating_tagging_judge_decisions_and_regenerate_from_the_keyboard(se
     ids = served.ids
     store = served.store
     verdict = json.dumps({"scores": {"correctness": 3, "helpfulness": 3, "tool_use": 3, "clarity": 3}})
-    from wilson_core import judge
+    from wilson_core.annotations import judge
 
     judge.judge(store, "scripted:judge", ids=[ids["q1"], ids["q2"], ids["q3"]], provider_options={"script": [verdict] * 3})
     page.goto(f"{served.base}/?call_type=agent&model=wilson-small&judge=proposed")

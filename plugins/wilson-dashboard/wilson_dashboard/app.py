@@ -581,10 +581,7 @@ def detail(store: Store, interaction_id: str, *, full: bool = True) -> dict[str,
     labels = queries.labels_for(store.connection(), [interaction_id]).get(interaction_id, (None, None))
     data["label"] = queries.label_dict(labels[0])
     data["judge"] = queries.label_dict(labels[1])
-    run_row = store.connection().execute(
-        "SELECT deleted_at FROM runs WHERE id = ?", (interaction.run_id,)
-    ).fetchone()
-    data["run_deleted"] = bool(run_row and run_row["deleted_at"])
+    data["run_deleted"] = bool(queries.run_deleted_at(store.connection(), interaction.run_id))
     if full:
         data["history"] = [
             {**queries.label_dict(v.annotation), "undone_at": v.undone_at}

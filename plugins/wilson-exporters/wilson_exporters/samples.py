@@ -154,8 +154,7 @@ def build_sample_store(path: str | Path) -> tuple[Any, SampleIds]:
     annotations.rate(store, deleted.id, 5)
     annotations.annotate(store, judged.id, rating=5, source="judge", annotator="judge:gpt-4o",
                          status="proposed")
-    with store.connection() as conn:
-        conn.execute("UPDATE runs SET deleted_at = '2026-11-01T00:00:00+00:00' WHERE id = 'run_deleted'")
+    store.mark_run_deleted("run_deleted", "2026-11-01T00:00:00+00:00")
     ids = SampleIds(
         agent=(step1.id, step2.id, step3.id),
         corrected=corrected.id,
