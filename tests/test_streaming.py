@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import threading
 import time
 
@@ -311,6 +312,32 @@ def test_breaking_out_of_async_with_records_the_partial_answer(upstream, db):
     stream = asyncio.run(app())
     assert stream.status == STATUS_INCOMPLETE and stream.reply.text == LONG[:5]
     assert stored(db)[0].response_content == LONG[:5]
+
+
+def test_an_async_stream_dropped_after_break_is_recorded_and_its_connection_closed(upstream, db):
+    upstream.push(Scripted(text=LONG * 3, fragment=5, delay=0.02))
+
+    async def app():
+        async for _ in openai(upstream, db).astream(ask()):
+            break
+        # recorded right away, not when the loop closes (plain sqlite3: a quick look, the loop goes on)
+        recorded = [row[0] for row in sqlite3.connect(db).execute("SELECT status FROM interactions")]
+        for _ in range(50):
+            await asyncio.sleep(0.02)
+            if upstream.disconnects:
+                break
+        return recorded
+
+    assert asyncio.run(app()) == [STATUS_INCOMPLETE]
+    assert stored(db)[0].response_content == LONG[:5]
+    assert wait_for(lambda: upstream.disconnects == 1)
+
+
+def test_capture_off_streams_and_writes_nothing(upstream, db):
+    upstream.push(Scripted(text="not kept", piece=2))
+    stream = openai(upstream, db, capture=False).stream(ask())
+    assert "".join(d.text for d in stream) == "not kept" and stream.reply.text == "not kept"
+    assert not db.exists()
 
 
 def test_ollama_astream_and_a_dropped_async_connection(upstream, db):

@@ -439,7 +439,7 @@ class _StreamState:
         llm = self.llm
         try:
             if isinstance(error, BaseException):
-                error = f"{type(error).__name__}: {error}".rstrip(": ") if str(error) else type(error).__name__
+                error = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
             self.error = error
             assembled = self.assembler
             interaction = self.call.interaction(
