@@ -5,4 +5,6 @@ Apps in any language switch to it by setting ``OPENAI_BASE_URL``,
 unchanged and recorded into Wilson's store.  See :mod:`wilson_proxy.server`.
 """
 
-__version__ = "0.1.0"
+from importlib.metadata import version as _version
+
+__version__ = _version("wilson-proxy")  # one source: the distribution's metadata (pyproject.toml)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
+import logging
 import os
 import pickle
 import struct
@@ -26,6 +27,8 @@ import attrs
 
 if TYPE_CHECKING:
     from .server import Captured
+
+log = logging.getLogger("wilson.proxy")
 
 #: (protocol, endpoint) -> the converter module in ``wilson_core.protocols``
 CONVERTERS = {
@@ -69,7 +72,7 @@ def parts_of(captured: Captured) -> dict[str, Any]:
         errors.append(text or captured.error or f"HTTP {status}")
         parts["status"] = "error"
     elif streamed:
-        assembler = module.Assembler()
+        assembler = module.Assembler(request)
         ttft = None
         for arrived, piece in zip(captured.times, captured.parts, strict=True):
             if assembler.feed_bytes(piece) and ttft is None:
@@ -82,7 +85,7 @@ def parts_of(captured: Captured) -> dict[str, Any]:
         errors.append(interrupted or "the answer was cut short")
     else:
         try:
-            result = module.parse_response(body)
+            result = module.parse_response(body, request)
         except ProtocolError as exc:
             parts["status"] = "error"
             errors.append(f"response: {exc}")
@@ -222,7 +225,6 @@ class Recorder:
 def writer_main(argv: list[str] | None = None) -> int:
     """The writer process: frames from stdin, recorded one by one, counts reported on stdout."""
     import argparse
-    import warnings
 
     from .server import Captured
 
@@ -257,7 +259,7 @@ def writer_main(argv: list[str] | None = None) -> int:
                 recorded += 1
             except Exception as exc:  # one bad capture must not stop the others
                 failed += 1
-                warnings.warn(f"wilson proxy could not record a call: {type(exc).__name__}: {exc}", stacklevel=1)
+                log.warning("could not record a call: %s: %s", type(exc).__name__, exc)
         del buffer[:position]
         out.write(b"%d %d\n" % (recorded, failed))
         out.flush()
