@@ -471,3 +471,75 @@ def test_a_streamed_agent_run_exports_the_same_sft_lines_as_the_same_run_not_str
         sink.forget_stores()
     assert exported[True] == exported[False]
     assert exported[True] and "You have 10 EUR" in exported[True][-1]
+
+
+# -- properties: any cut of the wire gives the same answer ------------------------------------
+
+
+def test_any_cut_of_an_sse_stream_assembles_to_the_same_answer():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from wilson_core.providers.openai import _SSEChunks
+    from wilson_core.streams import StreamAssembler
+
+    # storable text (lone surrogates and NUL are replaced at the text boundary, tested on their own)
+    chars = st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00")
+    texts = st.text(chars, max_size=40)
+    arguments = st.dictionaries(st.text(chars, max_size=5), st.one_of(st.integers(), texts), max_size=3)
+
+    @settings(max_examples=150, deadline=None)
+    @given(text=texts, calls=st.lists(arguments, max_size=3), size=st.integers(1, 9), cuts=st.data())
+    def check(text, calls, size, cuts):
+        def chunk(delta, **extra):
+            return "data: " + json.dumps({"model": "m", "choices": [{"index": 0, "delta": delta, **extra}]}) + "\n\n"
+
+        events = [chunk({"role": "assistant", "content": ""})]
+        events += [chunk({"content": text[i:i + size]}) for i in range(0, len(text), size)]
+        for index, args in enumerate(calls):
+            raw = json.dumps(args)
+            events.append(chunk({"tool_calls": [{"index": index, "id": f"c{index}", "function": {"name": "f"}}]}))
+            events += [chunk({"tool_calls": [{"index": index, "function": {"arguments": raw[i:i + size]}}]})
+                       for i in range(0, len(raw), size)]
+        events.append(chunk({}, finish_reason="stop"))
+        events.append('data: {"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 4}}\n\ndata: [DONE]\n\n')
+        wire = "".join(events).encode()
+        points = sorted(cuts.draw(st.lists(st.integers(0, len(wire)), max_size=12)))
+        parser, assembled = _SSEChunks("test"), StreamAssembler()
+        for start, end in zip([0, *points], [*points, len(wire)], strict=True):
+            for event in parser.feed(wire[start:end]):
+                assembled.add(event)
+        parser.end()
+        assert (assembled.text or "") == text
+        assert [(c.id, c.name, c.arguments) for c in assembled.tool_calls()] == [
+            (f"c{i}", "f", args) for i, args in enumerate(calls)]
+        assert (assembled.input_tokens, assembled.output_tokens, assembled.finish_reason) == (3, 4, "stop")
+
+    check()
+
+
+def test_a_failing_sink_never_reaches_a_streaming_app(upstream, db, caplog):
+    import types
+
+    from wilson_core import capture, plugins
+
+    upstream.push(Scripted(text="still fine", piece=3))
+    broken = types.SimpleNamespace()
+
+    @wilson_core.hookimpl
+    def wilson_capture_interaction(interaction):
+        raise RuntimeError("sink exploded")
+
+    broken.wilson_capture_interaction = wilson_capture_interaction
+    pm = plugins.plugin_manager()
+    pm.register(broken, name="broken-sink")
+    before = capture.capture_failures()
+    try:
+        llm = openai(upstream, db)
+        with caplog.at_level("WARNING", logger="wilson"):
+            reply = llm.stream(ask()).until_done()
+    finally:
+        pm.unregister(name="broken-sink")
+    assert reply.text == "still fine" and llm.capture_failures == 1
+    assert capture.capture_failures() == before + 1 and "sink exploded" in caplog.text
+    assert stored(db)[0].response_content == "still fine"  # the other sinks still ran
