@@ -254,7 +254,8 @@ def test_stats_on_the_cli_shows_spooled_and_replayed_counts(env):
     out = subprocess.run([sys.executable, "-m", "wilson_core.cli", "--db", str(path), "stats", "--json"],
                          capture_output=True, text=True, check=True)
     assert json.loads(out.stdout)["capture"] == {
-        "spooled": 2, "replayed": 2, "spooled_pending": 0, "spool_unreadable": 0, "sink_failures": 0}
+        "spooled": 2, "replayed": 2, "spooled_pending": 0, "spool_unreadable": 0, "sink_failures": 0,
+        "quarantined": 0, "dropped": 0}
     assert json.loads(out.stdout)["interactions"] == 3
 
 

@@ -33,12 +33,13 @@ CORE_COMMANDS = (
     "setup",
     "demo",
     "logs",
+    "doctor",
 )
 
 #: ``wilson --help`` lists commands in pipeline order; unknown (plugin) ones follow.
 HELP_ORDER = (
     "logs", "runs", "show", "stats", "import", "dashboard", "annotate", "export", "model", "train",
-    "eval", "deploy", "pipeline", "models", "plugins", "install", "uninstall", "setup", "demo",
+    "eval", "deploy", "pipeline", "models", "plugins", "install", "uninstall", "setup", "demo", "doctor",
 )
 
 

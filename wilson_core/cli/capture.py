@@ -125,6 +125,10 @@ def collect_stats(store) -> dict:
             "spooled_pending": spool.pending(store.path),
             "spool_unreadable": counters.get("spool_unreadable", 0),
             "sink_failures": counters.get("sink_failures", 0),
+            # records the database refused even after cleaning, kept in *.quarantine.jsonl
+            "quarantined": sum(count for _, count in spool.quarantined(store.path)),
+            # records neither the database, the spool nor the in-memory queue could keep
+            "dropped": counters.get("dropped", 0),
         },
     }
 
@@ -165,4 +169,8 @@ def capture_health_line(cap: dict) -> str:
         parts.append(f"{cap['spool_unreadable']} unreadable spool lines (kept beside the database)")
     if cap["sink_failures"]:
         parts.append(f"{cap['sink_failures']} failures of other sinks")
+    if cap.get("quarantined"):
+        parts.append(f"{cap['quarantined']} records the database refused (kept in the quarantine file)")
+    if cap.get("dropped"):
+        parts.append(f"{cap['dropped']} LOST: dropped when no database, spool or memory could keep them")
     return "capture: " + ", ".join(parts)

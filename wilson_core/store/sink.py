@@ -9,11 +9,12 @@ app's call is never affected.
 from __future__ import annotations
 
 import atexit
+import collections
+import logging
 import os
 import sqlite3
 import threading
 import time
-import warnings
 from pathlib import Path
 
 from wilson_core.errors import StoreError
@@ -21,6 +22,7 @@ from wilson_core.hookspecs import hookimpl
 from wilson_core.records import Interaction, Run, ToolResult
 
 from . import spool
+from .connections import check_database, is_database_url
 from .store import Store, default_db_path
 
 _stores: dict[tuple[int, Path], Store] = {}
@@ -35,6 +37,10 @@ _down_until: dict[Path, float] = {}
 PLUGIN_NAME = "sqlite_sink"
 
 _WRITE_ERRORS = (sqlite3.Error, OSError, StoreError)
+_log = logging.getLogger("wilson.capture")
+#: what a database raises for a record it will never take (as opposed to "not now": locked, full).
+_REFUSED = (sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.DataError, sqlite3.ProgrammingError,
+            OverflowError, ValueError, TypeError)
 
 
 def _retry_after_s() -> float:
@@ -45,6 +51,13 @@ def _retry_after_s() -> float:
 
 
 def _resolve(db_path: str | os.PathLike[str] | None) -> Path:
+    location = os.fspath(db_path) if db_path else os.environ.get("WILSON_DB", "")
+    if location.startswith(("postgresql://", "postgres://")):  # a server: keyed by its URL
+        from .postgres import redact
+
+        return redact(location)  # type: ignore[return-value]
+    if db_path and is_database_url(db_path):
+        check_database(db_path, create=True)  # raises: a server URL is not a file name
     return Path(db_path).expanduser() if db_path else default_db_path()
 
 
@@ -60,11 +73,32 @@ def store_for(db_path: str | os.PathLike[str] | None) -> Store:
     with _lock:
         store = _stores.get(key)
         if store is None:
-            store = Store(path, background_checkpoint=True)
-            replay_spool(store)
+            if isinstance(path, str):  # PostgreSQL (the URL with its password, to connect)
+                from .postgres import PostgresStore
+
+                store = PostgresStore(os.fspath(db_path or os.environ["WILSON_DB"]))
+            else:
+                store = Store(path, background_checkpoint=True)
+            try:
+                replay_spool(store)
+            except Exception as exc:  # never blocks capture: retried on the next open or write
+                _log.warning("spooled captures for %s could not be replayed yet (%s)", path, exc)
             _stores[key] = store
         _by_key[fast_key] = store
     return store
+
+
+def _forget(store: Store) -> None:
+    """Drop ``store`` from the cache (its file was deleted or replaced) and close what can be closed."""
+    with _lock:
+        for key in [k for k, v in _stores.items() if v is store]:
+            del _stores[key]
+        for key in [k for k, v in _by_key.items() if v is store]:
+            del _by_key[key]
+    try:
+        store.close()
+    except Exception:
+        pass
 
 
 def forget_stores() -> None:
@@ -78,9 +112,15 @@ def forget_stores() -> None:
         _spooled_here.clear()
 
 
+def _at_exit() -> None:
+    memory_queue.at_exit()
+    forget_stores()
+
+
 # Close cleanly at exit: the last connection to close checkpoints the WAL into the
-# database (this sink's writers leave checkpoints to a background thread).
-atexit.register(forget_stores)
+# database (this sink's writers leave checkpoints to a background thread); the
+# in-memory queue gets its last try first.
+atexit.register(_at_exit)
 
 
 def replay_spool(store: Store) -> int:
@@ -88,72 +128,190 @@ def replay_spool(store: Store) -> int:
 
     Each spool file is replayed in one transaction together with the
     ``spooled`` / ``replayed`` counters, so a replay cut short is simply done
-    again (inserts are idempotent) without counting twice.  Lines that cannot
+    again (inserts are idempotent) without counting twice.  When the file's
+    transaction fails, its records are written one by one, and a record the
+    database refuses even then goes to the quarantine file (counted as
+    ``quarantined``): a bad record never blocks the others.  Lines that cannot
     be read (a torn last line after a crash) are counted and the file is kept
     as ``*.unreadable-<time>`` for a person to look at.
     """
-    from .store import (
-        _INSERT_BLOB,
-        _INSERT_INTERACTION,
-        _INSERT_RUN,
-        _INSERT_TOOL_RESULT,
-        _dumps,
-        transaction,
-    )
+    from .writing import Batch
 
     replayed = 0
-    for path in spool.claim(store.path):
-        interactions, results, runs, bad = [], [], [], []
-        for _number, record, error in spool.read(path):
-            if record is None:
-                bad.append(error)
-            elif isinstance(record, Interaction):
-                interactions.append(record)
-            elif isinstance(record, Run):
-                runs.append(record)
+    for claimed in spool.claim(store.path):
+        path = claimed.path
+        try:
+            interactions, results, runs, bad = [], [], [], []
+            for _number, record, error in spool.read(path):
+                if record is None:
+                    bad.append(error)
+                elif isinstance(record, Interaction):
+                    interactions.append(record)
+                elif isinstance(record, Run):
+                    runs.append(record)
+                else:
+                    results.append(record)
+            good = len(interactions) + len(results) + len(runs)
+            counters = {"spooled": good + len(bad), "replayed": good, "spool_unreadable": len(bad)}
+            try:
+                store.write_batch(
+                    Batch(runs=runs, interactions=interactions, tool_results=results, counters=counters)
+                )
+            except _REFUSED:  # a record the database refuses: find it, keep the others
+                good = _replay_one_by_one(store, path, [*runs, *interactions, *results], counters)
+            replayed += good
+            if bad:
+                stamp = time.strftime("%Y%m%dT%H%M%S")
+                kept = path.with_name(f"{path.name.split('.replaying-')[0]}.unreadable-{stamp}-{os.getpid()}")
+                os.replace(path, kept)
+                _log.warning("%d spooled line(s) could not be read; kept in %s", len(bad), kept)
             else:
-                results.append(record)
-        rows = [store.interaction_row(i) for i in interactions]
-        with store.writing() as conn, transaction(conn):
-            for run in runs:
-                metadata = _dumps(run.metadata) if run.metadata else None
-                conn.execute(_INSERT_RUN, (run.id, run.call_type, run.started_at, metadata))
-                conn.execute(
-                    "UPDATE runs SET ended_at = coalesce(?, ended_at), "
-                    "metadata_json = coalesce(metadata_json, ?) WHERE id = ?",
-                    (run.ended_at, metadata, run.id),
-                )
-            for row, blobs in rows:
-                for kind, content, digest in blobs:
-                    conn.execute(_INSERT_BLOB, (digest, kind, content))
-                conn.execute(_INSERT_INTERACTION, row)
-            for r in results:
-                conn.execute(
-                    _INSERT_TOOL_RESULT,
-                    (r.id, r.interaction_id, r.tool_call_id, r.name, _dumps(r.arguments),
-                     r.content, int(r.is_error), r.duration_ms, r.created_at),
-                )
-            for name, amount in (
-                ("spooled", len(interactions) + len(results) + len(runs) + len(bad)),
-                ("replayed", len(interactions) + len(results) + len(runs)),
-                ("spool_unreadable", len(bad)),
-            ):
-                if amount:
-                    conn.execute(
-                        "INSERT INTO capture_counters (name, value) VALUES (?, ?) "
-                        "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
-                        (name, amount),
-                    )
-        replayed += len(interactions) + len(results) + len(runs)
-        if bad:
-            stamp = time.strftime("%Y%m%dT%H%M%S")
-            kept = path.with_name(f"{path.name.split('.replaying-')[0]}.unreadable-{stamp}-{os.getpid()}")
-            os.replace(path, kept)
-            warnings.warn(f"{len(bad)} spooled line(s) could not be read; kept in {kept}", stacklevel=2)
-        else:
-            path.unlink(missing_ok=True)
+                path.unlink(missing_ok=True)
+        finally:
+            claimed.release()
     _spooled_here.discard(store.path)
     return replayed
+
+
+def _replay_one_by_one(store: Store, path: Path, records: list, counters: dict[str, int]) -> int:
+    """Each record on its own; those the database refuses go to quarantine.  Returns how many were written."""
+    from .writing import Batch
+
+    written = quarantined = 0
+    for record in records:
+        batch = Batch(
+            runs=[record] if isinstance(record, Run) else [],
+            interactions=[record] if isinstance(record, Interaction) else [],
+            tool_results=[record] if isinstance(record, ToolResult) else [],
+        )
+        try:
+            store.write_batch(batch)
+            written += 1
+        except _REFUSED as exc:
+            kept = spool.quarantine(path, record, f"{type(exc).__name__}: {exc}")
+            quarantined += 1
+            _log.warning("a spooled capture the database refuses (%s) was kept in %s", exc, kept)
+    store.write_batch(Batch(counters={**counters, "replayed": written, "quarantined": quarantined}))
+    return written
+
+
+# -- the last resort: a bounded queue in memory, retried in the background -----
+
+
+def _memory_limit() -> int:
+    try:
+        return max(0, int(os.environ.get("WILSON_MEMORY_QUEUE", "10000")))
+    except ValueError:
+        return 10_000
+
+
+class MemoryQueue:
+    """Captures neither the database nor any spool location could take.
+
+    Retried every :func:`_retry_after_s` seconds by a daemon thread (database
+    first, then the spool) and once more at exit.  When full, the oldest
+    record is dropped; every drop is counted (``dropped``, written into the
+    database's ``capture_counters`` as soon as it can be) and warned about.
+    """
+
+    def __init__(self) -> None:
+        self.items: collections.deque[tuple[str | None, Interaction | ToolResult | Run]] = collections.deque()
+        self.dropped: dict[str | None, int] = {}
+        self.dropped_total = 0
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._wake = threading.Event()
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def put(self, db_path: str | None, record: Interaction | ToolResult | Run) -> None:
+        with self._lock:
+            self.items.append((db_path, record))
+            while len(self.items) > _memory_limit():
+                lost_path, _ = self.items.popleft()
+                self._drop(lost_path, 1)
+            if self._thread is None or not self._thread.is_alive() or self._thread.ident is None:
+                self._thread = threading.Thread(target=self._run, name="wilson-capture-retry", daemon=True)
+                self._thread.start()
+
+    def _drop(self, db_path: str | None, amount: int) -> None:
+        self.dropped[db_path] = self.dropped.get(db_path, 0) + amount
+        self.dropped_total += amount
+        _log.error(
+            "%d capture(s) for %s dropped: neither the database nor any spool location could take "
+            "them and the in-memory queue is full", amount, _resolve(db_path),
+        )
+
+    def _run(self) -> None:
+        while self.items or self.dropped:
+            self._wake.wait(_retry_after_s())
+            self._wake.clear()
+            self.flush()
+
+    def flush(self) -> int:
+        """Try every queued record once (database, then spool); return how many are still queued."""
+        with self._lock:
+            items = list(self.items)
+            self.items.clear()
+        left = []
+        for db_path, record in items:
+            if left:  # the first failure says the way is still blocked: keep the order
+                left.append((db_path, record))
+                continue
+            try:
+                store = store_for(db_path)
+                _write_to(store, record)
+            except Exception:
+                try:
+                    spool.append(_resolve(db_path), record)
+                    _spooled_here.add(_resolve(db_path))
+                except OSError:
+                    left.append((db_path, record))
+        with self._lock:
+            self.items.extendleft(reversed(left))
+            for db_path, amount in list(self.dropped.items()):
+                try:
+                    store_for(db_path).bump_counter("dropped", amount)
+                except Exception:
+                    continue
+                self.dropped.pop(db_path, None)
+        return len(self.items)
+
+    def at_exit(self) -> None:
+        """The last try; what is still queued is lost, and said so."""
+        if not self.items and not self.dropped:
+            return
+        self.flush()
+        if self.items:
+            lost: dict[str | None, int] = {}
+            for db_path, _ in self.items:
+                lost[db_path] = lost.get(db_path, 0) + 1
+            self.items.clear()
+            for db_path, amount in lost.items():
+                self._drop(db_path, amount)
+            self.flush()  # the drop counts, if the database takes them now
+
+
+memory_queue = MemoryQueue()
+
+
+def capture_state() -> dict[str, int]:
+    """This process's capture state: records held in memory, records dropped."""
+    return {"memory_queued": len(memory_queue), "dropped": memory_queue.dropped_total}
+
+
+def _write_to(store: Store, record: Interaction | ToolResult | Run) -> None:
+    if isinstance(record, Interaction):
+        store.write_interaction(record)
+    elif isinstance(record, ToolResult):
+        store.write_tool_result(record)
+    else:
+        store.write_run(record)
+    if store.replaced():
+        # the file was deleted or replaced: that write went into a file nobody will read
+        _forget(store)
+        raise StoreError(f"{store.path} was deleted or replaced while open")
 
 
 def _write(db_path: str | None, record: Interaction | ToolResult | Run) -> None:
@@ -165,28 +323,35 @@ def _write(db_path: str | None, record: Interaction | ToolResult | Run) -> None:
             if time.monotonic() < _down_until.get(path, 0.0):
                 raise StoreError(f"{path} failed a moment ago; not retried yet")
         store = store_for(db_path)
-        if isinstance(record, Interaction):
-            store.write_interaction(record)
-        elif isinstance(record, ToolResult):
-            store.write_tool_result(record)
-        else:
-            store.write_run(record)
+        try:
+            _write_to(store, record)
+        except StoreError:
+            if not isinstance(store.path, str) and (store.path.exists() or store.path.parent.is_dir()):
+                store = store_for(db_path)  # replaced or deleted: write into what is there now
+                _write_to(store, record)
+            else:
+                raise
     except Exception as exc:  # whatever failed, the record goes to the spool
         path = store.path if store is not None else _resolve(db_path)
-        spool.append(path, record)  # raises when even the spool cannot be written
-        _spooled_here.add(path)
         _down_until[path] = time.monotonic() + _retry_after_s()
-        warnings.warn(
-            f"capture could not be written to {path} ({exc}); spooled for replay",
-            stacklevel=3,
-        )
+        try:
+            where = spool.append(path, record)
+        except OSError as spool_error:
+            memory_queue.put(db_path, record)
+            _log.warning(
+                "capture could not be written to %s (%s) nor spooled (%s); held in memory and retried",
+                path, exc, spool_error,
+            )
+            return
+        _spooled_here.add(path)
+        _log.warning("capture could not be written to %s (%s); spooled to %s for replay", path, exc, where)
         return
     if _spooled_here and store.path in _spooled_here:
         _down_until.pop(store.path, None)
         try:
             replay_spool(store)
-        except _WRITE_ERRORS:
-            pass
+        except Exception as exc:  # the replay is retried later; the app's call is not affected
+            _log.warning("spooled captures for %s could not be replayed yet (%s)", store.path, exc)
 
 
 @hookimpl
