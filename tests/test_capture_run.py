@@ -179,3 +179,12 @@ def test_tool_calls_may_be_records_or_openai_dicts(db):
     made = record(db, None, tool_calls=[ToolCall(id="c1", name="f", arguments={"x": 1}), CALLS[1]])
     back = open_store(db).get_interaction(made.id)
     assert [(c.id, c.name, c.arguments) for c in back.tool_calls] == [("c1", "f", {"x": 1}), ("call_b", "rate", {})]
+
+
+def test_a_result_recorded_for_a_foreign_call_does_not_hide_a_waiting_one(db):
+    with wilson_core.run() as r:
+        r.record_tool_result(ToolCall(id="elsewhere", name="x"), "explicit, for a call of another run")
+        first = record(db, None, tool_calls=CALLS[:1])
+        record(db, "done", messages=ask() + [{"role": "assistant", "content": None, "tool_calls": CALLS[:1]},
+                                             {"role": "tool", "tool_call_id": "call_a", "content": "10"}])
+    assert [t.content for t in open_store(db).tool_results(first.id)] == ["10"]

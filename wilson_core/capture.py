@@ -166,6 +166,8 @@ class CaptureRun:
         self._calls: dict[str, tuple[str | None, ToolCall]] = {}
         #: tool call ids whose result is recorded.
         self._answered: set[str] = set()
+        #: how many of :attr:`_calls` have no recorded result yet (0: no need to look at messages).
+        self._waiting = 0
         self._tokens: list[Token[CaptureRun | None]] = []
 
     def __repr__(self) -> str:
@@ -300,6 +302,8 @@ class CaptureRun:
             return
         with self._lock:
             for call in interaction.tool_calls:
+                if call.id not in self._calls and call.id not in self._answered:
+                    self._waiting += 1
                 self._calls[call.id] = (interaction.id, call)
         if self.standalone:
             with _lock:
@@ -308,6 +312,13 @@ class CaptureRun:
                     _standalone_calls.move_to_end(call.id)
                 while len(_standalone_calls) > RECENT_CALLS:
                     _standalone_calls.popitem(last=False)
+
+    def _answer(self, call_id: str) -> None:
+        """Mark ``call_id`` answered (hold :attr:`_lock`)."""
+        if call_id not in self._answered:
+            self._answered.add(call_id)
+            if call_id in self._calls:
+                self._waiting -= 1
 
     def _known_call(self, call_id: str) -> tuple[str | None, ToolCall | None]:
         with self._lock:
@@ -336,7 +347,7 @@ class CaptureRun:
         if known is None:
             raise KeyError(f"tool call {call_id!r} was not returned by a call in this run")
         with self._lock:
-            self._answered.add(call_id)
+            self._answer(call_id)
         return self._emit_result(known, interaction_id, content, is_error, duration_ms, db, count)
 
     def _emit_result(
@@ -381,7 +392,7 @@ class CaptureRun:
         if self.standalone:
             return _record_standalone_answers(messages, self._db_for(os.fspath(db) if db else None), count)
         with self._lock:
-            if len(self._answered) >= len(self._calls):
+            if self._waiting <= 0:
                 return []  # nothing is waiting for a result: no need to look
         results = []
         for message in messages:
@@ -394,7 +405,7 @@ class CaptureRun:
                 interaction_id, call = self._calls.get(call_id, (None, None))
                 if call is None or call_id in self._answered:
                     continue
-                self._answered.add(call_id)
+                self._answer(call_id)
             results.append(self._emit_result(call, interaction_id, message.get("content"), False, None, db, count))
         return results
 
@@ -421,7 +432,7 @@ def _record_standalone_answers(
             interaction_id, call = owner._calls.get(call_id, (None, None))
             if call is None or call_id in owner._answered:
                 continue
-            owner._answered.add(call_id)
+            owner._answer(call_id)
         results.append(
             owner._emit_result(call, interaction_id, message.get("content"), False, None, db_path, count)
         )
