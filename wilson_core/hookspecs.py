@@ -159,3 +159,17 @@ def wilson_register_commands(cli: click.Group) -> None:
     :return: ignored.  All implementations are called, at CLI start-up, so
         keep the module light: import heavy libraries inside the command.
     """
+
+
+# --- runtimes ----------------------------------------------------------------
+
+
+@hookspec
+def wilson_node_packages() -> list[Any]:
+    """Declare the Node packages a plugin runs (its scripts ship in its wheel).
+
+    :return: a list of :class:`wilson_core.noderuntime.NodePackage`.  All
+        implementations are called and their lists concatenated; ``wilson setup``
+        installs each (``npm ci --ignore-scripts`` into ``$WILSON_CACHE_DIR``) and
+        :func:`wilson_core.noderuntime.ensure` does it on first use.
+    """

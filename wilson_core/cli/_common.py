@@ -59,6 +59,19 @@ def resolving_ids(**kinds: str | tuple[str, ...]) -> Callable[[F], F]:
     return decorate
 
 
+def wilson_command() -> str:
+    """How to type ``wilson`` so that it runs this installation, for commands Wilson prints.
+
+    ``$WILSON_COMMAND`` (``nox -s demo`` sets the full path of its environment's
+    ``wilson``, which is not on the user's PATH), else ``wilson``.
+    """
+    import os
+    import shlex
+
+    command = os.environ.get("WILSON_COMMAND")
+    return shlex.quote(command) if command else "wilson"
+
+
 def db_option_path(ctx: click.Context) -> str | None:
     return (ctx.find_root().obj or {}).get("db")
 

@@ -91,8 +91,9 @@ class Step:
 def _wilson(*args: str) -> None:
     """Run one ``wilson`` command in-process, exactly as a user would type it."""
     from wilson_core.cli import main
+    from wilson_core.cli._common import wilson_command
 
-    click.secho("      $ wilson " + " ".join(args), dim=True)
+    click.secho(f"      $ {wilson_command()} " + " ".join(args), dim=True)
     code = main(list(args))
     if code != 0:
         raise WilsonError(f"demo step failed: 'wilson {' '.join(args)}' exited with {code}")

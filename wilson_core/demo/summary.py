@@ -128,7 +128,9 @@ def render(report: dict[str, Any]) -> str:
         lines.append(f"- Deployed {target}: {verdict}; provider {record.get('provider')}")
     lines.append("- Artefacts:")
     lines += [f"  - {path}: {_human(size)}" for path, size in report.get("artefacts", {}).items()]
-    lines.append(f"- Annotate more: `wilson --db {report['db']} dashboard`")
+    from wilson_core.cli._common import wilson_command
+
+    lines.append(f"- Annotate more: `{wilson_command()} --db {report['db']} dashboard`")
     timings = report.get("timings", {})
     lines.append("- Time: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()))
     lines.append(f"- Everything is in {out}/ (demo-summary.json has these figures)")

@@ -4,4 +4,6 @@ Start it with ``wilson dashboard``; the app itself is built by
 :func:`wilson_dashboard.app.create_app` (imported only when the command runs).
 """
 
-__version__ = "0.1.0"
+from importlib.metadata import version as _version
+
+__version__ = _version("wilson-dashboard")  # one source: the distribution's metadata (pyproject.toml)

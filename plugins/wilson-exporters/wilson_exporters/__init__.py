@@ -8,4 +8,6 @@
 Each module is imported only when its format is asked for.
 """
 
-__version__ = "0.1.0"
+from importlib.metadata import version as _version
+
+__version__ = _version("wilson-exporters")  # one source: the distribution's metadata (pyproject.toml)

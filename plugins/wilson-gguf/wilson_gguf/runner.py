@@ -1,14 +1,14 @@
 """A llama.cpp process: ``node runner.mjs`` (node-llama-cpp's prebuilt llama.cpp) spoken to
 in JSON lines.  One :class:`LlamaCppRunner` holds one loaded GGUF (plus LoRA adapters).
 
-The runner lives in ``plugins/wilson-gguf/node/`` (``npm ci`` there installs the pinned
-node-llama-cpp); ``$WILSON_GGUF_RUNNER_DIR`` points elsewhere.
+The runner ships in the package (``wilson_gguf/node/``); its pinned node-llama-cpp is
+installed on first use into ``$WILSON_CACHE_DIR`` (:mod:`wilson_gguf.node_runtime`, or
+``wilson setup`` ahead of time); ``$WILSON_GGUF_RUNNER_DIR`` names a ready folder instead.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import threading
@@ -24,26 +24,40 @@ class RunnerError(WilsonError):
 
 
 def runner_dir() -> Path:
-    env = os.environ.get("WILSON_GGUF_RUNNER_DIR")
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "node"
+    """Where the runner runs (its Node packages may not be installed yet: see :func:`check_runner`)."""
+    from .node_runtime import RUNTIME
+
+    return RUNTIME.folder()
 
 
 def node_available() -> bool:
     return shutil.which("node") is not None
 
 
+def runner_ready() -> str | None:
+    """``None`` when GGUF models can run here (now, or after installing the Node packages)."""
+    from .node_runtime import RUNTIME
+
+    return RUNTIME.problem()
+
+
 def check_runner() -> tuple[str, Path]:
-    """``(node executable, runner.mjs)``, or a :class:`RunnerError` saying what to install."""
-    node = shutil.which("node")
-    if node is None:
-        raise RunnerError("Node.js (node >= 20) is needed to run GGUF models with llama.cpp; install it")
-    folder = runner_dir()
+    """``(node executable, runner.mjs)``, installing node-llama-cpp on first use.
+
+    A :class:`RunnerError` says what to install when Node or npm is missing.
+    """
+    from wilson_core.noderuntime import NodeRuntimeError, ensure
+
+    from .node_runtime import RUNTIME
+
+    try:
+        folder = ensure(RUNTIME)
+    except NodeRuntimeError as exc:
+        raise RunnerError(str(exc)) from None
     script = folder / "runner.mjs"
     if not script.is_file():
         raise RunnerError(f"the llama.cpp runner {script} is missing (set WILSON_GGUF_RUNNER_DIR)")
-    if not (folder / "node_modules" / "node-llama-cpp").is_dir():
-        raise RunnerError(f"node-llama-cpp is not installed: run `npm ci --prefix {folder}`")
-    return node, script
+    return shutil.which("node") or "node", script
 
 
 class LlamaCppRunner:

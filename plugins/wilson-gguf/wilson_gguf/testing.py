@@ -10,19 +10,18 @@ steps, and tests marked ``node`` skipped when node-llama-cpp is not installed.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 
-from wilson_gguf.runner import runner_dir
+from wilson_gguf.runner import runner_ready
 
 
 def pytest_collection_modifyitems(config, items):
-    node_ready = shutil.which("node") and (runner_dir() / "node_modules" / "node-llama-cpp").is_dir()
-    if node_ready:
+    problem = runner_ready()  # None: installed, or installable on first use
+    if problem is None:
         return
-    reason = "Node.js with node-llama-cpp is needed (npm ci --prefix plugins/wilson-gguf/node)"
+    reason = f"llama.cpp cannot run here: {problem}"
     for item in items:
         if "node" in item.keywords:
             item.add_marker(pytest.mark.skip(reason=reason))

@@ -109,5 +109,5 @@ def test_a_missing_node_install_is_reported_with_the_command_that_fixes_it(tmp_p
         assert "node is not installed" in node_ready()
         return
     assert "@huggingface/transformers is not installed" in node_ready()
-    with pytest.raises(DeployError, match=r"ONNXRUNTIME_NODE_INSTALL=skip .*npm ci --prefix"):
+    with pytest.raises(DeployError, match=r"ONNXRUNTIME_NODE_INSTALL=skip .*npm ci --ignore-scripts --prefix"):
         run_transformersjs({"model_dir": str(tmp_path), "dtype": "fp32", "max_new_tokens": 1, "prompts": []})

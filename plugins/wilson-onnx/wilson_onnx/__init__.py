@@ -11,4 +11,6 @@
 Nothing heavy is imported by this module.
 """
 
-__version__ = "0.1.0"
+from importlib.metadata import version as _version
+
+__version__ = _version("wilson-onnx")  # one source: the distribution's metadata (pyproject.toml)

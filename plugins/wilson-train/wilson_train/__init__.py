@@ -5,4 +5,6 @@ Nothing heavy is imported here: torch, transformers, peft and trl load inside th
 functions that need them.
 """
 
-__version__ = "0.1.0"
+from importlib.metadata import version as _version
+
+__version__ = _version("wilson-train")  # one source: the distribution's metadata (pyproject.toml)
