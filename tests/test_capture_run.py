@@ -183,8 +183,17 @@ def test_tool_calls_may_be_records_or_openai_dicts(db):
 
 def test_a_result_recorded_for_a_foreign_call_does_not_hide_a_waiting_one(db):
     with wilson_core.run() as r:
-        r.record_tool_result(ToolCall(id="elsewhere", name="x"), "explicit, for a call of another run")
+        r.record_tool_result(ToolCall(id="elsewhere", name="x"), "explicit, for a call of another run", db=str(db))
         first = record(db, None, tool_calls=CALLS[:1])
         record(db, "done", messages=ask() + [{"role": "assistant", "content": None, "tool_calls": CALLS[:1]},
                                              {"role": "tool", "tool_call_id": "call_a", "content": "10"}])
     assert [t.content for t in open_store(db).tool_results(first.id)] == ["10"]
+
+
+def test_an_explicit_result_goes_to_the_database_of_the_call_that_asked(db, tmp_path):
+    other = tmp_path / "other.db"
+    with wilson_core.run() as r:
+        first = record(other, None, tool_calls=CALLS[:1])
+        r.record_tool_result("call_a", "42")  # no db given: the one call_a was recorded in
+    assert [t.content for t in open_store(other).tool_results(first.id)] == ["42"]
+    assert open_store(other).get_run(r.id).ended_at is not None and not db.exists()

@@ -164,6 +164,8 @@ class CaptureRun:
         self._lock = threading.Lock()
         #: tool call id -> (interaction id, the call), for calls returned in this run.
         self._calls: dict[str, tuple[str | None, ToolCall]] = {}
+        #: tool call id -> the database its interaction went to (its result goes there too).
+        self._call_dbs: dict[str, str | None] = {}
         #: tool call ids whose result is recorded.
         self._answered: set[str] = set()
         #: how many of :attr:`_calls` have no recorded result yet (0: no need to look at messages).
@@ -305,6 +307,7 @@ class CaptureRun:
                 if call.id not in self._calls and call.id not in self._answered:
                     self._waiting += 1
                 self._calls[call.id] = (interaction.id, call)
+                self._call_dbs[call.id] = db_path
         if self.standalone:
             with _lock:
                 for call in interaction.tool_calls:
@@ -348,6 +351,8 @@ class CaptureRun:
             raise KeyError(f"tool call {call_id!r} was not returned by a call in this run")
         with self._lock:
             self._answer(call_id)
+        if db is None:
+            db = self._call_dbs.get(call_id)
         return self._emit_result(known, interaction_id, content, is_error, duration_ms, db, count)
 
     def _emit_result(
@@ -406,7 +411,8 @@ class CaptureRun:
                 if call is None or call_id in self._answered:
                     continue
                 self._answer(call_id)
-            results.append(self._emit_result(call, interaction_id, message.get("content"), False, None, db, count))
+                call_db = self._call_dbs.get(call_id, db)
+            results.append(self._emit_result(call, interaction_id, message.get("content"), False, None, call_db, count))
         return results
 
 
