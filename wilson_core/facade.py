@@ -6,6 +6,11 @@
         for call in reply.tool_calls:
             run.record_tool_result(call, execute(call))
 
+        with run.stream(messages) as stream:       # streamed: deltas as they come
+            for delta in stream:
+                ...
+        reply = stream.reply
+
 Capture never breaks the app: each sink is called on its own, and a sink
 that raises is counted (:attr:`LLM.capture_failures`), reported through the
 ``wilson_capture_failed`` hook and skipped.
