@@ -91,16 +91,29 @@ def provider_for(spec: str, options: Mapping[str, Any] | None = None) -> Any:
 
 def generate(spec: str, cases: Sequence[EvalCase], *, max_tokens: int = 128,
              progress: Callable[[int], None] | None = None,
-             options: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
-    """Greedy answers of the system ``spec`` (provider ``options``) to each case, as assistant messages."""
+             options: Mapping[str, Any] | None = None, batch_size: int = 16) -> list[dict[str, Any]]:
+    """Greedy answers of the system ``spec`` (provider ``options``) to each case, as assistant messages.
+
+    A provider with a ``chat_batch(conversations, tools, params)`` method (one list of
+    responses, in order) answers ``batch_size`` cases per call; others one by one.
+    """
     provider = provider_for(spec, options)
-    answers = []
+    params = {"temperature": 0, "max_tokens": max_tokens}
+    answers: list[dict[str, Any]] = []
+    batch = getattr(provider, "chat_batch", None)
     try:
-        for case in cases:
-            response = provider.chat(list(case.messages), case.tools, {"temperature": 0, "max_tokens": max_tokens})
-            answers.append(message_of(response))
-            if progress:
-                progress(1)
+        if callable(batch):
+            for start in range(0, len(cases), batch_size):
+                chunk = cases[start:start + batch_size]
+                responses = batch([list(c.messages) for c in chunk], [c.tools for c in chunk], params)
+                answers += [message_of(r) for r in responses]
+                if progress:
+                    progress(len(chunk))
+        else:
+            for case in cases:
+                answers.append(message_of(provider.chat(list(case.messages), case.tools, params)))
+                if progress:
+                    progress(1)
     finally:
         provider.close()
     return answers

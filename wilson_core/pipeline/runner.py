@@ -226,10 +226,14 @@ class Run:
         systems = {"candidate": f"{self.config.provider}:{train['out']}", "reference": reference_spec}
         total = sum(len(c) for c in sets.values()) * len(systems)
         answers: dict[str, dict[str, list[dict[str, Any]]]] = {}
+        pooled = [case for cases in sets.values() for case in cases]
         with tqdm(total=total, desc="      answers", unit="case", leave=False) as bar:
-            for system, spec in systems.items():
-                answers[system] = {name: generate(spec, cases, max_tokens=self.config.max_tokens,
-                                                  progress=bar.update) for name, cases in sets.items()}
+            for system, spec in systems.items():  # each system loaded once for every set
+                found = generate(spec, pooled, max_tokens=self.config.max_tokens, progress=bar.update)
+                answers[system], start = {}, 0
+                for name, cases in sets.items():
+                    answers[system][name] = found[start:start + len(cases)]
+                    start += len(cases)
         folder = self.folder / "eval"
         folder.mkdir(exist_ok=True)
         with (folder / "answers.jsonl").open("w", encoding="utf-8") as handle:

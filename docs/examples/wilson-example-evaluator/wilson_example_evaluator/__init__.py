@@ -1,0 +1,1 @@
+"""An example Wilson evaluator package: ``label-set`` (see ``labels.py``)."""
