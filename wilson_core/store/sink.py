@@ -79,6 +79,9 @@ def store_for(db_path: str | os.PathLike[str] | None) -> Store:
                 store = PostgresStore(os.fspath(db_path or os.environ["WILSON_DB"]))
             else:
                 store = Store(path, background_checkpoint=True)
+                if store.read_only:  # not cached: tried again once it can be written
+                    store.close()
+                    raise StoreError(f"{path} cannot be written (read-only)")
             try:
                 replay_spool(store)
             except Exception as exc:  # never blocks capture: retried on the next open or write
@@ -301,6 +304,17 @@ def capture_state() -> dict[str, int]:
     return {"memory_queued": len(memory_queue), "dropped": memory_queue.dropped_total}
 
 
+#: (path, kind) -> when that warning was last logged: a long outage says so every few seconds, not per call.
+_warned: dict[tuple[object, str], float] = {}
+
+
+def _warn(path: object, kind: str, message: str, *args: object) -> None:
+    now = time.monotonic()
+    if now - _warned.get((path, kind), -1e9) >= 10.0:
+        _warned[(path, kind)] = now
+        _log.warning(message, *args)
+
+
 def _write_to(store: Store, record: Interaction | ToolResult | Run) -> None:
     if isinstance(record, Interaction):
         store.write_interaction(record)
@@ -338,13 +352,14 @@ def _write(db_path: str | None, record: Interaction | ToolResult | Run) -> None:
             where = spool.append(path, record)
         except OSError as spool_error:
             memory_queue.put(db_path, record)
-            _log.warning(
+            _warn(
+                path, "memory",
                 "capture could not be written to %s (%s) nor spooled (%s); held in memory and retried",
                 path, exc, spool_error,
             )
             return
         _spooled_here.add(path)
-        _log.warning("capture could not be written to %s (%s); spooled to %s for replay", path, exc, where)
+        _warn(path, "spool", "capture could not be written to %s (%s); spooled to %s for replay", path, exc, where)
         return
     if _spooled_here and store.path in _spooled_here:
         _down_until.pop(store.path, None)
