@@ -361,21 +361,17 @@ class Registry:
                 + self.conn.execute("SELECT count(*) FROM pairs WHERE created_at > ?", (since,)).fetchone()[0])
 
     def current_labels(self, interaction_ids: Sequence[str]) -> dict[str, tuple[str, int]]:
-        """The label that counts for each interaction now: ``{id: (annotation_id, version)}``.
-
-        Human labels win over others; among them the latest version.
-        """
-        found: dict[str, tuple[str, int, int]] = {}
+        """The label that counts for each interaction now (view ``effective_labels``):
+        ``{id: (annotation_id, version)}``; interactions without a label are left out."""
+        found: dict[str, tuple[str, int]] = {}
         for start in range(0, len(interaction_ids), 500):
             chunk = list(interaction_ids[start:start + 500])
             marks = ",".join("?" * len(chunk))
-            for iid, aid, version, source, _created in self.conn.execute(
-                f"SELECT interaction_id, id, version, source, created_at FROM current_annotations "
-                f"WHERE interaction_id IN ({marks}) AND status = 'accepted' ORDER BY created_at", chunk):
-                rank = 1 if source == "human" else 0
-                if iid not in found or rank >= found[iid][2]:
-                    found[iid] = (aid, version, rank)
-        return {k: (v[0], v[1]) for k, v in found.items()}
+            for iid, aid, version in self.conn.execute(
+                    f"SELECT interaction_id, id, version FROM effective_labels WHERE interaction_id IN ({marks})",
+                    chunk):
+                found[iid] = (aid, version)
+        return found
 
     # -- A/B review ------------------------------------------------------
 
