@@ -86,7 +86,7 @@ class LLM:
         self.call_type = call_type
         self.capture_failures = 0
         self._lock = threading.Lock()
-        self._recent: OrderedDict[str, RunSession] = OrderedDict()
+        self._recent: OrderedDict[str, CaptureRun] = OrderedDict()
         if capture:
             plugins.plugin_manager()  # load sinks now, not during the first call
 
