@@ -152,6 +152,18 @@ def test_ollama_streams_ndjson_with_tool_calls_and_counts(upstream, db):
 # -- failures -----------------------------------------------------------------------------
 
 
+def test_an_ollama_error_line_mid_stream_is_an_error(upstream, db):
+    upstream.push(Scripted(text="abcdefgh", fragment=2, error_after=2, error="model crashed"))
+
+    async def app():
+        with pytest.raises(ProviderError, match="model crashed"):
+            await ollama(upstream, db).astream(ask()).until_done()
+
+    asyncio.run(app())
+    [interaction] = stored(db)
+    assert interaction.status == STATUS_ERROR and interaction.response_content == "abcd"
+
+
 def test_an_error_event_mid_stream_raises_and_is_recorded_as_an_error_with_the_partial_text(upstream, db):
     upstream.push(Scripted(text="partial answer that never ends", fragment=4, error_after=3, error="overloaded"))
     stream = openai(upstream, db).stream(ask())
@@ -167,11 +179,13 @@ def test_an_error_event_mid_stream_raises_and_is_recorded_as_an_error_with_the_p
         _ = stream.reply
 
 
+@pytest.mark.parametrize("kind", ["openai", "ollama"])
 @pytest.mark.parametrize("status", [429, 500])
-def test_an_http_error_before_the_stream_is_recorded_as_an_error(upstream, db, status):
+def test_an_http_error_before_the_stream_is_recorded_as_an_error(upstream, db, status, kind):
     upstream.push(Scripted(status=status, error="try later"))
+    llm = openai(upstream, db) if kind == "openai" else ollama(upstream, db)
     with pytest.raises(ProviderError, match=f"HTTP {status}.*try later"):
-        list(openai(upstream, db).stream(ask()))
+        list(llm.stream(ask()))
     [interaction] = stored(db)
     assert interaction.status == STATUS_ERROR and interaction.response_content is None
 
