@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import ipaddress
 import os
 import signal
@@ -112,6 +113,7 @@ class RunningProxy:
                 await self.recorder.close()
             return
         self._stopped = self.loop.create_future()
+        gc.freeze()  # what start-up made is never garbage: keep it out of every collection
         self._ready.set()
         await self._stopped
         await self.server.close()

@@ -492,6 +492,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.reusable = True
         self.decoder: ChunkedDecoder | None = None
         self.remaining: int | None = None
+        self.head_bytes = b""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -508,6 +509,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.received = 0
         self.decoder = None
         self.remaining = None
+        self.head_bytes = b""
         timeout = self.proxy.head_timeout
         if timeout:
             assert self.proxy.loop is not None
@@ -591,14 +593,16 @@ class UpstreamConnection(asyncio.Protocol):
         if captured is not None:
             captured.status = status
             captured.content_type = content_type
-        client = exchange.client
-        if not client.closed and client.transport is not None:
-            client.transport.write(b"\r\n".join(out_lines) + b"\r\n\r\n" if out_lines is not lines
-                                   else buffer[: end + 4])
+        head = b"\r\n".join(out_lines) + b"\r\n\r\n" if out_lines is not lines else buffer[: end + 4]
         exchange.head_sent = True
-        if self.remaining == 0:
-            self.complete(exchange)
+        if self.remaining == 0 or not rest:
+            client = exchange.client
+            if not client.closed and client.transport is not None:
+                client.transport.write(head)
+            if self.remaining == 0:
+                self.complete(exchange)
             return None
+        self.head_bytes = head  # sent together with the first body bytes: one write, one segment
         return rest
 
     def relay_body(self, exchange: Exchange, data: bytes) -> None:
@@ -628,6 +632,8 @@ class UpstreamConnection(asyncio.Protocol):
             captured.parts.append(pieces[0] if len(pieces) == 1 else b"".join(pieces))
             captured.times.append(time.perf_counter())
         client = exchange.client
+        if self.head_bytes:
+            data, self.head_bytes = self.head_bytes + data, b""
         if not client.closed and client.transport is not None:
             client.transport.write(data)
         if done:
