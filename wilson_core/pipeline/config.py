@@ -23,7 +23,7 @@ TOP_KEYS = {"runs", "db", "export", "train", "eval", "gate", "deploy"}
 EXPORT_KEYS = {"formats", "options", "call_type", "min_rating", "model", "provider", "since", "until", "tag",
                "include_judge", "granularity", "eval_split", "seed", "dedup", "max_tokens", "tokenizer",
                "redact", "kto_desirable", "kto_undesirable", "keep_long", "harvest_pairs"}
-EVAL_KEYS = {"sets", "evaluators", "provider", "max_tokens", "limit", "judge"}
+EVAL_KEYS = {"sets", "evaluators", "provider", "max_tokens", "limit", "judge", "ab_review"}
 GATE_KEYS = {"metric", "set", "margin", "tolerance", "min_count"}
 DEPLOY_KEYS = {"quant", "verify", "host", "name", "force", "options"}
 #: the set name that means "the eval split of the export the model was trained on".
@@ -66,6 +66,8 @@ class PipelineConfig:
     limit: int | None
     judge: str | None
     gate: GateRule
+    #: how many held-out cases to put up for blind A/B review after evaluation (0: none).
+    ab_review: int
     deployers: dict[str, dict[str, Any]] = field(factory=dict)
 
     @property
@@ -213,7 +215,8 @@ def resolve(table: Mapping[str, Any], root: Path, db: str | None = None) -> Pipe
     max_tokens = evaluation.get("max_tokens", 64)
     limit = evaluation.get("limit")
     judge = evaluation.get("judge")
-    for key, value, kind in (("provider", provider, str), ("max_tokens", max_tokens, int),
+    ab_review = evaluation.get("ab_review", 0)
+    for key, value, kind in (("provider", provider, str), ("max_tokens", max_tokens, int), ("ab_review", ab_review, int),
                              ("limit", limit, (int, type(None))), ("judge", judge, (str, type(None)))):
         if not isinstance(value, kind) or isinstance(value, bool):
             raise ConfigError(f"[{where}] {key.replace('_', '-')}: wrong type {type(value).__name__} ({value!r})")
@@ -255,7 +258,7 @@ def resolve(table: Mapping[str, Any], root: Path, db: str | None = None) -> Pipe
         root=root, runs=runs, db=db_path, formats=tuple(formats), export_filters=filters,
         exporter_options={k: dict(v) for k, v in options.items()}, trainer=trainer, train_data=train_data,
         train_settings=train, sets=sets, evaluators=evaluators, provider=provider, max_tokens=max_tokens,
-        limit=limit, judge=judge, gate=gate, deployers=deployers,
+        limit=limit, judge=judge, gate=gate, ab_review=ab_review, deployers=deployers,
     )
 
 

@@ -240,7 +240,7 @@ class Run:
             for name, cases in sets.items():
                 for index, case in enumerate(cases):
                     handle.write(json.dumps({"set": name, "case": case.id, "messages": case.messages,
-                                             "tools": case.tools, "reference": case.reference,
+                                             "tools": case.tools, "upstream": case.reference,
                                              **{s: answers[s][name][index] for s in systems}},
                                             ensure_ascii=False) + "\n")
         evaluators = load_evaluators(self.config.evaluators)
@@ -262,6 +262,12 @@ class Run:
                   "systems": systems, "candidate": plain(mine), "reference_scores": plain(theirs),
                   "higher_is_better": {n: type(e).higher_is_better for n, e in evaluators.items()}}
         (folder / "scores.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        if self.config.ab_review:
+            from .ab import prepare
+
+            made = prepare(self.store, self.folder, limit=self.config.ab_review)
+            result["ab_review"] = made
+            self.echo(f"      blind A/B review: {made['items']} new item(s) for 'wilson dashboard' (A/B tab)")
         return result
 
     # -- gate ------------------------------------------------------------------

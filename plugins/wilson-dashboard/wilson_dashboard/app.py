@@ -44,7 +44,7 @@ from wilson_core import annotations, converter
 from wilson_core.errors import AnnotationRefused, NotFound, RecordError, WilsonError
 from wilson_core.store import Store, open_store, search
 
-from . import queries
+from . import ab, queries
 
 HERE = Path(__file__).parent
 COOKIE = "wilson_dashboard_session"
@@ -449,6 +449,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/api/pairs", api_pair, methods=["POST"]),
         Route("/api/proposals/{decision}", api_proposals, methods=["POST"]),
         Route("/api/export/{fmt}", api_export),
+        *ab.routes(store, templates, settings.annotator),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
     middleware = []
