@@ -12,3 +12,7 @@ def sample(tmp_path):
     store, ids = samples.build_sample_store(tmp_path / "wilson.db")
     yield store, ids
     store.close()
+
+
+# A real PostgreSQL server for the store's tests on both backends (tests/postgres_server.py).
+from postgres_server import pg_url, postgres_server, store_location  # noqa: E402,F401

@@ -58,4 +58,7 @@ def annotation_from_row(row: sqlite3.Row | dict[str, Any]) -> Annotation:
 
 
 def pair_from_row(row: sqlite3.Row | dict[str, Any]) -> Pair:
-    return converter.structure(dict(row), Pair)
+    return converter.structure(
+        {name: row[name] for name in ("id", "chosen_id", "rejected_id", "source", "annotator", "created_at", "undone_at")},
+        Pair,
+    )

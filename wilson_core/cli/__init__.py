@@ -34,12 +34,13 @@ CORE_COMMANDS = (
     "demo",
     "logs",
     "doctor",
+    "db",
 )
 
 #: ``wilson --help`` lists commands in pipeline order; unknown (plugin) ones follow.
 HELP_ORDER = (
     "logs", "runs", "show", "stats", "import", "dashboard", "annotate", "export", "model", "train",
-    "eval", "deploy", "pipeline", "models", "plugins", "install", "uninstall", "setup", "demo", "doctor",
+    "eval", "deploy", "pipeline", "models", "plugins", "install", "uninstall", "setup", "demo", "doctor", "db",
 )
 
 
@@ -57,7 +58,7 @@ class WilsonGroup(click.Group):
     "--db",
     envvar="WILSON_DB",
     type=click.Path(dir_okay=False),
-    help="SQLite database (default: $WILSON_DB or ~/.wilson/data.db).",
+    help="SQLite database file or postgresql://user@host:port/db URL (default: $WILSON_DB or ~/.wilson/data.db).",
 )
 @click.option("-v", "--verbose", count=True, help="More messages (-vv: debug).")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors.")
@@ -108,7 +109,7 @@ def _set_db(ctx: click.Context, param: click.Parameter, value: str | None) -> No
 def _db_after_command_option() -> click.Option:
     return click.Option(
         ["--db"], type=click.Path(dir_okay=False), expose_value=False, callback=_set_db,
-        help="SQLite database (the same as wilson --db FILE before the command).",
+        help="SQLite database or postgresql:// URL (the same as wilson --db before the command).",
     )
 
 

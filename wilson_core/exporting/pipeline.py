@@ -193,7 +193,8 @@ def count_records(store: Any, options: ExportOptions) -> int:
     from .counting import count_fast, fast_countable
 
     exporter, counter, _ = _prepare(options)
-    if fast_countable(options, exporter):
+    # (the fast count's SQL uses SQLite's JSON functions: PostgreSQL builds every line)
+    if fast_countable(options, exporter) and getattr(store, "dialect", "sqlite") == "sqlite":
         return count_fast(store, options, exporter.needs, Stats())
     return count_by_pipeline(store, options)
 

@@ -1,16 +1,23 @@
-"""The SQLite store and its capture sink."""
+"""The store (SQLite, or PostgreSQL for a team) and its capture sink."""
 
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from .store import Store, default_db_path
+
+
+def is_postgres_url(location: object) -> bool:
+    """``postgresql://...`` / ``postgres://...``: a PostgreSQL store (``wilson-core[postgres]``)."""
+    return isinstance(location, str) and location.startswith(("postgresql://", "postgres://"))
 
 __all__ = ["Store", "default_db_path", "open_store"]
 
 
-def open_store(path: str | os.PathLike[str] | None = None, *, create: bool = True) -> Store:
-    """Open (and migrate) the Wilson database at ``path`` (default: :func:`default_db_path`).
+def open_store(path: str | os.PathLike[str] | None = None, *, create: bool = True) -> Any:
+    """Open (and migrate) the Wilson database at ``path`` (default: ``$WILSON_DB``, else
+    :func:`default_db_path`): a file path, or a ``postgresql://user@host:port/db`` URL.
 
     Captures spooled while the database could not be written are replayed.
     """
@@ -18,8 +25,14 @@ def open_store(path: str | os.PathLike[str] | None = None, *, create: bool = Tru
 
     from .sink import replay_spool
 
-    # (a URL is refused by the Store before ``Path`` can fold its ``//``)
-    store = Store(path if path is not None else default_db_path(), create=create)
+    location = path if path is not None else os.environ.get("WILSON_DB") or None
+    if location is not None and is_postgres_url(os.fspath(location)):
+        from .postgres import PostgresStore
+
+        store: Any = PostgresStore(os.fspath(location), create=create)
+    else:
+        # (any other URL is refused by the Store before ``Path`` can fold its ``//``)
+        store = Store(path if path is not None else default_db_path(), create=create)
     if not store.read_only:
         try:
             replay_spool(store)

@@ -43,7 +43,7 @@ class ReadPath:
 
     def iter_interactions(
         self,
-        where: str = "1",
+        where: str = "1 = 1",
         params: Sequence[Any] | dict[str, Any] = (),
         order_by: str = "i.created_at, i.rowid",
         limit: int | None = None,
@@ -96,6 +96,8 @@ class ReadPath:
         if table not in {"interactions", "runs", "tool_results", "annotations", "blobs"}:
             raise ValueError(f"unknown table {table!r}")
         return self.connection().execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+
+    dialect = "sqlite"
 
     def integrity_check(self) -> str:
         return self.connection().execute("PRAGMA integrity_check").fetchone()[0]

@@ -24,6 +24,8 @@ def sync(store: Store, batch: int = 50_000) -> int:
     """Index the interactions captured since the last sync; return how many were added."""
     from .store import transaction
 
+    if getattr(store, "dialect", "sqlite") == "postgresql":
+        return 0  # PostgreSQL keeps its full-text index itself
     conn = store.connection()
     added = 0
     while True:

@@ -114,6 +114,10 @@ def select_sql(where: str, order_by: str = ORDER) -> str:
 
 def iter_rows(conn: Any, where: str, params: dict[str, Any], order_by: str = ORDER) -> Iterator[Any]:
     """Stream the selected rows in batches (memory does not grow with the number of rows)."""
+    stream = getattr(conn, "stream", None)
+    if stream is not None:  # PostgreSQL: a server-side cursor
+        yield from stream(select_sql(where, order_by), params)
+        return
     cursor = conn.execute(select_sql(where, order_by), params)
     try:
         while True:
@@ -200,6 +204,10 @@ def harvested_pairs(
 
 def migrations_applied(store: Any) -> list[str]:
     """Names of the schema migrations applied to the store, in order (for the manifest)."""
+    if getattr(store, "dialect", "sqlite") == "postgresql":
+        from .pg_schema import applied
+
+        return applied(store.connection())
     try:
         return [row[0] for row in store.connection().execute(
             "SELECT name FROM _sqlite_migrations WHERE migration_set = 'wilson' ORDER BY applied_at, rowid"
