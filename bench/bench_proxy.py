@@ -289,8 +289,8 @@ def spread(per_round: list[tuple[float, float]]) -> str:
     return f"per-round p50 added {min(added):.3f}..{max(added):.3f} ms over {len(added)} rounds"
 
 
-def litellm_proxy(upstream_port: int) -> tuple[subprocess.Popen, int] | None:
-    executable = shutil.which("litellm") or str(Path(sys.executable).with_name("litellm"))
+def litellm_proxy(upstream_port: int, executable: str | None) -> tuple[subprocess.Popen, int] | None:
+    executable = executable or shutil.which("litellm") or str(Path(sys.executable).with_name("litellm"))
     if not Path(executable).exists():
         return None
     port = free_port()
@@ -315,6 +315,9 @@ def main() -> int:
     parser.add_argument("--serve-upstream", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--load", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--no-litellm", action="store_true", help="skip LiteLLM's proxy")
+    parser.add_argument("--litellm", metavar="PATH", default=os.environ.get("WILSON_BENCH_LITELLM"),
+                        help="LiteLLM's `litellm` command, e.g. from a separate venv with litellm[proxy] "
+                        "(default: $WILSON_BENCH_LITELLM, else the one on PATH)")
     args = parser.parse_args()
     if args.serve_upstream or args.load:
         try:
@@ -403,10 +406,10 @@ def main() -> int:
                    f"{stats.get('capture_errors', '?')} capture errors")
 
         # (d) LiteLLM's proxy, the same way as (a)
-        started = None if args.no_litellm else litellm_proxy(upstream_port)
+        started = None if args.no_litellm else litellm_proxy(upstream_port, args.litellm)
         if started is None:
             report.add("LiteLLM proxy latency added, p50", "not measured: LiteLLM's proxy is not installed or "
-                       "did not start offline (pip install 'litellm[proxy]')", None)
+                       "did not start offline (litellm[proxy] in a venv of its own, then --litellm PATH)", None)
         else:
             litellm_process, litellm_port = started
             try:

@@ -168,3 +168,21 @@ def test_keep_alive_and_pipelined_requests_on_one_connection(proxied):
     texts = re.findall(rb'"content":"(one|two|three)"', data)
     assert texts == [b"one", b"two", b"three"]
     assert [i.response_content for i in proxied.stored(3)] == ["one", "two", "three"]
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_the_documented_curl_example(proxied, tmp_path):
+    """docs/capture.md's curl command, as written there (the proxy's address put in)."""
+    docs = (HERE.parents[2] / "docs" / "capture.md").read_text(encoding="utf-8")
+    block = docs.split("A call through it with curl:", 1)[1].split("```", 2)[1]
+    command = block.split("\nwilson show", 1)[0].strip().replace("http://127.0.0.1:8787", proxied.url)
+    proxied.upstream.push(Scripted(text="Food & Drink"))
+    run = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "OPENAI_API_KEY": "sk-doc"})
+    assert run.returncode == 0 and json.loads(run.stdout)["choices"][0]["message"]["content"] == "Food & Drink"
+    (stored,) = proxied.stored(1)
+    assert (stored.run_id, stored.call_type) == ("invoice-42", "categorize")
+    shown = subprocess.run([sys.executable, "-c", "import sys; from wilson_core.cli import main; sys.exit(main())",
+                            "--db", str(proxied.db), "show", "invoice-42"], capture_output=True, text=True,
+                           timeout=60)
+    assert shown.returncode == 0 and "Food & Drink" in shown.stdout, shown.stderr
