@@ -65,10 +65,11 @@ def is_database_url(path: str | os.PathLike[str]) -> bool:
     return bool(_URL.match(text) or _FOLDED_URL.match(text))
 
 
-def check_database(path: Path, *, create: bool) -> str:
+def check_database(path: Path, *, create: bool, accept_empty: bool = False) -> str:
     """What is at ``path``, before anything writes to it; refuse what is not Wilson's.
 
-    Returns ``"new"`` (nothing there, or an empty file, and ``create`` is on),
+    Returns ``"new"`` (nothing there and ``create`` is on, or an empty file and
+    ``accept_empty`` is on: the app named that file for its captures),
     ``"wilson"`` (a Wilson database) or ``"read-only"`` (a Wilson database
     this process cannot write).  Reads the file without changing a byte.
 
@@ -93,8 +94,11 @@ def check_database(path: Path, *, create: bool) -> str:
     if not stat.S_ISREG(info.st_mode):
         raise StoreError(f"{path} is not a regular file; a Wilson database is an SQLite file")
     if info.st_size == 0:
-        if not create:
-            raise StoreError(f"{path} is an empty file, not a Wilson database; it was left untouched")
+        if not (create and accept_empty):
+            raise StoreError(
+                f"{path} is an empty file, not a Wilson database; it was left untouched "
+                "(remove it to let Wilson create a database there)"
+            )
         return "new"
     try:
         with open(path, "rb") as handle:
@@ -110,7 +114,7 @@ def check_database(path: Path, *, create: bool) -> str:
             f"{path} is not a usable Wilson database: an SQLite database of another application (tables: {shown}); it was left "
             "untouched (to bring its data in, use `wilson import`)"
         )
-    if not wilson and not tables and not create:
+    if not wilson and not tables and not (create and accept_empty):
         raise StoreError(f"{path} is an empty SQLite database, not a Wilson database; it was left untouched")
     writable = os.access(path, os.W_OK) and os.access(path.parent if str(path.parent) else ".", os.W_OK)
     if not writable:
@@ -121,10 +125,22 @@ def check_database(path: Path, *, create: bool) -> str:
 def inspect_sqlite(path: Path) -> tuple[set[str], bool]:
     """The tables of the SQLite file at ``path`` and whether Wilson's migrations are recorded in it.
 
-    Opens it read-only.  :raises StoreError: it is not a readable SQLite database.
+    Reads the file as it is (``immutable=1``: no ``-wal`` or ``-shm`` is made
+    beside a file that may not be ours); only when the answer may sit in a
+    write-ahead log that exists already is the log read too.
+
+    :raises StoreError: it is not a readable SQLite database.
     """
+    uri = "file:" + urllib.parse.quote(os.fspath(Path(path).absolute()))
+    tables, wilson = _tables(path, lambda: sqlite3.connect(uri + "?immutable=1", uri=True, isolation_level=None))
+    if not wilson and os.path.exists(f"{path}-wal"):
+        tables, wilson = _tables(path, lambda: _connect_read_only(path))
+    return tables, wilson
+
+
+def _tables(path: Path, connect: Any) -> tuple[set[str], bool]:
     try:
-        conn = _connect_read_only(path)
+        conn = connect()
     except sqlite3.Error as exc:
         raise StoreError(_describe_error(path, exc)) from None
     try:

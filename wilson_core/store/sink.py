@@ -78,7 +78,7 @@ def store_for(db_path: str | os.PathLike[str] | None) -> Store:
 
                 store = PostgresStore(os.fspath(db_path or os.environ["WILSON_DB"]))
             else:
-                store = Store(path, background_checkpoint=True)
+                store = Store(path, background_checkpoint=True, accept_empty=True)
                 if store.read_only:  # not cached: tried again once it can be written
                     store.close()
                     raise StoreError(f"{path} cannot be written (read-only)")

@@ -61,18 +61,21 @@ class Store(WritePath, ReadPath):
         *,
         create: bool = True,
         background_checkpoint: bool = False,
+        accept_empty: bool = False,
     ) -> None:
         """Open (creating and migrating when needed) the database at ``path``.
 
         :param background_checkpoint: move WAL checkpoints off the writing
             threads onto a background thread (the capture sink uses this, so
             an app's call never pays for a checkpoint).
+        :param accept_empty: with ``create``, an empty file becomes the database (the
+            capture sink: the app named that file); commands refuse one.
         """
         if is_database_url(path):
             check_database(path, create=create)  # raises: a server URL, not a file name
         self.path = Path(path).expanduser()
         # refuse what is not Wilson's before anything can write to it
-        state = check_database(self.path, create=create)
+        state = check_database(self.path, create=create, accept_empty=accept_empty)
         #: a Wilson database this process cannot write: opened read-only, never migrated.
         self.read_only = state == "read-only"
         self._local = threading.local()
