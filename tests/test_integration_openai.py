@@ -500,3 +500,14 @@ def test_wrapped_client_is_still_the_sdk_type(upstream, db):
     _, wrapped = clients(upstream, db)
     assert isinstance(wrapped, openai.OpenAI)
     assert isinstance(wrapper.AsyncOpenAI(api_key="k"), openai.AsyncOpenAI)
+
+
+def test_responses_stream_helper_and_raw_response_are_captured(upstream, db):
+    _, wrapped = clients(upstream, db)
+    upstream.push(Scripted(text="helper text", piece=4), Scripted(text="raw text"))
+    with wrapped.responses.stream(model="m", input="hi") as stream:
+        final = stream.get_final_response()
+    raw = wrapped.chat.completions.with_raw_response.create(model="m", messages=MESSAGES)
+    assert raw.status_code == 200 and raw.parse().choices[0].message.content == "raw text"
+    rows = stored(db)
+    assert [r.response_content for r in rows] == [final.output_text, "raw text"] == ["helper text", "raw text"]
