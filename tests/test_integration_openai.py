@@ -511,3 +511,77 @@ def test_responses_stream_helper_and_raw_response_are_captured(upstream, db):
     assert raw.status_code == 200 and raw.parse().choices[0].message.content == "raw text"
     rows = stored(db)
     assert [r.response_content for r in rows] == [final.output_text, "raw text"] == ["helper text", "raw text"]
+
+
+def test_a_request_wilson_cannot_read_still_goes_through(upstream, db):
+    raw, wrapped = clients(upstream, db)
+    reply = Scripted(text="the upstream answered anyway", serial=1)
+    upstream.push(reply, reply)
+    before = capture.capture_failures()
+    # messages that are not a list: the SDK sends them, Wilson's converter refuses them
+    got = wrapped.chat.completions.create(model="m", messages="not a list of messages")
+    assert got.model_dump() == raw.chat.completions.create(model="m", messages="not a list of messages").model_dump()
+    assert capture.capture_failures() == before + 1
+    assert stored(db) == []
+
+
+def test_garbage_in_the_stream_reaches_the_app_as_without_wilson(upstream, db):
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    body = b'data: {"choices": [{"index": 0, "delta": {"content": "ok"}}]}\n\ndata: {not json\n\n'
+
+    def serve():
+        for _ in range(2):
+            conn, _ = listener.accept()
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: %d\r\n"
+                         b"connection: close\r\n\r\n%s" % (len(body), body))
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/v1"
+    raw = openai.OpenAI(base_url=url, api_key="k", max_retries=0)
+    wrapped = wrapper.OpenAI(base_url=url, api_key="k", max_retries=0, wilson_db=db)
+
+    def consume(client):
+        seen = []
+        try:
+            for chunk in client.chat.completions.create(model="m", messages=MESSAGES, stream=True):
+                seen.append(chunk.model_dump())
+        except Exception as exc:
+            return seen, type(exc).__name__
+        return seen, None
+
+    assert consume(wrapped) == consume(raw)
+    thread.join(5)
+    listener.close()
+    [row] = stored(db)
+    assert row.response_content == "ok" and row.status == "incomplete"
+
+
+def test_cancelled_async_stream_is_incomplete(upstream, db):
+    _, wrapped = clients(upstream, db, cls=(openai.AsyncOpenAI, wrapper.AsyncOpenAI))
+    upstream.push(Scripted(text="slow slow slow slow", fragment=5, delay=0.05))
+
+    async def main():
+        first = asyncio.Event()
+
+        async def reader():
+            async for _ in await wrapped.chat.completions.create(model="m", messages=MESSAGES, stream=True):
+                first.set()
+
+        task = asyncio.create_task(reader())
+        await first.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    gc.collect()
+    [row] = stored(db)
+    assert row.status == "incomplete" and "slow slow slow slow".startswith(row.response_content or "")
