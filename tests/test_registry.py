@@ -114,3 +114,9 @@ def test_models_commands(store, tmp_path, capsys):
     assert "no model 'm-nope'" in capsys.readouterr().err
     assert main(["--db", db, "models", "rollback"]) == 1
     assert "first live model" in capsys.readouterr().err
+
+
+def test_logging_and_checkpoint_settings_do_not_change_the_id():
+    settings = {"lr": 0.1, "max_steps": 5}
+    assert model_id_for("h", "t", "b", settings) == model_id_for("h", "t", "b", {**settings, "save_steps": 2,
+                                                                              "logging_steps": 1})

@@ -106,3 +106,29 @@ def run_command(ctx: click.Context, config_path: str, dry_run: bool, start: str,
     click.echo("")
     click.echo(summary.write(run))
     click.echo(f"\nsummary: {Path(run.folder) / 'summary.md'}")
+
+
+@pipeline_group.command("ab")
+@_CONFIG
+@click.option("--run", "run_name", help="The evaluated run whose answers to review (default: the latest).")
+@click.option("--limit", type=click.IntRange(min=1), help="At most this many items.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the order answers are shown in.")
+@click.pass_context
+def ab_command(ctx: click.Context, config_path: str, run_name: str | None, limit: int | None, seed: int) -> None:
+    """Put a run's held-out answers up for blind A/B review (the dashboard's A/B tab)."""
+    from wilson_core.pipeline.ab import prepare
+    from wilson_core.pipeline.runner import PipelineError, run_folders
+
+    config = _config(ctx, config_path)
+    folders = run_folders(config.runs)
+    if run_name is not None:
+        folder = config.runs / run_name
+        if folder not in folders:
+            raise PipelineError(f"no pipeline run {run_name!r} in {config.runs}")
+    elif folders:
+        folder = folders[-1]
+    else:
+        raise PipelineError(f"no pipeline run in {config.runs} yet")
+    made = prepare(_open(config), folder, limit=limit, seed=seed)
+    click.echo(f"{made['items']} new A/B item(s) from run {folder.name} ({made['kept']} already there, "
+               f"{made['skipped_identical']} skipped: every answer the same); review them with 'wilson dashboard'")

@@ -149,9 +149,15 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
     _migrations().apply(Database(conn))
 
 
+#: training settings that do not change the model (how often it logs or saves a checkpoint).
+NOT_IN_ID = ("logging_steps", "save_steps", "eval_steps")
+
+
 def model_id_for(export_hash: str, trainer: str, base: str, settings: Mapping[str, Any]) -> str:
-    """The id of the model trained on an export with these settings (``m-`` + 12 hex digits)."""
-    text = json.dumps([export_hash, trainer, base, dict(settings)], sort_keys=True, default=str)
+    """The id of the model trained on an export with these settings (``m-`` + 12 hex digits);
+    settings that only change logging and checkpointing (:data:`NOT_IN_ID`) are left out."""
+    kept = {k: v for k, v in settings.items() if k not in NOT_IN_ID}
+    text = json.dumps([export_hash, trainer, base, kept], sort_keys=True, default=str)
     return "m-" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
 
 

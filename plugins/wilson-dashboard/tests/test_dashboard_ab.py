@@ -89,7 +89,8 @@ def test_blind_pick_reveal_pairs_tie_and_win_rate(ab_served):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 800})
+        # bypass_csp lets the test's own wait_for_function run (the page script obeys the CSP)
+        page = browser.new_context(viewport={"width": 1400, "height": 800}, bypass_csp=True).new_page()
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         page.goto(f"{base}/ab?token={token}")
