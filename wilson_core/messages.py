@@ -14,7 +14,6 @@ from typing import Any
 
 from .errors import RecordError
 from .records import ToolCall, new_id
-from .text import clean_json
 from .text import clean_text as clean_text  # the text boundary, re-exported
 
 _TOOL_CALL_TAG = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.DOTALL)
@@ -68,8 +67,8 @@ def normalize_messages(messages: Iterable[Mapping[str, Any]]) -> list[dict[str, 
     for index, message in enumerate(messages):
         if (type(message) is not dict and not isinstance(message, Mapping)) or "role" not in message:
             raise RecordError(f"message {index} must be an object with a 'role'")
-        # the provider gets the same clean text the record stores (wilson_core.text)
-        copy = clean_json(dict(message))
+        # top-level text cleaned for the provider; the record cleans every level (wilson_core.text)
+        copy = {key: clean_text(value) for key, value in message.items()}
         if copy.get("tool_calls"):
             calls = []
             for raw in copy["tool_calls"]:
