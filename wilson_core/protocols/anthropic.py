@@ -19,7 +19,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from wilson_core.messages import clean_text, parse_arguments
+from wilson_core.messages import parse_arguments
 from wilson_core.records import STATUS_ERROR, ToolCall, new_id
 
 from .common import Assembler as _Assembler
@@ -44,8 +44,8 @@ _NOT_PARAMS = {"model", "messages", "system", "tools", "stream"}
 
 def _text_blocks(blocks: Any) -> str:
     if isinstance(blocks, str):
-        return clean_text(blocks)
-    return clean_text(
+        return blocks
+    return (
         "".join(
             b.get("text", "") for b in blocks or ()
             if isinstance(b, Mapping) and b.get("type") == "text" and isinstance(b.get("text"), str)
@@ -66,7 +66,7 @@ def _tool_result_text(content: Any) -> str:
     if content is None:
         return ""
     if isinstance(content, str):
-        return clean_text(content)
+        return content
     if isinstance(content, list):
         return _text_blocks(content)
     return json.dumps(content, ensure_ascii=False)
@@ -86,7 +86,7 @@ def anthropic_messages(messages: Any, system: Any = None) -> list[dict[str, Any]
             raise ProtocolError(f"message {index} must be an object with a 'role'")
         role, content = message["role"], message.get("content")
         if isinstance(content, str) or content is None:
-            result.append({"role": role, "content": clean_text(content or "")})
+            result.append({"role": role, "content": content or ""})
             continue
         if not isinstance(content, list):
             raise ProtocolError(f"message {index}: content must be a string or a list of blocks")
@@ -96,7 +96,7 @@ def anthropic_messages(messages: Any, system: Any = None) -> list[dict[str, Any]
             for block in content:
                 if isinstance(block, Mapping) and block.get("type") == "tool_use":
                     call_id = str(block.get("id") or f"toolu_{new_id()[:12]}")
-                    name = clean_text(block.get("name") or "?")
+                    name = block.get("name") or "?"
                     names[call_id] = name
                     arguments, raw = parse_arguments(block.get("input"))
                     calls.append(tool_entry(call_id, name, arguments, raw))
@@ -120,7 +120,7 @@ def anthropic_messages(messages: Any, system: Any = None) -> list[dict[str, Any]
                     tool["is_error"] = True
                 result.append(tool)
             elif kind == "text" and isinstance(block.get("text"), str):
-                parts.append({"type": "text", "text": clean_text(block["text"])})
+                parts.append({"type": "text", "text": block["text"]})
             elif kind == "image":
                 parts.append(_image_part(block))
         if parts:
@@ -167,7 +167,7 @@ def _tool_call(block: Mapping[str, Any], raw_json: str | None = None) -> ToolCal
     arguments, raw = parse_arguments(source)
     return ToolCall(
         id=str(block.get("id") or f"toolu_{new_id()[:12]}"),
-        name=clean_text(block.get("name") or "?"),
+        name=block.get("name") or "?",
         arguments=arguments,
         raw_arguments=raw,
     )
@@ -183,7 +183,7 @@ def parse_response(body: Any, request: Request | None = None) -> Result:
     usage = data.get("usage") if isinstance(data.get("usage"), Mapping) else {}
     input_tokens, output_tokens = _input_tokens(usage), integer(usage.get("output_tokens"))
     return Result(
-        content=clean_text("".join(texts)) if texts else None,
+        content="".join(texts) if texts else None,
         tool_calls=calls,
         input_tokens=input_tokens,
         output_tokens=output_tokens,
@@ -258,7 +258,7 @@ class Assembler(_Assembler):
         status, error = status_of(self.error, self.finished, interrupted)
         input_tokens, output_tokens = _input_tokens(self._usage), integer(self._usage.get("output_tokens"))
         return Result(
-            content=clean_text("".join(texts)) if texts else None,
+            content="".join(texts) if texts else None,
             tool_calls=calls,
             input_tokens=input_tokens,
             output_tokens=output_tokens,

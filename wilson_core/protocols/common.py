@@ -22,7 +22,6 @@ from typing import Any
 
 from attrs import field, frozen
 
-from wilson_core.messages import clean_text
 from wilson_core.records import STATUS_ERROR, STATUS_INCOMPLETE, STATUS_OK, ToolCall
 
 
@@ -85,14 +84,14 @@ def text_of(parts: Any, kinds: tuple[str, ...] = ("text", "input_text", "output_
     if parts is None:
         return None
     if isinstance(parts, str):
-        return clean_text(parts)
+        return parts
     if isinstance(parts, list):
         texts = [
             p.get("text", "") for p in parts
             if isinstance(p, Mapping) and p.get("type") in kinds and isinstance(p.get("text"), str)
         ]
-        return clean_text("".join(texts)) if texts else None
-    return clean_text(str(parts))
+        return "".join(texts) if texts else None
+    return str(parts)
 
 
 def integer(value: Any) -> int | None:

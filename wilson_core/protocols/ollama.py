@@ -20,7 +20,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from wilson_core.messages import clean_text, parse_arguments
+from wilson_core.messages import parse_arguments
 from wilson_core.records import STATUS_ERROR, ToolCall
 
 from .common import Assembler as _Assembler
@@ -63,7 +63,7 @@ def _calls(raw: Any, context: Sequence[Mapping[str, Any]], offset: int = 0) -> l
         if not isinstance(call, Mapping):
             continue
         function = call.get("function") if isinstance(call.get("function"), Mapping) else {}
-        name = clean_text(function.get("name") or "?")
+        name = function.get("name") or "?"
         arguments, raw_text = parse_arguments(function.get("arguments"))
         call_id = call.get("id") or derived_call_id(context, name, arguments if raw_text is None else raw_text, position)
         calls.append(ToolCall(id=str(call_id), name=name, arguments=arguments, raw_arguments=raw_text))
@@ -79,7 +79,7 @@ def ollama_messages(messages: Any) -> list[dict[str, Any]]:
         if not isinstance(message, Mapping) or not isinstance(message.get("role"), str):
             raise ProtocolError(f"message {index} must be an object with a 'role'")
         role = message["role"]
-        out: dict[str, Any] = {"role": role, "content": clean_text(message.get("content") or "")}
+        out: dict[str, Any] = {"role": role, "content": message.get("content") or ""}
         if message.get("images"):
             out["images"] = list(message["images"])
         if role == "assistant" and message.get("tool_calls"):
@@ -98,7 +98,7 @@ def ollama_messages(messages: Any) -> list[dict[str, Any]]:
             if call_id:
                 out["tool_call_id"] = str(call_id)
             if name:
-                out["name"] = clean_text(name)
+                out["name"] = name
         result.append(out)
     return result
 
@@ -126,7 +126,7 @@ def parse_response(body: Any, request: Request | None = None) -> Result:
     input_tokens, output_tokens = integer(data.get("prompt_eval_count")), integer(data.get("eval_count"))
     content = message.get("content")
     return Result(
-        content=clean_text(content) if isinstance(content, str) and content else None,
+        content=content if isinstance(content, str) and content else None,
         tool_calls=_calls(message.get("tool_calls"), _context(request)),
         input_tokens=input_tokens,
         output_tokens=output_tokens,
@@ -177,7 +177,7 @@ class Assembler(_Assembler):
         input_tokens = integer(self._final.get("prompt_eval_count"))
         output_tokens = integer(self._final.get("eval_count"))
         return Result(
-            content=clean_text("".join(self._text)) if self._text else None,
+            content="".join(self._text) if self._text else None,
             tool_calls=self._calls,
             input_tokens=input_tokens,
             output_tokens=output_tokens,

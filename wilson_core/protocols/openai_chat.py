@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from wilson_core.errors import RecordError
-from wilson_core.messages import clean_text, normalize_messages, parse_arguments
+from wilson_core.messages import normalize_messages, parse_arguments
 from wilson_core.records import STATUS_ERROR, ToolCall, new_id
 
 from .common import (
@@ -95,7 +95,7 @@ def _tool_call(data: Any) -> ToolCall | None:
     arguments, raw = parse_arguments(function.get("arguments"))
     return ToolCall(
         id=str(data.get("id") or f"call_{new_id()[:12]}"),
-        name=clean_text(name) if isinstance(name, str) and name else "?",
+        name=name if isinstance(name, str) and name else "?",
         arguments=arguments,
         raw_arguments=raw,
     )
@@ -189,7 +189,7 @@ class Assembler(_Assembler):
             calls.append(
                 ToolCall(
                     id=entry["id"] or f"call_{new_id()[:12]}",
-                    name=clean_text(entry["name"]) or "?",
+                    name=entry["name"] or "?",
                     arguments=arguments,
                     raw_arguments=raw,
                 )
@@ -199,7 +199,7 @@ class Assembler(_Assembler):
         usage = self._usage
         input_tokens, output_tokens = integer(usage.get("prompt_tokens")), integer(usage.get("completion_tokens"))
         return Result(
-            content=clean_text("".join(self._text)) if self._text else None,
+            content="".join(self._text) if self._text else None,
             tool_calls=calls,
             input_tokens=input_tokens,
             output_tokens=output_tokens,

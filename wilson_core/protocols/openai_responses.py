@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from wilson_core.messages import clean_text, parse_arguments
+from wilson_core.messages import parse_arguments
 from wilson_core.records import STATUS_ERROR, STATUS_OK, ToolCall, new_id
 
 from .common import Assembler as _Assembler
@@ -44,7 +44,7 @@ _TEXT = ("input_text", "output_text", "text")
 
 def _message_content(content: Any) -> Any:
     if isinstance(content, str) or content is None:
-        return clean_text(content) if content is not None else ""
+        return content if content is not None else ""
     if isinstance(content, list):
         if all(isinstance(p, Mapping) and p.get("type") in _TEXT for p in content):
             return text_of(content, _TEXT) or ""
@@ -53,22 +53,22 @@ def _message_content(content: Any) -> Any:
             if not isinstance(part, Mapping):
                 continue
             if part.get("type") in _TEXT:
-                parts.append({"type": "text", "text": clean_text(part.get("text", ""))})
+                parts.append({"type": "text", "text": part.get("text", "")})
             elif part.get("type") == "input_image":
                 parts.append({"type": "image_url", "image_url": {"url": part.get("image_url") or part.get("file_id")}})
             else:
                 parts.append(dict(part))
         return parts
-    return clean_text(str(content))
+    return str(content)
 
 
 def input_messages(items: Any, instructions: Any = None) -> list[dict[str, Any]]:
     """``instructions`` + ``input`` as Wilson's messages."""
     messages: list[dict[str, Any]] = []
     if isinstance(instructions, str) and instructions:
-        messages.append({"role": "system", "content": clean_text(instructions)})
+        messages.append({"role": "system", "content": instructions})
     if isinstance(items, str):
-        messages.append({"role": "user", "content": clean_text(items)})
+        messages.append({"role": "user", "content": items})
         return messages
     if not isinstance(items, list):
         raise ProtocolError("responses request 'input' must be a string or a list of items")
@@ -79,7 +79,7 @@ def input_messages(items: Any, instructions: Any = None) -> list[dict[str, Any]]
         kind = item.get("type")
         if kind == "function_call":
             call_id = str(item.get("call_id") or item.get("id") or f"call_{new_id()[:12]}")
-            name = clean_text(item.get("name") or "?")
+            name = item.get("name") or "?"
             arguments, raw = parse_arguments(item.get("arguments"))
             names[call_id] = name
             last = messages[-1] if messages else None
@@ -107,7 +107,7 @@ def input_messages(items: Any, instructions: Any = None) -> list[dict[str, Any]]
 
 def _tool_output(output: Any) -> str:
     if isinstance(output, str):
-        return clean_text(output)
+        return output
     if isinstance(output, list):
         return text_of(output, _TEXT) or ""
     import json
@@ -144,7 +144,7 @@ def _call_of(item: Mapping[str, Any]) -> ToolCall:
     arguments, raw = parse_arguments(item.get("arguments"))
     return ToolCall(
         id=str(item.get("call_id") or item.get("id") or f"call_{new_id()[:12]}"),
-        name=clean_text(item.get("name") or "?"),
+        name=item.get("name") or "?",
         arguments=arguments,
         raw_arguments=raw,
     )
@@ -171,7 +171,7 @@ def _from_response(data: Mapping[str, Any]) -> Result:
     details = data.get("incomplete_details") if isinstance(data.get("incomplete_details"), Mapping) else {}
     failed = data.get("status") == "failed" or data.get("error")
     return Result(
-        content=clean_text("".join(texts)) if texts else None,
+        content="".join(texts) if texts else None,
         tool_calls=calls,
         input_tokens=input_tokens,
         output_tokens=output_tokens,
@@ -256,7 +256,7 @@ class Assembler(_Assembler):
                     item = dict(entry.get("item_start") or {}, arguments="".join(entry["arguments"]))
                 calls.append(_call_of(item))
         return Result(
-            content=clean_text("".join(texts)) if texts else None,
+            content="".join(texts) if texts else None,
             tool_calls=calls,
             model=self._model,
             status=status,
