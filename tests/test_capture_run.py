@@ -197,3 +197,15 @@ def test_an_explicit_result_goes_to_the_database_of_the_call_that_asked(db, tmp_
         r.record_tool_result("call_a", "42")  # no db given: the one call_a was recorded in
     assert [t.content for t in open_store(other).tool_results(first.id)] == ["42"]
     assert open_store(other).get_run(r.id).ended_at is not None and not db.exists()
+
+
+def test_a_long_run_remembers_a_bounded_number_of_tool_calls(db, monkeypatch):
+    monkeypatch.setattr(capture, "RUN_CALLS", 3)
+    with wilson_core.run() as r:
+        made = [record(db, None, tool_calls=[{"id": f"c{n}", "function": {"name": "f", "arguments": "{}"}}])
+                for n in range(5)]
+        record(db, "done", messages=ask() + [{"role": "tool", "tool_call_id": f"c{n}", "content": str(n)}
+                                             for n in range(5)])
+    assert len(r._calls) == 3 and r._waiting == 0
+    store = open_store(db)
+    assert [len(store.tool_results(m.id)) for m in made] == [0, 0, 1, 1, 1]  # the two oldest were forgotten

@@ -57,6 +57,8 @@ from .records import (
 KEYED_RUNS = 10_000
 #: how many tool calls of standalone calls are remembered for linking their results.
 RECENT_CALLS = 4096
+#: how many tool calls one run remembers for linking their results (the oldest are forgotten).
+RUN_CALLS = 1024
 
 STATUSES = (STATUS_OK, STATUS_ERROR, STATUS_INCOMPLETE)
 
@@ -308,6 +310,14 @@ class CaptureRun:
                     self._waiting += 1
                 self._calls[call.id] = (interaction.id, call)
                 self._call_dbs[call.id] = db_path
+            while len(self._calls) > RUN_CALLS:  # a long run: forget its oldest tool calls
+                old = next(iter(self._calls))
+                del self._calls[old]
+                self._call_dbs.pop(old, None)
+                if old in self._answered:
+                    self._answered.discard(old)
+                else:
+                    self._waiting -= 1
         if self.standalone:
             with _lock:
                 for call in interaction.tool_calls:
