@@ -83,7 +83,7 @@ BROWSER_PROVIDERS: dict[str, dict[str, tuple[type, ...]]] = {
     "openai": {},
     "ollama": {},
 }
-_DIGITS = re.compile(r"[0-9]{1,9}")
+_DIGITS = re.compile(r"[0-9]{1,18}")
 
 
 def int_param(value: str | None, name: str, default: int, low: int, high: int) -> int:
@@ -428,7 +428,9 @@ def create_app(settings: Settings) -> Starlette:
             status = 404
         elif isinstance(exc, AnnotationRefused):
             status = 409
-        message = str(exc)
+        from wilson_core.text import clean_text
+
+        message = clean_text(str(exc))  # it may quote the request's own (hostile) text
         if wants_json(request):
             return JSONResponse({"error": message, "kind": type(exc).__name__}, status_code=status)
         return PlainTextResponse(message, status_code=status)
