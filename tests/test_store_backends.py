@@ -344,3 +344,38 @@ def test_the_dashboard_reads_the_same_on_both_backends(store_location):
     assert first[1]["label"]["source"] == "judge"
     facets = queries.facets(conn)
     assert facets["models"] == ["m0", "m1"] and facets["tags"] == ["bad", "good"]
+
+
+CAPTURE_ROLE_GRANTS = """
+CREATE ROLE {role} LOGIN;
+GRANT USAGE ON SCHEMA public TO {role};
+GRANT SELECT ON wilson_migrations TO {role};
+GRANT INSERT ON interactions, blobs, tool_results TO {role};
+GRANT SELECT, INSERT, UPDATE ON runs, capture_counters TO {role};
+GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {role};
+"""
+
+
+def test_a_capture_only_role_can_insert_but_not_read(pg_url, tmp_path, monkeypatch):
+    """The grants docs/capture.md gives an app server's role: it captures, it cannot read prompts."""
+    import psycopg
+
+    from wilson_core import LLM
+    from wilson_core.store import sink
+
+    monkeypatch.setenv("WILSON_SPOOL_DIR", str(tmp_path / "spool"))
+    open_store(pg_url).close()  # the schema is made by an owner (here: the test's superuser)
+    role = f"capture_{os.getpid()}"
+    with psycopg.connect(pg_url, autocommit=True) as owner:
+        owner.execute(CAPTURE_ROLE_GRANTS.format(role=role))
+    app_url = pg_url.replace("postgres@", f"{role}@")
+    sink.forget_stores()
+    llm = LLM("scripted:m", db=app_url, script=["one", "two"])
+    with llm.run(call_type="agent") as run:
+        run.chat([{"role": "user", "content": "hello"}])
+        run.chat([{"role": "user", "content": "again"}], tools=TOOLS)
+    assert not llm.capture_failures
+    assert not list((tmp_path / "spool").glob("*.jsonl"))
+    with psycopg.connect(app_url) as app, pytest.raises(psycopg.errors.InsufficientPrivilege):
+        app.execute("SELECT user_prompt FROM interactions").fetchall()
+    assert open_store(pg_url).count() == 2
