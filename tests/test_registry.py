@@ -120,3 +120,16 @@ def test_logging_and_checkpoint_settings_do_not_change_the_id():
     settings = {"lr": 0.1, "max_steps": 5}
     assert model_id_for("h", "t", "b", settings) == model_id_for("h", "t", "b", {**settings, "save_steps": 2,
                                                                               "logging_steps": 1})
+
+
+def test_a_read_only_database_reads_as_an_empty_registry(tmp_path, capsys):
+    from test_cli_adversarial import read_only
+
+    folder = tmp_path / "ro"
+    with read_only(folder) as lock:
+        open_store(folder / "ro.db").close()
+        lock()
+        assert main(["--db", str(folder / "ro.db"), "models"]) == 0
+        assert "No models yet" in capsys.readouterr().out
+        assert main(["--db", str(folder / "ro.db"), "models", "rollback"]) == 1
+        assert "nothing to roll back" in capsys.readouterr().err

@@ -164,8 +164,14 @@ class Run:
         settings = dict(self.config.train_settings)
         model_id = model_id_for(export["export_hash"], self.config.trainer, self.config.base, settings)
         out = self.folder / "train"
-        checkpoints = sorted((out / "checkpoints").glob("checkpoint-*")) if out.is_dir() else []
-        resume = bool(checkpoints) and "train" in self.resuming
+        checkpoints = sorted((out / "checkpoints").glob("checkpoint-*"),
+                             key=lambda p: int(p.name.rsplit("-", 1)[-1]) if p.name.rsplit("-", 1)[-1].isdigit() else -1
+                             ) if out.is_dir() else []
+        # resume only a training of this very model (same export, same settings)
+        same = self.state.get("training", {}).get("model_id") == model_id
+        resume = bool(checkpoints) and "train" in self.resuming and same
+        self.state["training"] = {"model_id": model_id, "out": str(out)}
+        write_state(self.folder, self.state)
         flags: dict[str, Any] = {"data": trained["path"], "out": str(out), "resume": resume or None,
                                  "force": (out.exists() and not resume) or None}
         if trained.get("eval"):

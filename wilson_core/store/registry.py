@@ -153,6 +153,23 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
 NOT_IN_ID = ("logging_steps", "save_steps", "eval_steps")
 
 
+def _has_schema(conn: sqlite3.Connection) -> bool:
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'models'").fetchone() is not None
+
+
+class _EmptyStore:
+    """A read-only database without the registry's tables reads as an empty registry."""
+
+    def __init__(self) -> None:
+        self._conn = sqlite3.connect(":memory:", check_same_thread=False)
+        self._conn.executescript(_SCHEMA_V1 + "CREATE TABLE annotations (created_at TEXT); "
+                                 "CREATE TABLE pairs (created_at TEXT); "
+                                 "CREATE TABLE effective_labels (interaction_id TEXT, id TEXT, version INTEGER);")
+
+    def connection(self) -> sqlite3.Connection:
+        return self._conn
+
+
 def model_id_for(export_hash: str, trainer: str, base: str, settings: Mapping[str, Any]) -> str:
     """The id of the model trained on an export with these settings (``m-`` + 12 hex digits);
     settings that only change logging and checkpointing (:data:`NOT_IN_ID`) are left out."""
@@ -198,6 +215,13 @@ class Registry:
 
     def __init__(self, store: Any) -> None:
         self.store = store
+        if getattr(store, "dialect", "sqlite") != "sqlite":
+            raise RegistryError("the model registry needs a SQLite database for now "
+                                f"({store.dialect} is not supported yet)")
+        if getattr(store, "read_only", False):
+            if not _has_schema(store.connection()):
+                self.store = _EmptyStore()  # nothing registered yet; and nothing can be, read-only
+            return
         ensure_schema(store.connection())
 
     @property
