@@ -18,7 +18,8 @@ PLUGINS = sorted(p.parent for p in (ROOT / "plugins").glob("*/pyproject.toml"))
 EXAMPLES = sorted(p.parent for p in (ROOT / "docs" / "examples").glob("*/pyproject.toml"))
 CONSTRAINTS = ["-c", str(ROOT / "constraints.txt")]
 TEST_DEPS = ["pytest>=8", "hypothesis>=6", "pytest-timeout>=2", "playwright>=1.45",
-             "openai>=1.30", "anthropic>=0.30", "litellm>=1.40", "psycopg[binary]>=3.1"]
+             "openai>=1.30", "anthropic>=0.30", "litellm>=1.40", "psycopg[binary]>=3.1",
+             "llm>=0.26", "llm-echo>=0.3"]  # llm: tests/test_import_llm_logs.py writes real logs.db files
 
 nox.options.sessions = ["lint", "tests"]
 nox.options.reuse_venv = "yes"

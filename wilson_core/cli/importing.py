@@ -1,4 +1,4 @@
-"""``wilson import wilson-db PATH`` and ``wilson import openai-jsonl PATH``."""
+"""``wilson import wilson-db PATH``, ``wilson import openai-jsonl PATH``, ``wilson import llm-logs PATH``."""
 
 from __future__ import annotations
 
@@ -66,4 +66,19 @@ def import_openai_jsonl_command(
     from wilson_core.importers.openai_jsonl import read
 
     batch = read(path, model=model, call_type=call_type)
+    _report(write_batch(open_db(ctx, create=True), batch), as_json)
+
+
+@import_group.command("llm-logs")
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--call-type", default="chat", show_default=True, help="Call type of the imported calls.")
+@json_option
+@click.pass_context
+def import_llm_logs_command(ctx: click.Context, path: str, call_type: str, as_json: bool) -> None:
+    """Import simonw/llm's logs.db (see `llm logs path`): prompts, system prompts, responses,
+    tool calls and results, tokens, durations; each conversation becomes a run."""
+    from wilson_core.importers import write_batch
+    from wilson_core.importers.llm_logs import read
+
+    batch = read(path, call_type=call_type)  # read in full (read-only) before our database is opened
     _report(write_batch(open_db(ctx, create=True), batch), as_json)
