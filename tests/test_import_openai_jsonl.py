@@ -108,7 +108,7 @@ def test_every_bad_line_is_listed_with_its_number(tmp_path, store):
         import_openai_jsonl(store, path)
     message = str(error.value)
     assert "4 problem(s)" in message
-    assert "line 2: not UTF-8" in message
+    assert "line 2: not valid JSON" in message  # the bytes decoded (U+FFFD), then not JSON
     assert "line 3: no assistant message" in message
     assert "line 4: messages[0] has role 'wizard'" in message
     assert "line 5: a line must be a JSON object" in message

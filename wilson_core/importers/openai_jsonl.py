@@ -155,11 +155,9 @@ def read(
     with open(path, "rb") as handle:
         for number, raw in enumerate(handle, 1):
             where = f"line {number}"
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                problems.add(where, f"not UTF-8 (byte {exc.start + 1})")
-                continue
+            # invalid UTF-8 (a lone surrogate written as bytes, a stray byte) becomes U+FFFD, like
+            # every text entering Wilson (wilson_core.text): the rest of the line is kept
+            text = raw.decode("utf-8", "replace")
             if not text.strip():
                 continue
             try:
