@@ -6,10 +6,11 @@ import pytest
 
 
 @pytest.fixture()
-def sample(tmp_path):
-    """The hand-written sample store of the export tests (``wilson_exporters.samples``)."""
+def sample(store_location):
+    """The hand-written sample store of the export tests (``wilson_exporters.samples``),
+    once in an SQLite file and once in a PostgreSQL database."""
     samples = pytest.importorskip("wilson_exporters.samples")
-    store, ids = samples.build_sample_store(tmp_path / "wilson.db")
+    store, ids = samples.build_sample_store(store_location)
     yield store, ids
     store.close()
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-from pathlib import Path
 
 import pytest
 
@@ -16,9 +15,12 @@ QUESTION = {"role": "user", "content": "How much did I spend on food?"}
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> dict:
-    """A real database with two answers to one context, one to another, and a deleted run."""
-    path = tmp_path / "wilson.db"
+def db(store_location: str) -> dict:
+    """A real database with two answers to one context, one to another, and a deleted run.
+
+    Once on an SQLite file, once on a PostgreSQL database (``store_location``).
+    """
+    path = store_location
     llm = LLM("scripted:small", db=str(path), script=["$120", "About $118.50", "Hello!", "gone"])
     first = llm.chat([SYSTEM, QUESTION])
     second = llm.chat([SYSTEM, QUESTION])
