@@ -12,6 +12,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no fetch of the
 litellm = pytest.importorskip("litellm")
 
 import wilson_core  # noqa: E402
+from wilson_core.errors import StoreError  # noqa: E402
 from wilson_core.integrations.litellm import WilsonCallback  # noqa: E402
 from wilson_core.testing.upstreams import FakeUpstream, Scripted  # noqa: E402
 
@@ -50,11 +51,16 @@ def stored(db, count, timeout=20.0):
     """The stored interactions once there are ``count`` (LiteLLM reports from a background thread)."""
     deadline = time.monotonic() + timeout
     while True:
-        store = wilson_core.open_store(db)
+        rows = []
         try:
-            rows = list(store.iter_interactions(order_by="i.created_at, i.rowid"))
-        finally:
-            store.close()
+            store = wilson_core.open_store(db)
+        except StoreError:  # not there yet, or the sink is creating it right now
+            store = None
+        if store is not None:
+            try:
+                rows = list(store.iter_interactions(order_by="i.created_at, i.rowid"))
+            finally:
+                store.close()
         if len(rows) >= count or time.monotonic() > deadline:
             assert len(rows) == count, rows
             return rows
