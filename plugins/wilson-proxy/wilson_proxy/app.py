@@ -5,18 +5,24 @@ from __future__ import annotations
 import asyncio
 import gc
 import ipaddress
+import logging
 import os
 import signal
 import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from attrs import frozen
 
 from .recorder import Recorder
+from .routes import RouteError, load_routes
 from .server import ProxyServer
 from .upstreams import Upstream
+
+log = logging.getLogger("wilson.proxy")
+RELOAD_CHECK_S = 1.0
 
 
 class ProxyConfigError(ValueError):
@@ -72,6 +78,12 @@ class ProxySettings:
     call_type: str = "agent"
     record: bool = True
     head_timeout: float = 600.0
+    #: routes given as ``--route`` flags (kept across reloads)
+    route_flags: tuple[str, ...] = ()
+    #: the ``pyproject.toml`` whose ``[tool.wilson.proxy]`` routes are read, and re-read when it changes
+    config: Path | None = None
+    #: ``wilson serve``: the model name /v1/models lists
+    served_model: str | None = None
 
 
 class RunningProxy:
@@ -88,6 +100,10 @@ class RunningProxy:
             head_timeout=settings.head_timeout,
             stats=self.recorder.stats if self.recorder else None,
         )
+        self.server.served_model = settings.served_model
+        self.server.set_routes(load_routes(settings.config, settings.route_flags))
+        self._config_stamp = self._stamp()
+        self.reloads = 0
         self.loop = event_loop_factory()()
         self.port = 0
         self._thread: threading.Thread | None = None
@@ -113,10 +129,14 @@ class RunningProxy:
                 await self.recorder.close()
             return
         self._stopped = self.loop.create_future()
+        if self.settings.config is not None:
+            self.loop.call_later(RELOAD_CHECK_S, self._watch)
         gc.freeze()  # what start-up made is never garbage: keep it out of every collection
         self._ready.set()
         await self._stopped
         await self.server.close()
+        for model in self.server.local_models.values():
+            model.close()
         if self.recorder:
             await self.recorder.close()
 
@@ -139,6 +159,11 @@ class RunningProxy:
                     self.loop.add_signal_handler(sig, self._request_stop)
                 except (NotImplementedError, RuntimeError):
                     pass
+            if hasattr(signal, "SIGHUP"):
+                try:
+                    self.loop.add_signal_handler(signal.SIGHUP, self.reload)
+                except (NotImplementedError, RuntimeError):
+                    pass
         if on_ready is not None:
             self.loop.call_soon(self._call_when_ready, on_ready)
         try:
@@ -147,6 +172,34 @@ class RunningProxy:
             self.loop.close()
         if self._error is not None:
             raise self._error
+
+    def _stamp(self) -> tuple[float, int] | None:
+        try:
+            info = self.settings.config.stat() if self.settings.config else None
+        except OSError:
+            return None
+        return (info.st_mtime, info.st_size) if info else None
+
+    def _watch(self) -> None:
+        stamp = self._stamp()
+        if stamp != self._config_stamp:
+            self._config_stamp = stamp
+            self.reload()
+        if self._stopped is not None and not self._stopped.done():
+            self.loop.call_later(RELOAD_CHECK_S, self._watch)
+
+    def reload(self) -> bool:
+        """Read the routes again (on the event loop: between two requests); keep the old ones on error."""
+        try:
+            routes = load_routes(self.settings.config, self.settings.route_flags)
+        except RouteError as exc:
+            log.error("routes not reloaded, the old ones stay: %s", exc)
+            return False
+        self.server.set_routes(routes)
+        self.reloads += 1
+        log.warning("routes reloaded from %s: %s", self.settings.config,
+                    ", ".join(f"{r.name} ({r.mode})" for r in routes) or "none")
+        return True
 
     def _call_when_ready(self, on_ready: Callable[[RunningProxy], None]) -> None:
         if self._ready.is_set():
@@ -193,17 +246,23 @@ class RunningProxy:
         self.stop()
 
 
-def print_banner(proxy: RunningProxy, echo: Callable[[str], None]) -> None:
+def print_banner(proxy: RunningProxy, echo: Callable[[str], None], title: str = "Wilson proxy") -> None:
     url = proxy.url
     settings = proxy.settings
     target = settings.db or os.environ.get("WILSON_DB") or "~/.wilson/data.db"
-    echo(f"Wilson proxy on {url}" + (f", recording into {target}" if settings.record else " (not recording)"))
+    echo(f"{title} on {url}" + (f", recording into {target}" if settings.record else " (not recording)"))
     for protocol, variable, suffix in (
         ("openai", "OPENAI_BASE_URL", "/v1"),
         ("anthropic", "ANTHROPIC_BASE_URL", ""),
         ("ollama", "OLLAMA_HOST", ""),
     ):
-        echo(f"  {protocol:<9} {variable}={url}{suffix}   -> {settings.upstreams[protocol].url}")
+        upstream = settings.upstreams.get(protocol)
+        where = upstream.url if upstream is not None else (settings.served_model or "-")
+        echo(f"  {protocol:<9} {variable}={url}{suffix}   -> {where}")
+    for route in proxy.server.routes if settings.served_model is None else ():
+        echo(f"  route {route.name}: {route.mode} -> {route.provider} for {route.describe()}")
+    if settings.config is not None and settings.served_model is None:
+        echo(f"  routes are re-read when {settings.config} changes (or on SIGHUP)")
     if settings.token:
         echo("  clients must send the header X-Wilson-Token")
     echo("Press Ctrl-C to stop.")

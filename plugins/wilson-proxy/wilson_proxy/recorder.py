@@ -102,6 +102,9 @@ def parts_of(captured: Captured) -> dict[str, Any]:
             errors.append(result.error)
         if result.model and parts["model"] == "unknown":
             parts["model"] = result.model
+    if captured.answered_by:  # a local model answered (a route, `wilson serve`): say which
+        name, _, model = captured.answered_by.partition(":")
+        parts["provider"], parts["model"] = name, model or parts["model"]
     if errors:
         parts["error"] = "; ".join(errors)
     return parts

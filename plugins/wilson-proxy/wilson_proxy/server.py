@@ -35,7 +35,15 @@ from .http import (
     parse_status_line,
     response_head,
 )
+from .local import LocalModel
+from .localroute import LocalExchange, parse_for_local, start_shadow
+from .render import RENDERERS, streamed
+from .routes import Route, RouteStats
 from .upstreams import RECORDED, Upstream, route
+
+#: the upstream of a call that only a local route answers (``wilson serve``)
+LOCAL_ONLY = Upstream(protocol="local", url="local", scheme="http", host="", port=0, base_path=b"",
+                      host_line=b"")
 
 #: request headers the proxy reads and never sends upstream
 WILSON_HEADERS = (b"x-wilson-run-id", b"x-wilson-call-type", b"x-wilson-metadata", b"x-wilson-token")
@@ -50,7 +58,7 @@ class Captured:
     __slots__ = (
         "id", "protocol", "endpoint", "run_id", "run_given", "sequence", "call_type", "metadata",
         "request_body", "status", "content_type", "parts", "times", "started", "ended",
-        "outcome", "error", "created_at", "upstream",
+        "outcome", "error", "created_at", "upstream", "answered_by",
     )
 
     def __init__(self, protocol: str, endpoint: str, request_body: bytes, upstream: str) -> None:
@@ -74,6 +82,8 @@ class Captured:
         self.outcome = "ok"
         self.error: str | None = None
         self.created_at = utcnow()
+        #: ``NAME:MODEL`` of the local model that answered (routes, ``wilson serve``); ``None``: the upstream
+        self.answered_by: str | None = None
 
     def to_tuple(self) -> tuple[Any, ...]:
         return tuple(getattr(self, name) for name in self.__slots__)
@@ -132,6 +142,42 @@ class ProxyServer:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.server: asyncio.base_events.Server | None = None
         self.clients: set[ClientConnection] = set()
+        self.routes: list[Route] = []
+        self.local_models: dict[str, LocalModel] = {}
+        self.route_stats: dict[str, RouteStats] = {}
+        self.shadow_inflight: dict[str, int] = {}
+        #: ``wilson serve``: the model name /v1/models lists
+        self.served_model: str | None = None
+
+    # -- routes ---------------------------------------------------------------
+
+    def set_routes(self, routes: list[Route]) -> None:
+        """Use ``routes`` from the next request on (calls in flight keep theirs)."""
+        wanted = {route.provider for route in routes}
+        for spec in list(self.local_models):
+            if spec not in wanted:
+                self.local_models.pop(spec).close()
+        self.routes = list(routes)
+
+    def local_model(self, route: Route) -> LocalModel:
+        model = self.local_models.get(route.provider)
+        if model is None:
+            model = self.local_models[route.provider] = LocalModel(route.provider, route.options)
+        return model
+
+    def stats_for(self, route: Route) -> RouteStats:
+        stats = self.route_stats.get(route.name)
+        if stats is None:
+            stats = self.route_stats[route.name] = RouteStats()
+        return stats
+
+    def pick_route(self, request: Any, call_type: str | None, headers: list[Header]) -> Route | None:
+        model = request.get("model") if isinstance(request, dict) else None
+        present = {lower: value for lower, value, _ in headers}
+        for candidate in self.routes:
+            if candidate.matches(model if isinstance(model, str) else None, call_type, present):
+                return candidate
+        return None
 
     async def start(self, host: str, port: int) -> int:
         """Listen on ``host:port`` (0 picks a free port); return the port."""
@@ -212,6 +258,13 @@ class ProxyServer:
         elif connection.transport is not None:
             connection.transport.close()
 
+    def routes_json(self) -> dict[str, Any]:
+        return {"routes": [
+            {"name": r.name, "mode": r.mode, "provider": r.provider, "match": r.describe(), "sample": r.sample,
+             "max_concurrency": r.max_concurrency, "timeout": r.timeout, **self.stats_for(r).as_json()}
+            for r in self.routes
+        ]}
+
     def discard(self, connection: UpstreamConnection) -> None:
         idle = self.idle.get(connection.upstream.key)
         if idle and connection in idle:
@@ -241,9 +294,7 @@ class ClientConnection(asyncio.Protocol):
         self.proxy.clients.discard(self)
         exchange = self.exchange
         if exchange is not None and not exchange.done:
-            exchange.client_gone = True
-            if exchange.connection is not None and exchange.connection.transport is not None:
-                exchange.connection.transport.abort()  # stop the upstream's work too
+            exchange.client_lost()
 
     def pause_writing(self) -> None:
         exchange = self.exchange
@@ -354,13 +405,36 @@ class ClientConnection(asyncio.Protocol):
         if path == b"/wilson/health" and method == b"GET":
             self.answer_health(keep_alive)
             return
+        if path == b"/wilson/routes" and method == b"GET":
+            self.answer_json(proxy.routes_json(), keep_alive)
+            return
+        if path == b"/v1/models" and proxy.served_model is not None:
+            self.answer_json({"object": "list", "data": [{"id": proxy.served_model, "object": "model",
+                                                          "created": 0, "owned_by": "wilson"}]}, keep_alive)
+            return
         routed = route(path)
         if routed is None:
             self.fail(404, f"no route for {path.decode('latin-1')[:200]}: the proxy serves /v1/... (OpenAI), "
                       "/v1/messages (Anthropic) and /api/... (Ollama)", keep_alive=keep_alive)
             return
         protocol, rest = routed
-        upstream = proxy.upstreams[protocol]
+        upstream = proxy.upstreams.get(protocol)
+        recorded = RECORDED.get(path) if method == b"POST" else None
+        local_route = request_json = None
+        if proxy.routes and recorded is not None:
+            try:
+                request_json = json.loads(body)
+            except (ValueError, RecursionError):
+                request_json = None
+            if isinstance(request_json, dict) and (protocol, recorded[1]) in RENDERERS:
+                local_route = proxy.pick_route(
+                    request_json, call_type.decode("utf-8", "replace") if call_type else proxy.call_type, headers)
+        if upstream is None and (local_route is None or local_route.mode == "shadow"):
+            self.fail(404, f"nothing answers {path.decode('latin-1')[:200]} here (no upstream for {protocol})",
+                      protocol, keep_alive=keep_alive)
+            return
+        if upstream is None:
+            upstream = LOCAL_ONLY
         query = target[len(path):]
         request = [method, b" ", upstream.base_path, rest, query, b" HTTP/1.1\r\n", upstream.host_line]
         for line in forwarded:
@@ -370,8 +444,7 @@ class ClientConnection(asyncio.Protocol):
         request.append(b"Accept-Encoding: identity\r\n\r\n")
         request.append(body)
         captured = None
-        recorded = RECORDED.get(path) if method == b"POST" and proxy.submit is not None else None
-        if recorded is not None:
+        if recorded is not None and proxy.submit is not None:
             captured = Captured(protocol, recorded[1], body, upstream.url)
             if run_id:
                 captured.run_id = run_id.decode("utf-8", "replace")[:200]
@@ -382,14 +455,43 @@ class ClientConnection(asyncio.Protocol):
             captured.call_type = call_type.decode("utf-8", "replace")[:200] if call_type else proxy.call_type
             captured.metadata = metadata
         exchange = Exchange(self, upstream, b"".join(request), method == b"HEAD", keep_alive, captured)
+        if local_route is not None and recorded is not None and request_json is not None:
+            if local_route.mode == "shadow":
+                self.exchange = exchange
+                proxy.send(exchange)
+                if captured is not None:
+                    start_shadow(proxy, local_route, captured, request_json,
+                                 str(request_json.get("model") or local_route.provider))
+                return
+            self.answer_locally(local_route, protocol, recorded[1], request_json, captured, keep_alive,
+                                exchange if local_route.mode == "fallback" else None)
+            return
         self.exchange = exchange
         proxy.send(exchange)
+
+    def answer_locally(self, route: Route, protocol: str, endpoint: str, request: dict[str, Any],
+                       captured: Captured | None, keep_alive: bool, fallback: Exchange | None) -> None:
+        proxy = self.proxy
+        proxy.stats_for(route).count("calls")
+        try:
+            messages, tools, params = parse_for_local(protocol, endpoint, request)
+        except Exception as exc:  # a request the converter cannot read: the protocol's 400
+            self.fail(400, f"cannot read the request: {exc}", protocol, keep_alive=keep_alive)
+            return
+        model_name = str(request.get("model") or route.provider)
+        renderer = RENDERERS[(protocol, endpoint)](model_name, streamed(protocol, request), request)
+        local = LocalExchange(self, route, renderer, captured, keep_alive, request, fallback)
+        self.exchange = local  # type: ignore[assignment]
+        local.start(messages, tools, params)
 
     def answer_health(self, keep_alive: bool) -> None:
         proxy = self.proxy
         data = {"ok": True, "requests": proxy.requests}
         if proxy.stats is not None:
             data.update(proxy.stats())
+        self.answer_json(data, keep_alive)
+
+    def answer_json(self, data: Any, keep_alive: bool) -> None:
         body = json.dumps(data).encode()
         headers = [("content-type", "application/json")] + ([] if keep_alive else [("connection", "close")])
         assert self.transport is not None
@@ -438,6 +540,11 @@ class Exchange:
         self.done = False
         self.client_gone = False
         self.timer: asyncio.TimerHandle | None = None
+
+    def client_lost(self) -> None:
+        self.client_gone = True
+        if self.connection is not None and self.connection.transport is not None:
+            self.connection.transport.abort()  # stop the upstream's work too
 
     def timed_out(self) -> None:
         connection = self.connection

@@ -1,0 +1,137 @@
+"""Local models behind the proxy: a Wilson provider driver answering one request at a time.
+
+Each provider spec (``llamacpp:model.gguf``, ``transformers:./out/merged``,
+``onnx:./out/onnx``, ``ollama:qwen2.5``, ``scripted:...``) is loaded once, on
+its own worker thread, the first time a request needs it.  Requests for one
+model are queued and answered in turn (a local runtime answering two prompts
+at once on the same weights would only slow both), so they never corrupt
+each other.  The worker hands each streamed event to the event loop, which
+writes it to the client at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+#: request parameters passed on to providers, by the names the protocols use
+PARAMS = {
+    "temperature": "temperature",
+    "top_p": "top_p",
+    "max_tokens": "max_tokens",
+    "max_completion_tokens": "max_tokens",
+    "num_predict": "max_tokens",
+    "stop": "stop",
+    "stop_sequences": "stop",
+    "seed": "seed",
+}
+
+
+def provider_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The generation parameters a local provider honours, from any protocol's request."""
+    out: dict[str, Any] = {}
+    options = params.get("options")
+    merged = {**(options if isinstance(options, Mapping) else {}), **params}
+    for name, target in PARAMS.items():
+        value = merged.get(name)
+        if value is not None and target not in out:
+            out[target] = [value] if target == "stop" and isinstance(value, str) else value
+    return out
+
+
+class Job:
+    """One request for a local model; ``cancel`` stops its generation between two tokens."""
+
+    __slots__ = ("cancelled",)
+
+    def __init__(self) -> None:
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class LocalModel:
+    """A provider driver loaded once and called from one worker thread."""
+
+    def __init__(self, spec: str, options: Mapping[str, Any] | None = None) -> None:
+        from wilson_core.facade import parse_provider
+
+        self.spec = spec
+        self.name, self.model = parse_provider(spec)
+        self.options = dict(options or {})
+        self.provider: Any = None
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"wilson-local-{self.name}")
+        self.waiting = 0
+        self._lock = threading.Lock()
+
+    def check(self) -> None:
+        """Fail now, with the driver loader's message, when the provider name is unknown."""
+        from wilson_core import plugins
+        from wilson_core.interfaces import PROVIDERS
+
+        plugins.load_driver(PROVIDERS, self.name)
+
+    def _load(self) -> Any:
+        if self.provider is None:
+            from wilson_core import plugins
+            from wilson_core.interfaces import PROVIDERS
+
+            driver = plugins.load_driver(PROVIDERS, self.name)
+            self.provider = driver(self.model, **self.options)
+        return self.provider
+
+    def submit(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None,
+        params: dict[str, Any],
+        on_event: Callable[[Any], None],
+        on_done: Callable[[str | None], None],
+    ) -> Job:
+        """Queue one request; ``on_event`` / ``on_done(error)`` are called on ``loop``."""
+        job = Job()
+        with self._lock:
+            self.waiting += 1
+
+        def work() -> None:
+            with self._lock:
+                self.waiting -= 1
+            error = None
+            try:
+                if job.cancelled:
+                    error = "cancelled before it started"
+                    return
+                events = self._load().stream(messages, tools, params)
+                try:
+                    for event in events:
+                        if job.cancelled:
+                            error = "cancelled"
+                            break
+                        loop.call_soon_threadsafe(on_event, event)
+                finally:
+                    close = getattr(events, "close", None)
+                    if close is not None:
+                        close()
+            except Exception as exc:  # the local model failed: the route decides what the client sees
+                error = f"{type(exc).__name__}: {exc}"
+            finally:
+                try:
+                    loop.call_soon_threadsafe(on_done, error)
+                except RuntimeError:
+                    pass  # the loop is closed: the proxy is shutting down
+
+        self.executor.submit(work)
+        return job
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        if self.provider is not None:
+            try:
+                self.provider.close()
+            except Exception:
+                pass
