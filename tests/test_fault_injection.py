@@ -473,3 +473,58 @@ def test_capture_threads_and_a_deleting_thread_lose_nothing_after_the_deletion(e
         thread.join()
     assert after
     assert_all_kept(path, after, exact=False)
+
+
+# -- portability and wilson doctor ------------------------------------------------------------------
+
+
+def test_import_and_capture_work_without_posix_only_modules(env):
+    """As on Windows: no fcntl (and here no msvcrt either): importing and capturing still work."""
+    code = textwrap.dedent(
+        f"""
+        import sys
+        sys.modules["fcntl"] = None  # an import of it raises ImportError
+        import wilson_core
+        from wilson_core.cli import main
+        reply = wilson_core.LLM("scripted:m", db={str(env / 'p.db')!r}, script=["ok"]).chat(
+            [{{"role": "user", "content": "hi"}}])
+        print(reply.text)
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+    assert len(stored_ids(env / "p.db")) == 1
+
+
+def test_doctor_says_ok_for_a_sound_database_and_exits_3_on_problems(env):
+    path = env / "d.db"
+    llm_for(path).chat([{"role": "user", "content": "hi"}])
+    sink.forget_stores()
+
+    def doctor(*extra):
+        done = subprocess.run([sys.executable, "-m", "wilson_core.cli", "--db", str(path), "doctor", *extra],
+                              capture_output=True, text=True)
+        assert "Traceback" not in done.stderr
+        return done
+
+    assert doctor().returncode == 0
+    record = wilson_core.Interaction(run_id="r", sequence_num=1, call_type="agent", provider="p", model="m",
+                                     messages=[{"role": "user", "content": "x"}])
+    spool.quarantine(spool.spool_paths(path)[0], record, "test")
+    conn = sqlite3.connect(path)
+    conn.execute("INSERT INTO tool_results (id, interaction_id, tool_call_id, tool_name, content, created_at) "
+                 "VALUES ('t', 'missing', 'c', 'f', 'x', 'now')")
+    conn.commit()
+    conn.close()
+    done = doctor("--json")
+    assert done.returncode == 3
+    problems = " ".join(__import__("json").loads(done.stdout)["problems"])
+    assert "quarantine" in problems and "tool results of a missing interaction" in problems
+    other = env / "other.db"
+    foreign = sqlite3.connect(other)
+    foreign.execute("CREATE TABLE t (x)")
+    foreign.commit()
+    foreign.close()
+    done = subprocess.run([sys.executable, "-m", "wilson_core.cli", "--db", str(other), "doctor"],
+                          capture_output=True, text=True)
+    assert done.returncode == 3 and "not a usable Wilson database" in done.stdout

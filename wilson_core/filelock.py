@@ -12,7 +12,10 @@ try:  # POSIX
     import fcntl as _fcntl
 except ImportError:  # pragma: no cover - Windows
     _fcntl = None  # type: ignore[assignment]
+try:
     import msvcrt as _msvcrt
+except ImportError:
+    _msvcrt = None  # type: ignore[assignment]
 
 
 def lock(fd: int, *, blocking: bool = True) -> bool:
@@ -22,6 +25,8 @@ def lock(fd: int, *, blocking: bool = True) -> bool:
             _fcntl.flock(fd, _fcntl.LOCK_EX | (0 if blocking else _fcntl.LOCK_NB))
         except BlockingIOError:
             return False
+        return True
+    if _msvcrt is None:  # neither: an OS without file locks; the spool's appends stay whole lines
         return True
     while True:  # pragma: no cover - Windows: lock the first byte, retry while held
         try:
@@ -38,6 +43,8 @@ def unlock(fd: int) -> None:
     """Release the lock taken by :func:`lock` (closing ``fd`` releases it too)."""
     if _fcntl is not None:
         _fcntl.flock(fd, _fcntl.LOCK_UN)
+        return
+    if _msvcrt is None:
         return
     try:  # pragma: no cover - Windows
         os.lseek(fd, 0, os.SEEK_SET)

@@ -134,7 +134,7 @@ class Interaction:
     """One LLM call, successful or not, with everything needed to train on it."""
 
     run_id: str = field(converter=text_field)
-    sequence_num: int = field(converter=_count)
+    sequence_num: int = field(converter=lambda value: _count(value) or 0)
     call_type: str = field(converter=text_field)
     provider: str = field(converter=text_field)
     model: str = field(converter=text_field)
