@@ -405,6 +405,9 @@ def _renderer_for(path: str) -> type[_Renderer] | None:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    #: head and body go out in separate writes: with Nagle's algorithm on, the client's
+    #: delayed ACK holds the body back about 40 ms on every answer
+    disable_nagle_algorithm = True
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet
@@ -507,6 +510,13 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     upstream: FakeUpstream
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that closed its kept-alive connection is no error (nothing printed)."""
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class FakeUpstream:
