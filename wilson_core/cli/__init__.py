@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         click.secho(f"Error: {exc}", fg="red", err=True)
         return 1
     except Exception as exc:
-        if type(exc).__module__ != "sqlite3":
+        if type(exc).__module__ != "sqlite3" and not type(exc).__module__.startswith("psycopg"):
             raise  # a bug: keep the traceback
         click.secho(f"Error: database error: {exc}", fg="red", err=True)
         return 1

@@ -156,8 +156,13 @@ class Connection:
     """A psycopg connection in autocommit mode that runs the store's SQLite-dialect SQL."""
 
     def __init__(self, url: str) -> None:
-        import psycopg
-        from psycopg.adapt import Loader
+        try:
+            import psycopg
+            from psycopg.adapt import Loader
+        except ImportError:
+            raise StoreError(
+                "a PostgreSQL store needs psycopg 3: pip install 'wilson-core[postgres]'"
+            ) from None
 
         class _NumericLoader(Loader):
             def load(self, data: Any) -> Any:
@@ -175,14 +180,28 @@ class Connection:
 
     def execute(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> Cursor:
         cursor = self._conn.cursor()
-        cursor.execute(translate(sql), params if params else None)
+        with self._lost():
+            cursor.execute(translate(sql), params if params else None)
         return Cursor(cursor)
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> Cursor:
         cursor = self._conn.cursor()
         if rows:
-            cursor.executemany(translate(sql), rows)
+            with self._lost():
+                cursor.executemany(translate(sql), rows)
         return Cursor(cursor)
+
+    @contextlib.contextmanager
+    def _lost(self) -> Iterator[None]:
+        """A connection the server dropped (restart, network) becomes a :class:`StoreError`."""
+        import psycopg
+
+        try:
+            yield
+        except psycopg.OperationalError as exc:
+            if not self._conn.broken and not self._conn.closed:
+                raise
+            raise StoreError(f"the connection to the Wilson database was lost: {_first_line(exc)}") from None
 
     def stream(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = (), size: int = 2000) -> Iterator[Any]:
         """Rows of a big query through a server-side cursor (memory stays flat)."""
@@ -203,7 +222,7 @@ class Connection:
 
     @property
     def closed(self) -> bool:
-        return self._conn.closed
+        return self._conn.closed or self._conn.broken
 
 
 def _connect_timeout() -> int:
