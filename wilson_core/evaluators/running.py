@@ -159,3 +159,52 @@ def format_scores(columns: Mapping[str, Mapping[tuple[str, str], EvalScore]]) ->
                 cells.append(f"{f'{score.value:.3f}{interval} n={score.count}':>28}")
         lines.append(f"{key[0]:<14}{key[1]:<20}" + "".join(cells))
     return "\n".join(lines)
+
+
+def parse_evaluator_args(values: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``--evaluator NAME`` or ``NAME:{"key": value}`` (options as a JSON object) -> ``{name: options}``."""
+    configured: dict[str, dict[str, Any]] = {}
+    for value in values:
+        name, sep, raw = value.partition(":")
+        options: Any = {}
+        if sep:
+            try:
+                options = json.loads(raw)
+            except ValueError:
+                options = None
+            if not isinstance(options, dict):
+                raise EvaluatorError(f"--evaluator {value!r}: options after ':' must be a JSON object, "
+                                     'e.g. label-set:{"labels": ["a", "b"]}')
+        configured[name.strip()] = {k.replace("-", "_"): v for k, v in options.items()}
+    return configured
+
+
+def evaluate_files(files: Sequence[tuple[str, str]], systems: Mapping[str, str],
+                   configured: Mapping[str, Mapping[str, Any]], *, limit: int | None = None,
+                   max_tokens: int = 128, judge: str | None = None) -> dict[str, Any]:
+    """Score each system (``{label: provider spec}``) on each file with the named evaluators.
+
+    The first system is the baseline of the others (for evaluators that compare).  Returns
+    ``{"scores": {label: [{set, evaluator, value, count, low, high}]}, "table": text}``.
+    """
+    evaluators = load_evaluators(configured)
+    sets = {name: load_cases(path, name, limit) for name, path in files}
+    pooled = [case for cases in sets.values() for case in cases]
+    answers: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for label, spec in systems.items():
+        found = generate(spec, pooled, max_tokens=max_tokens)
+        answers[label], start = {}, 0
+        for name, cases in sets.items():
+            answers[label][name] = found[start:start + len(cases)]
+            start += len(cases)
+    labels = list(systems)
+    columns = {}
+    for label in labels:
+        other = labels[0] if label != labels[0] else (labels[1] if len(labels) > 1 else None)
+        columns[label] = score_sets(evaluators, sets, answers[label], EvalContext(judge=judge),
+                                    baseline=answers[other] if other else None)
+    return {
+        "scores": {label: [{"set": s, "evaluator": e, "value": v.value, "count": v.count, "low": v.low,
+                            "high": v.high} for (s, e), v in scores.items()] for label, scores in columns.items()},
+        "table": format_scores(columns),
+    }

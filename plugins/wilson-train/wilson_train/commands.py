@@ -74,9 +74,11 @@ def model_init(arch: str, out_dir: str, corpus: str | None, vocab_size: int, hid
               help="Also score the reference answers by teacher forcing (one more forward pass per batch).")
 @click.option("--judge", "judge_provider", help="Also score answers 1-5 with this facade provider (NAME:MODEL).")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write the full report as JSON here.")
+@click.option("--evaluator", "evaluators", multiple=True, metavar='NAME[:{"KEY": VALUE}]',
+              help="Also score with this wilson.evaluators driver (repeatable; options as a JSON object).")
 def eval_command(data: tuple[str, ...], base: str, tuned: str, samples: int, limit: int | None,
                  max_new_tokens: int, batch_size: int, log_likelihood: bool, judge_provider: str | None,
-                 json_out: str | None) -> None:
+                 json_out: str | None, evaluators: tuple[str, ...] = ()) -> None:
     """Compare the base and the tuned model: exact match, token F1, tool calls, log-likelihood."""
     import json
     from pathlib import Path
@@ -90,6 +92,12 @@ def eval_command(data: tuple[str, ...], base: str, tuned: str, samples: int, lim
         check_data(path, "sft", "wilson eval")
     if not Path(tuned).is_dir():
         raise click.BadParameter(f"{tuned}: no such folder", param_hint="--tuned")
+    configured = None
+    if evaluators:  # named evaluators: checked before any model is loaded
+        from wilson_core.evaluators.running import load_evaluators, parse_evaluator_args
+
+        configured = parse_evaluator_args(evaluators)
+        load_evaluators(configured)
     report = compare(data, base, tuned, limit=limit, max_new_tokens=max_new_tokens, judge_provider=judge_provider,
                      samples=samples, batch_size=batch_size, log_likelihood=log_likelihood)
     click.echo(format_table(report))
@@ -102,6 +110,13 @@ def eval_command(data: tuple[str, ...], base: str, tuned: str, samples: int, lim
         click.echo(f"  reference: {sample['reference']}")
         click.echo(f"  base:      {sample['base']}")
         click.echo(f"  tuned:     {sample['tuned']}")
+    if configured:
+        from wilson_core.evaluators.running import evaluate_files
+
+        found = evaluate_files(files, {"base": f"transformers:{base}", "tuned": f"transformers:{tuned}"}, configured,
+                               limit=limit, max_tokens=max_new_tokens, judge=judge_provider)
+        click.echo("\n" + found["table"])
+        report["evaluators"] = found["scores"]
     if json_out:
         Path(json_out).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         click.echo(f"report: {json_out}")
