@@ -107,6 +107,25 @@ def driver_names(namespace: str) -> list[str]:
     return [info.name for info in driver_entry_points(namespace)]
 
 
+#: the distribution that provides each built-in driver, so an unknown name can say what to install.
+PROVIDED_BY: dict[str, dict[str, str]] = {
+    "wilson.exporters": {"sft": "wilson-exporters", "dpo": "wilson-exporters", "kto": "wilson-exporters",
+                         "openai-chat": "wilson-exporters"},
+    "wilson.trainers": {"lora-sft": "wilson-train", "lora-dpo": "wilson-train", "lora-kto": "wilson-train"},
+    "wilson.deployers": {"gguf": "wilson-gguf", "ollama": "wilson-ollama", "transformersjs": "wilson-onnx"},
+    "wilson.providers": {"transformers": "wilson-train", "llamacpp": "wilson-gguf", "onnx": "wilson-onnx"},
+}
+
+
+def install_hint(namespace: str, name: str) -> str:
+    """``"; 'sft' is provided by wilson-exporters: pip install ..."`` for a built-in name, else ``""``."""
+    dist = PROVIDED_BY.get(namespace, {}).get(name)
+    if dist is None:
+        return ""
+    return (f". {name!r} is provided by the {dist} distribution, which is not installed: "
+            f"pip install {dist} (or: wilson install {dist})")
+
+
 def load_driver(namespace: str, name: str) -> type:
     """Import and return the driver class ``name`` of ``namespace`` (only that one).
 
@@ -119,7 +138,9 @@ def load_driver(namespace: str, name: str) -> type:
     kind = NAMESPACES.get(namespace, namespace)
     if name not in available:
         names = ", ".join(available) or "none installed"
-        raise PluginError(f"unknown name {name!r} in {namespace} ({kind}); available: {names}")
+        raise PluginError(
+            f"unknown name {name!r} in {namespace} ({kind}); available: {names}{install_hint(namespace, name)}"
+        )
     failures: list[str] = []
 
     def on_failure(_manager: Any, ep: Any, exc: BaseException) -> None:

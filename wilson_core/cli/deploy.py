@@ -131,6 +131,9 @@ def deploy_command(
     record = Path(report.out) / "wilson-deploy.json"
     if record.parent.is_dir():
         record.write_text(json.dumps(_report_dict(report), indent=2, default=str) + "\n", encoding="utf-8")
+        from wilson_core.modelcard import write_deployment_card
+
+        write_deployment_card(report, model=str(model), adapter=adapter, quant=quant)  # README.md: the card
     if as_json:
         echo_json(_report_dict(report))
     else:

@@ -43,6 +43,8 @@ def _check_pip() -> None:
 @click.option("--no-cache-dir", is_flag=True, help="Do not use pip's cache.")
 @click.option("-c", "--constraint", "constraints", multiple=True, metavar="FILE",
               help="Constrain versions with this file (pip -c; repeatable).")
+@click.option("-f", "--find-links", "find_links", multiple=True, metavar="DIR",
+              help="Look for wheels in this folder too (pip --find-links; repeatable).")
 def install_command(
     packages: tuple[str, ...],
     upgrade: bool,
@@ -50,6 +52,7 @@ def install_command(
     force_reinstall: bool,
     no_cache_dir: bool,
     constraints: tuple[str, ...],
+    find_links: tuple[str, ...],
 ) -> None:
     """Install PACKAGES (plugins, wheels, paths) into Wilson's environment with pip.
 
@@ -67,6 +70,8 @@ def install_command(
         args.append("--no-cache-dir")
     for path in constraints:
         args += ["-c", path]
+    for folder in find_links:
+        args += ["--find-links", folder]
     if editable:
         args += ["-e", editable]
     code = _pip(*args, *packages)

@@ -352,7 +352,17 @@ def _write_card(out: Path, config: TrainConfig, spec: BaseSpec, metrics: dict[st
     manifest_line = f"`{manifest}`" if manifest else "none found beside the data file"
     rows = "\n".join(f"| {k} | {v} |" for k, v in metrics.items())
     state = "**interrupted** (resume with `--resume`)" if interrupted else "complete"
-    text = f"""# LoRA adapter trained with `wilson train {config.trainer}`
+    from wilson_core.modelcard import front_matter, training_meta
+
+    hub_ids = {"smollm2-135m": "HuggingFaceTB/SmolLM2-135M-Instruct"}  # named bases: the model they quantise
+    settings = {"r": config.r, "alpha": config.alpha, "dropout": config.dropout, "lr": config.lr,
+                "epochs": config.epochs, "max_steps": config.max_steps, "batch_size": config.batch_size,
+                "grad_accum": config.grad_accum, "max_length": config.max_length, "seed": config.seed,
+                "complete": not interrupted}
+    meta = training_meta(base_model=hub_ids.get(spec.name, spec.name), trainer=config.trainer,
+                         data_files=[config.data, config.eval_data], settings=settings)
+    text = front_matter(meta) + f"""
+# LoRA adapter trained with `wilson train {config.trainer}`
 
 - Base model: `{spec.name}` ({spec.location}{' / ' + spec.gguf_file if spec.gguf_file else ''})
 - Training data: `{config.data}`{f' (eval: `{config.eval_data}`)' if config.eval_data else ''}

@@ -120,6 +120,11 @@ def eval_command(data: tuple[str, ...], base: str, tuned: str, samples: int, lim
     if json_out:
         Path(json_out).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         click.echo(f"report: {json_out}")
+    from wilson_core.modelcard import update_eval_section
+
+    card = update_eval_section(tuned, report, data=[path for _, path in files])
+    if card is not None:
+        click.echo(f"model card: {card} (evaluation table added)")
 
 
 @wilson_core.hookimpl
