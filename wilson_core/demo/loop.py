@@ -99,38 +99,30 @@ def _wilson(*args: str) -> None:
         raise WilsonError(f"demo step failed: 'wilson {' '.join(args)}' exited with {code}")
 
 
-def capture(db: Path, config: DemoConfig) -> dict[str, int]:
-    """The app at work: categorise transactions, answer spending questions with tools."""
-    from wilson_core.facade import LLM
+def capture(db: Path, config: DemoConfig) -> dict[str, Any]:
+    """The app at work, recorded by Wilson's drop-in OpenAI client: it categorises transactions
+    (streaming one in four, the ones a user watches) and answers spending questions with tools,
+    against the cloud teacher served over HTTP on 127.0.0.1."""
+    from .app import ask, categorise, connect
+    from .teacher_server import TeacherServer
 
-    llm = LLM("scripted:cloud-teacher", db=str(db), script=teacher(config.seed))
-    for line, _category in finance.transactions(config.count, seed=config.seed):
-        llm.chat(finance.categorise_messages(line), call_type="categorize", temperature=0.0)
-    questions = agent.questions()
-    for number in range(config.runs):
-        ask(llm, questions[number % len(questions)].text)
-    llm.close()
-    return {"categorisations": config.count, "agent_runs": config.runs}
-
-
-def ask(llm: Any, question: str, max_turns: int = 4) -> str:
-    """One agent run: the model calls tools until it answers in words."""
-    with llm.run(call_type="agent") as run:
-        messages: list[dict[str, Any]] = [
-            {"role": "system", "content": agent.AGENT_SYSTEM_PROMPT},
-            {"role": "user", "content": question},
-        ]
-        reply = run.chat(messages, tools=agent.TOOLS)
-        for _ in range(max_turns):
-            if not reply.tool_calls:
-                break
-            messages.append(reply.message)
-            for call in reply.tool_calls:
-                result = agent.run_tool(call.name, call.arguments)
-                run.record_tool_result(call, result)
-                messages.append(agent.tool_message(call.id, call.name, result))
-            reply = run.chat(messages, tools=agent.TOOLS)
-        return reply.text
+    with TeacherServer(seed=config.seed) as cloud:
+        click.echo(f"      cloud model: {cloud.openai_url} (OpenAI-compatible, the scripted teacher behind it)")
+        click.echo(f"      client: wilson_core.integrations.openai.OpenAI(base_url=..., wilson_db={str(db)!r})")
+        clients = connect(cloud.openai_url, capture_db=db)
+        streamed = 0
+        try:
+            for number, (line, _category) in enumerate(finance.transactions(config.count, seed=config.seed)):
+                watched = number % 4 == 0
+                categorise(clients.categoriser, line, stream=watched)
+                streamed += watched
+            questions = agent.questions()
+            for number in range(config.runs):
+                ask(clients.assistant, questions[number % len(questions)].text)
+        finally:
+            clients.close()
+    return {"categorisations": config.count, "streamed": streamed, "agent_runs": config.runs,
+            "client": "openai SDK through wilson_core.integrations.openai"}
 
 
 def write_heldout(folder: Path, config: DemoConfig, seen_merchants: set[str]) -> dict[str, Path]:
@@ -164,6 +156,9 @@ def trained_merchants(export_file: Path) -> set[str]:
 
 
 def run_demo(config: DemoConfig) -> dict[str, Any]:
+    from .app import require_sdk
+
+    require_sdk()
     out = config.out
     out.mkdir(parents=True, exist_ok=True)
     db = out / "data.db"
@@ -179,7 +174,8 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     total = 3 if config.data_only else 8
     teacher_script = teacher(config.seed + 1)
 
-    with Step(1, total, "Capture: the finance agent calls its cloud model through wilson_core.LLM", timings):
+    with Step(1, total, "Capture: the finance app calls its cloud model with the openai SDK, recorded by Wilson",
+              timings):
         report["capture"] = capture(db, config)
         _wilson("--db", str(db), "stats")
     with Step(2, total, "Annotate: stars checked against the ledger, retries, corrections, pairs", timings):
