@@ -132,3 +132,37 @@ def ab_command(ctx: click.Context, config_path: str, run_name: str | None, limit
     made = prepare(_open(config), folder, limit=limit, seed=seed)
     click.echo(f"{made['items']} new A/B item(s) from run {folder.name} ({made['kept']} already there, "
                f"{made['skipped_identical']} skipped: every answer the same); review them with 'wilson dashboard'")
+
+
+@pipeline_group.command("demo")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="A new folder for everything.")
+@click.option("--base", help="Base model (default: a tiny model built in OUT/base with 'wilson model init').")
+@click.option("--count", type=click.IntRange(min=20), default=120, show_default=True,
+              help="Transactions captured before round 1.")
+@click.option("--more", type=click.IntRange(min=1), default=120, show_default=True,
+              help="More transactions captured before round 2.")
+@click.option("--steps", type=click.IntRange(min=1), default=30, show_default=True, help="LoRA steps per round.")
+@click.option("--lr", type=float, default=3e-3, show_default=True)
+@click.option("--heldout", type=click.IntRange(min=1), default=24, show_default=True,
+              help="Held-out transactions per fixed set (seen / new merchants).")
+@click.option("--deploy", "deployers", multiple=True, type=click.Choice(["gguf", "transformersjs", "ollama"]),
+              help="Deployers named in the table (repeatable; they run when a round is promoted).")
+@click.option("--seed", type=int, default=0, show_default=True)
+def demo_command(out_dir: str, base: str | None, count: int, more: int, steps: int, lr: float, heldout: int,
+                 deployers: tuple[str, ...], seed: int) -> None:
+    """The demo's finance app in two rounds through 'wilson pipeline run' (OUT/pyproject.toml)."""
+    from wilson_core.pipeline import demo
+
+    out = Path(out_dir).resolve()
+    if base is None:
+        from wilson_core.cli import main
+
+        base = str(out / "base")
+        code = main(["model", "init", "--arch", "llama", "--out", base, "--pretrain-steps", "150",
+                     "--seed", str(seed), "--force"])
+        if code != 0:
+            raise click.ClickException("could not build the tiny base model ('wilson model init')")
+    elif Path(base).exists():
+        base = str(Path(base).resolve())
+    demo.run(out, base=base, count=count, more=more, steps=steps, lr=lr, heldout=heldout, seed=seed,
+             deployers=deployers)
