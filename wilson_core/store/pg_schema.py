@@ -133,10 +133,11 @@ MIGRATIONS: list[tuple[str, str]] = [
     (
         "m006_create_search_index",
         r"""
+        -- markup (<tag>, &entity;) would be dropped by the parser: its words are searched too
         CREATE OR REPLACE FUNCTION wilson_fts_doc(a TEXT, b TEXT, c TEXT) RETURNS tsvector AS $$
-            SELECT to_tsvector('simple', left(coalesce(a, ''), 100000) || ' ' ||
-                                         left(coalesce(b, ''), 100000) || ' ' ||
-                                         left(coalesce(c, ''), 100000))
+            SELECT to_tsvector('simple', translate(left(coalesce(a, ''), 100000) || ' ' ||
+                                                   left(coalesce(b, ''), 100000) || ' ' ||
+                                                   left(coalesce(c, ''), 100000), '<>&', '   '))
         $$ LANGUAGE sql IMMUTABLE;
         CREATE OR REPLACE FUNCTION wilson_tsquery(q TEXT) RETURNS tsquery AS $$
             SELECT to_tsquery('simple', coalesce(string_agg(
