@@ -112,3 +112,26 @@ def test_the_cli_exits_non_zero_with_the_message_and_no_traceback(tmp_path, monk
     write(tmp_path, "[tool.wilson.pipeline\n")
     assert main(["pipeline", "validate"]) == 1
     assert "cannot read" in capsys.readouterr().err
+
+
+def test_from_a_stage_needs_an_earlier_run_and_too_few_labels_do_nothing(tmp_path, monkeypatch, capsys):
+    (tmp_path / "base").mkdir()
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path, GOOD)
+    db = str(tmp_path / "d.db")
+    assert main(["--db", db, "pipeline", "run", "--from", "train"]) == 1
+    assert "there is no earlier run in" in capsys.readouterr().err
+    assert main(["--db", db, "pipeline", "run", "--if-new-labels", "5"]) == 0
+    assert "0 new label(s) since the start; --if-new-labels 5: nothing to do" in capsys.readouterr().out
+    assert not (tmp_path / "runs").exists()
+
+
+def test_the_demo_writes_a_table_that_validates(tmp_path):
+    from wilson_core.pipeline import demo
+
+    heldout = demo.write_heldout(tmp_path / "heldout", 4, 0, {"TESCO"})
+    (tmp_path / "base").mkdir()
+    write(tmp_path, demo.pyproject("base", heldout, 10, 0.003, 0, ("gguf",)))
+    config = load(tmp_path / "pyproject.toml")
+    assert config.sets == {"heldout": "export", "seen": str(heldout["seen"]), "new": str(heldout["new"])}
+    assert config.deployers == {"gguf": {"quant": "f32"}} and config.gate.metric == "exact-match"
