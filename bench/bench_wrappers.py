@@ -135,11 +135,17 @@ def bench_overhead(folder: Path, calls: int, rounds: int, stream: bool) -> dict:
     call_times(plain, 200, 0, stream)
     raw_conn = raw_table(folder / f"raw-{stream}.db")
     raw, on, off = [], [], []
+    cpu = {"raw": 0.0, "on": 0.0, "off": 0.0}  # process CPU time: less swayed by other processes
     for r in range(rounds):
         offset = 1000 + r * calls
-        raw += raw_insert_times(raw_conn, calls, offset)
-        on += call_times(wrapped, calls, offset, stream)
-        off += call_times(plain, calls, offset, stream)
+        for name, values, measure, arguments in (
+            ("raw", raw, raw_insert_times, (raw_conn, calls, offset)),
+            ("on", on, call_times, (wrapped, calls, offset, stream)),
+            ("off", off, call_times, (plain, calls, offset, stream)),
+        ):
+            started = time.process_time()
+            values += measure(*arguments)
+            cpu[name] += time.process_time() - started
     raw_conn.close()
     us = 1e6
     result = {
@@ -149,6 +155,9 @@ def bench_overhead(folder: Path, calls: int, rounds: int, stream: bool) -> dict:
         "calls": len(on),
     }
     result["overhead_p50_us"] = result["wrapped_p50_us"] - result["plain_p50_us"]
+    result["overhead_cpu_us"] = (cpu["on"] - cpu["off"]) / len(on) * us
+    result["raw_insert_cpu_us"] = cpu["raw"] / len(raw) * us
+    result["plain_cpu_us"] = cpu["off"] / len(off) * us
     result["overhead_p99_us"] = result["wrapped_p99_us"] - result["plain_p99_us"]
     result["stored"] = stored_count(folder / f"wrapped-{stream}.db")
     return result
@@ -211,6 +220,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"    plain SDK call      p50 {o['plain_p50_us']:8.1f} us   p99 {o['plain_p99_us']:8.1f} us")
             print(f"    wrapped SDK call    p50 {o['wrapped_p50_us']:8.1f} us   p99 {o['wrapped_p99_us']:8.1f} us")
             print(f"    overhead            p50 {o['overhead_p50_us']:8.1f} us   p99 {o['overhead_p99_us']:8.1f} us")
+            print(f"    CPU per call: overhead {o['overhead_cpu_us']:.0f} us, plain call {o['plain_cpu_us']:.0f} us, "
+                  f"raw insert {o['raw_insert_cpu_us']:.0f} us")
             complete = o["stored"] == o["calls"] + 200
             report.add(
                 f"wrapper overhead p99, {'streamed' if stream else 'non-streamed'}",
@@ -223,6 +234,14 @@ def main(argv: list[str] | None = None) -> int:
                 note=f"p50: {o['overhead_p50_us']:.0f} us vs {o['raw_insert_p50_us']:.0f} us; "
                      f"plain call p50 {o['plain_p50_us']:.0f} us; stored {o['stored']:,} of {o['calls'] + 200:,}",
                 extra=o,
+            )
+            report.add(
+                f"wrapper CPU per call, {'streamed' if stream else 'non-streamed'}",
+                "process CPU time per call, wrapped minus unwrapped (mean), in-process transport",
+                o["overhead_cpu_us"], unit="us", baseline=o["raw_insert_cpu_us"],
+                baseline_name="raw sqlite3 INSERT CPU (mean)",
+                note=f"plain SDK call {o['plain_cpu_us']:.0f} us CPU; {os.getloadavg()[0]:.1f} load average",
+                extra={},
             )
         h = bench_http(folder, args.http_calls)
         print(f"(b) over HTTP to a local upstream: wrapped p50 {h['wrapped_p50_us']:.0f} us, "
