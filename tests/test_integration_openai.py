@@ -525,21 +525,27 @@ def test_a_request_wilson_cannot_read_still_goes_through(upstream, db):
     assert stored(db) == []
 
 
-def test_garbage_in_the_stream_reaches_the_app_as_without_wilson(upstream, db):
+@pytest.mark.parametrize("stream,body,status,content", [
+    (True, b'data: {"choices": [{"index": 0, "delta": {"content": "ok"}}]}\n\ndata: {not json\n\n',
+     "incomplete", "ok"),
+    (False, b'{"choices": [{"index": 0, "message": {"content": "cut', "error", None),
+])
+def test_garbage_from_the_upstream_reaches_the_app_as_without_wilson(db, stream, body, status, content):
     import socket
     import threading
 
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(4)
-    body = b'data: {"choices": [{"index": 0, "delta": {"content": "ok"}}]}\n\ndata: {not json\n\n'
+
+    kind = b"text/event-stream" if stream else b"application/json"
 
     def serve():
         for _ in range(2):
             conn, _ = listener.accept()
             conn.recv(65536)
-            conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: %d\r\n"
-                         b"connection: close\r\n\r\n%s" % (len(body), body))
+            conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: %s\r\ncontent-length: %d\r\n"
+                         b"connection: close\r\n\r\n%s" % (kind, len(body), body))
             conn.close()
 
     thread = threading.Thread(target=serve, daemon=True)
@@ -551,6 +557,8 @@ def test_garbage_in_the_stream_reaches_the_app_as_without_wilson(upstream, db):
     def consume(client):
         seen = []
         try:
+            if not stream:
+                return client.chat.completions.create(model="m", messages=MESSAGES).model_dump(), None
             for chunk in client.chat.completions.create(model="m", messages=MESSAGES, stream=True):
                 seen.append(chunk.model_dump())
         except Exception as exc:
@@ -561,7 +569,7 @@ def test_garbage_in_the_stream_reaches_the_app_as_without_wilson(upstream, db):
     thread.join(5)
     listener.close()
     [row] = stored(db)
-    assert row.response_content == "ok" and row.status == "incomplete"
+    assert row.response_content == content and row.status == status
 
 
 def test_cancelled_async_stream_is_incomplete(upstream, db):

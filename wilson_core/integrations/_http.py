@@ -129,7 +129,10 @@ class Exchange:
             return self.assembler.result(interrupted)
         if interrupted is not None:
             return Result(status=STATUS_INCOMPLETE, error=interrupted)
-        return self.proto.parse_response(body, self.request)
+        try:
+            return self.proto.parse_response(body, self.request)
+        except protocols.ProtocolError as exc:  # the call happened: record it, as an error
+            return Result(status=STATUS_ERROR, error=f"unreadable answer: {exc}")
 
     def _record_error_results(self) -> None:
         """Tool results the app marked as errors (Anthropic ``is_error``), with that flag."""
