@@ -133,3 +133,18 @@ def test_a_read_only_database_reads_as_an_empty_registry(tmp_path, capsys):
         assert "No models yet" in capsys.readouterr().out
         assert main(["--db", str(folder / "ro.db"), "models", "rollback"]) == 1
         assert "nothing to roll back" in capsys.readouterr().err
+
+
+def test_the_live_provider_follows_promotion_and_rollback(store):
+    registry = Registry(store)
+    assert registry.live_provider() is None
+    register(registry, "m-a", [])
+    register(registry, "m-b", [])
+    registry.promote("m-a")
+    assert registry.live_provider() == "transformers:/runs/m-a"
+    registry.record_deployment("m-a", "gguf", "/deploy/gguf", "llamacpp:/deploy/gguf/merged-f32.gguf", True)
+    assert registry.live_provider() == "llamacpp:/deploy/gguf/merged-f32.gguf"
+    registry.promote("m-b")
+    assert registry.live_provider() == "transformers:/runs/m-b"
+    registry.rollback()
+    assert registry.live_provider() == "llamacpp:/deploy/gguf/merged-f32.gguf"

@@ -336,6 +336,28 @@ class Registry:
         """The id of the live model, or ``None``."""
         return self._live(self.conn)
 
+    def live_provider(self, prefer: Sequence[str] = ("llamacpp", "onnx", "ollama")) -> str | None:
+        """The ``LLM(provider=...)`` string that runs the live model now, or ``None`` when none is live.
+
+        A deployment's provider (in the order of ``prefer``) when the live model was deployed,
+        else ``transformers:FOLDER`` on its training folder.  Read it on each request to switch
+        with a promotion or a rollback without restarting.
+        """
+        live = self.live()
+        if live is None:
+            return None
+        rows = self.conn.execute("SELECT provider FROM model_deployments WHERE model_id = ? AND provider IS NOT NULL "
+                                 "ORDER BY id DESC", (live,)).fetchall()
+        providers = [r[0] for r in rows]
+        for kind in prefer:
+            found = next((p for p in providers if p.split(":", 1)[0] == kind), None)
+            if found:
+                return found
+        if providers:
+            return providers[0]
+        path = self.conn.execute("SELECT path FROM models WHERE id = ?", (live,)).fetchone()[0]
+        return f"transformers:{path}" if path else None
+
     def get(self, model_id: str) -> ModelEntry:
         """One model with its scores and deployments (a unique id prefix is enough).
 
