@@ -104,7 +104,8 @@ def test_stats_json_counts_by_call_type_model_and_status(db):
     assert data["tool_results"] == 1
     assert data["latency_ms"]["p50"] is not None
     assert data["capture"] == {"spooled": 0, "replayed": 0, "spooled_pending": 0,
-                               "spool_unreadable": 0, "sink_failures": 0}
+                               "spool_unreadable": 0, "sink_failures": 0,
+                               "quarantined": 0, "dropped": 0}
     assert "interactions 4" in wilson("stats", db=db.path).stdout
 
 

@@ -21,7 +21,7 @@ def open_db(ctx: click.Context, *, create: bool = False) -> Any:
     cached = root.meta.get("wilson.store")
     if cached is not None and cached[0] == path:
         return cached[1]
-    store = open_store(path, create=create)
+    store = open_store(path, create=create, accept_empty=False)  # an empty file may be anyone's
     root.meta["wilson.store"] = (path, store)
     return store
 

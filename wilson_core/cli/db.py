@@ -35,7 +35,7 @@ def copy_command(source: str, target: str, as_json: bool) -> None:
         raise click.UsageError("SOURCE and TARGET are the same store")
     src = open_store(source, create=False)
     try:
-        dst = open_store(target, create=True)
+        dst = open_store(target, create=True, accept_empty=False)
     except StoreError:
         src.close()
         raise

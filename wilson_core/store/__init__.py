@@ -15,9 +15,15 @@ def is_postgres_url(location: object) -> bool:
 __all__ = ["Store", "default_db_path", "open_store"]
 
 
-def open_store(path: str | os.PathLike[str] | None = None, *, create: bool = True) -> Any:
+def open_store(
+    path: str | os.PathLike[str] | None = None, *, create: bool = True, accept_empty: bool = True
+) -> Any:
     """Open (and migrate) the Wilson database at ``path`` (default: ``$WILSON_DB``, else
     :func:`default_db_path`): a file path, or a ``postgresql://user@host:port/db`` URL.
+
+    A file that is not a Wilson database is refused (never changed).  With ``create``, a
+    database is made where nothing is, and, with ``accept_empty`` (a program naming the
+    file), in an empty file; commands pass ``accept_empty=False``.
 
     Captures spooled while the database could not be written are replayed.
     """
@@ -32,7 +38,7 @@ def open_store(path: str | os.PathLike[str] | None = None, *, create: bool = Tru
         store: Any = PostgresStore(os.fspath(location), create=create)
     else:
         # (any other URL is refused by the Store before ``Path`` can fold its ``//``)
-        store = Store(path if path is not None else default_db_path(), create=create)
+        store = Store(path if path is not None else default_db_path(), create=create, accept_empty=accept_empty)
     if not store.read_only:
         try:
             replay_spool(store)
