@@ -142,8 +142,22 @@ def _register_all() -> None:
         _add_db_option(command)
 
 
+def quiet_progress_bars_off_a_terminal() -> None:
+    """No carriage-return progress bars (tqdm, Hugging Face downloads) when stderr is a log, not a terminal."""
+    import os
+
+    try:
+        terminal = sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        terminal = False
+    if not terminal:
+        os.environ.setdefault("TQDM_DISABLE", "1")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``wilson`` console script."""
+    quiet_progress_bars_off_a_terminal()
     try:
         _register_all()
         cli.main(args=argv, prog_name="wilson", standalone_mode=False)

@@ -14,3 +14,9 @@ Nothing heavy is imported by this module.
 from importlib.metadata import version as _version
 
 __version__ = _version("wilson-onnx")  # one source: the distribution's metadata (pyproject.toml)
+
+
+import warnings as _warnings
+
+# transformers 5 warns about its own internal calls (past_key_values passed to its mask helpers)
+_warnings.filterwarnings("ignore", message=r"`past_key_values` is deprecated", category=FutureWarning)

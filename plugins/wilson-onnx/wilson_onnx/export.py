@@ -121,7 +121,9 @@ def export_decoder(model: Any, path: Path) -> None:
     level = registration.level
     registration.setLevel(logging.ERROR)  # "torchvision is not installed" is noise here
     try:
-        with torch.no_grad(), warnings.catch_warnings():
+        from wilson_core.progress import heartbeat
+
+        with torch.no_grad(), warnings.catch_warnings(), heartbeat("exporting the decoder to ONNX"):
             warnings.simplefilter("ignore")  # deprecation chatter from transformers and the exporter
             program = torch.onnx.export(
                 _decoder_wrapper(model),
@@ -168,7 +170,10 @@ def quantize_int8(src: Path, dst: Path, block_size: int = INT8_BLOCK_SIZE) -> No
             model, bits=8, block_size=block_size, is_symmetric=True, algo_config=config,
             nodes_to_exclude=head,
         )
-        quantizer.process()
+        from wilson_core.progress import heartbeat
+
+        with heartbeat("quantising to int8"):
+            quantizer.process()
     finally:
         quant_logger.setLevel(level)
     quantizer.model.save_model_to_file(str(dst), False)

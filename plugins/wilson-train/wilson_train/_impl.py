@@ -16,6 +16,7 @@ import os
 import resource
 import shutil
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -144,13 +145,20 @@ def _training_args(kind: str, config: TrainConfig, out: Path, has_eval: bool) ->
         use_cpu=not cuda,
         bf16=bf16,
         fp16=cuda and not bf16,
-        gradient_checkpointing=cuda,
         report_to="none",
-        disable_tqdm=False,
+        # tqdm's carriage-return bars only on a terminal; logs get Wilson's own step lines
+        disable_tqdm=not sys.stderr.isatty(),
         dataloader_num_workers=0,
         ddp_find_unused_parameters=False,
         max_length=config.max_length,
     )
+    # transformers 5 renamed gradient_checkpointing (the old name warns on every run)
+    import inspect
+
+    from transformers import TrainingArguments
+
+    renamed = "activation_checkpointing" in inspect.signature(TrainingArguments).parameters
+    common["activation_checkpointing" if renamed else "gradient_checkpointing"] = cuda
     options = dict(config.options)
     if kind == "sft":
         from trl import SFTConfig
