@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -14,8 +13,9 @@ from wilson_core.errors import AnnotationRefused, WilsonError
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> dict:
-    path = tmp_path / "wilson.db"
+def db(store_location: str) -> dict:
+    """Three answers, once in an SQLite file and once in a PostgreSQL database."""
+    path = store_location
     llm = LLM("scripted:small", db=str(path), script=["$120", "Hello!", "Bye"])
     ids = [llm.chat([{"role": "user", "content": q}]).interaction_id for q in ("Food?", "Hi", "Bye")]
     return {"store": open_store(path), "ids": ids, "path": path}

@@ -40,9 +40,9 @@ def write_lines(path, *lines):
 
 
 @pytest.fixture
-def store(tmp_path, monkeypatch):
+def store(tmp_path, monkeypatch, store_location):
     monkeypatch.setenv("WILSON_SPOOL_DIR", str(tmp_path / "spool"))
-    yield open_store(tmp_path / "ours.db")
+    yield open_store(store_location)  # an SQLite file, then a PostgreSQL database
     sink.forget_stores()
 
 

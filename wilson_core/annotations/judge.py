@@ -220,6 +220,11 @@ def parse_verdict(text: str | None, rubric: Rubric) -> tuple[dict[str, float], s
     return scores, rationale if isinstance(rationale, str) else ""
 
 
+def _location(store: Store) -> str:
+    """Where the judge's own calls are captured: the store's file, or its URL (with its password)."""
+    return getattr(store, "url", None) or str(store.path)
+
+
 def _candidates(
     store: Store, annotator: str, limit: int | None, ids: Sequence[str] | None, call_types: Sequence[str]
 ) -> list[str]:
@@ -256,7 +261,7 @@ def judge(
     if limit is not None and limit < 1:
         raise WilsonError(f"--limit must be at least 1, got {limit}")
     targets = _candidates(store, annotator, limit, ids, call_types)
-    llm = LLM(provider, db=str(store.path), call_type=CALL_TYPE, **(provider_options or {}))
+    llm = LLM(provider, db=_location(store), call_type=CALL_TYPE, **(provider_options or {}))
     proposals: list[Annotation] = []
     failures: list[tuple[str, str]] = []
     try:

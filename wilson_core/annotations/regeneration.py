@@ -33,7 +33,7 @@ def regenerate(
     conn = store.connection()
     _check_interaction(conn, interaction_id)
     last = labels.last_sequence_num(conn, original.run_id)
-    llm = LLM(provider, db=str(store.path), call_type=original.call_type, **options)
+    llm = LLM(provider, db=getattr(store, "url", None) or str(store.path), call_type=original.call_type, **options)
     try:
         session = RunSession(llm, Run(call_type=original.call_type, id=original.run_id))
         session._sequence = last
