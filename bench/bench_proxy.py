@@ -29,6 +29,7 @@ import argparse
 import asyncio
 import json
 import os
+import shlex
 import shutil
 import socket
 import sqlite3
@@ -242,11 +243,11 @@ def wilson_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "wilson_core.cli"]
 
 
-def start_proxy(upstream_port: int, db: Path) -> tuple[subprocess.Popen, int]:
+def start_proxy(upstream_port: int, db: Path, *extra: str) -> tuple[subprocess.Popen, int]:
     port = free_port()
     process = subprocess.Popen(
         wilson_command() + ["--db", str(db), "proxy", "--port", str(port),
-                            "--upstream", f"openai=http://127.0.0.1:{upstream_port}/v1"],
+                            "--upstream", f"openai=http://127.0.0.1:{upstream_port}/v1", *extra],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_port(port, process, "wilson proxy")
     return process, port
@@ -404,6 +405,37 @@ def main() -> int:
                    target=Target("value", ">=", 1000), passed=lost == 0,
                    note=f"{count} calls answered, {rows - 1} recorded, {lost} lost, "
                    f"{stats.get('capture_errors', '?')} capture errors")
+
+        # (e) shadow mode: the same proxy with a shadow route (every call also answered by a local
+        # model in the background) against it with no route
+        plain, plain_port = start_proxy(upstream_port, folder / "plain.db")
+        script = json.dumps({"script": ["Food & Drink"], "cycle": True})
+        shadowed, shadow_port = start_proxy(upstream_port, folder / "shadow.db", "--route",
+                                            f"shadow scripted:local sample=1 max_concurrency=1 options={shlex.quote(script)}")
+        try:
+            no_route, with_shadow = RawClient(plain_port), RawClient(shadow_port)
+            for _ in range(100):
+                no_route.call(REQUEST)
+                with_shadow.call(REQUEST)
+            stimes, sper_round = alternate(no_route, with_shadow, REQUEST, max(2, rounds // 2), block, 1)
+            s50, n50 = percentile(stimes["proxied"], 50), percentile(stimes["direct"], 50)
+            deadline = time.monotonic() + 60
+            shadow_stats = health(shadow_port)
+            while shadow_stats["pending"] and time.monotonic() < deadline:
+                time.sleep(0.1)
+                shadow_stats = health(shadow_port)
+            with urllib.request.urlopen(f"http://127.0.0.1:{shadow_port}/wilson/routes", timeout=10) as answer:
+                counts = json.loads(answer.read())["routes"][0]["counts"]
+            report.add("Shadow route latency added, p50", "the proxy with a shadow route (sample 1, at most one "
+                       "local answer in flight) minus the same proxy with no route, alternating blocks",
+                       s50 - n50, unit="ms", baseline=n50, baseline_name="no-route proxy p50",
+                       target=Target("value", "<=", 0.5),
+                       note=f"{spread(sper_round)}; {counts.get('shadowed', 0)} calls shadowed, "
+                       f"{counts.get('shadow_skipped_busy', 0)} skipped (a local answer in flight), "
+                       f"{shadow_stats['recorded']} interactions recorded")
+        finally:
+            stop(plain)
+            stop(shadowed)
 
         # (d) LiteLLM's proxy, the same way as (a)
         started = None if args.no_litellm else litellm_proxy(upstream_port, args.litellm)

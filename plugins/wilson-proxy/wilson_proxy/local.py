@@ -92,8 +92,14 @@ class LocalModel:
         params: dict[str, Any],
         on_event: Callable[[Any], None],
         on_done: Callable[[str | None], None],
+        prepare: Callable[[], tuple[list[dict[str, Any]], list[dict[str, Any]] | None, dict[str, Any]]]
+        | None = None,
     ) -> Job:
-        """Queue one request; ``on_event`` / ``on_done(error)`` are called on ``loop``."""
+        """Queue one request; ``on_event`` / ``on_done(error)`` are called on ``loop``.
+
+        ``prepare``, when given, runs first on the worker and returns the messages, tools
+        and parameters (work kept off the event loop).
+        """
         job = Job()
         with self._lock:
             self.waiting += 1
@@ -106,7 +112,11 @@ class LocalModel:
                 if job.cancelled:
                     error = "cancelled before it started"
                     return
-                events = self._load().stream(messages, tools, params)
+                if prepare is not None:
+                    request = prepare()
+                else:
+                    request = (messages, tools, params)
+                events = self._load().stream(*request)
                 try:
                     for event in events:
                         if job.cancelled:

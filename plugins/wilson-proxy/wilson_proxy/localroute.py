@@ -284,9 +284,12 @@ def shadow_captured(original: Captured, metadata: dict[str, Any]) -> Captured:
     return other
 
 
-def start_shadow(proxy: ProxyServer, route: Route, original: Captured, request: dict[str, Any],
-                 model_name: str) -> bool:
-    """Answer a copy of the call with the local model in the background; ``False`` when skipped."""
+def start_shadow(proxy: ProxyServer, route: Route, original: Captured) -> bool:
+    """Answer a copy of the call with the local model in the background; ``False`` when skipped.
+
+    Only the sampling and the concurrency cap are decided here, on the request path; the
+    copy's body is parsed on the local model's thread.
+    """
     stats = proxy.stats_for(route)
     if route.sample < 1.0 and random.random() >= route.sample:
         stats.count("shadow_not_sampled")
@@ -294,13 +297,18 @@ def start_shadow(proxy: ProxyServer, route: Route, original: Captured, request: 
     if proxy.shadow_inflight.get(route.name, 0) >= route.max_concurrency:
         stats.count("shadow_skipped_busy")
         return False
-    try:
-        messages, tools, params = parse_for_local(original.protocol, original.endpoint, request)
-    except Exception:
-        stats.count("shadow_unreadable_request")
-        return False
     captured = shadow_captured(original, {"shadow_of": original.id, "route": route.name})
-    renderer = RENDERERS[(original.protocol, original.endpoint)](model_name, False, request)
+    renderer_class = RENDERERS[(original.protocol, original.endpoint)]
+    box: dict[str, Renderer] = {}
+
+    def prepare() -> tuple[list, list | None, dict]:
+        request = json.loads(original.request_body)
+        box["renderer"] = renderer_class(str(request.get("model") or route.provider), False, request)
+        return parse_for_local(original.protocol, original.endpoint, request)
+
+    def on_event(event: Any) -> None:
+        box["renderer"].take(event)
+
     proxy.shadow_inflight[route.name] = proxy.shadow_inflight.get(route.name, 0) + 1
     started = time.perf_counter()
 
@@ -308,6 +316,7 @@ def start_shadow(proxy: ProxyServer, route: Route, original: Captured, request: 
         proxy.shadow_inflight[route.name] -= 1
         stats.count("shadow_answered" if error is None else "shadow_errors")
         stats.shadow_latencies.append((time.perf_counter() - started) * 1000.0)
+        renderer = box.get("renderer") or renderer_class(route.provider, False, {})
         status, body = renderer.end(error)
         captured.parts, captured.times = [body], [time.perf_counter()]
         captured.status, captured.content_type = status, b"application/json"
@@ -318,6 +327,6 @@ def start_shadow(proxy: ProxyServer, route: Route, original: Captured, request: 
             proxy.submit(captured)
 
     assert proxy.loop is not None
-    proxy.local_model(route).submit(proxy.loop, messages, tools, params, renderer.take, on_done)
+    proxy.local_model(route).submit(proxy.loop, [], None, {}, on_event, on_done, prepare=prepare)
     stats.count("shadowed")
     return True

@@ -143,6 +143,7 @@ class ProxyServer:
         self.server: asyncio.base_events.Server | None = None
         self.clients: set[ClientConnection] = set()
         self.routes: list[Route] = []
+        self.routes_by_model = False
         self.local_models: dict[str, LocalModel] = {}
         self.route_stats: dict[str, RouteStats] = {}
         self.shadow_inflight: dict[str, int] = {}
@@ -157,6 +158,7 @@ class ProxyServer:
         for spec in list(self.local_models):
             if spec not in wanted:
                 self.local_models.pop(spec).close()
+        self.routes_by_model = any(route.model is not None for route in routes)
         self.routes = list(routes)
 
     def local_model(self, route: Route) -> LocalModel:
@@ -269,6 +271,14 @@ class ProxyServer:
         idle = self.idle.get(connection.upstream.key)
         if idle and connection in idle:
             idle.remove(connection)
+
+
+def _json_object(body: bytes) -> dict[str, Any] | None:
+    try:
+        value = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
 
 
 class ClientConnection(asyncio.Protocol):
@@ -421,14 +431,18 @@ class ClientConnection(asyncio.Protocol):
         upstream = proxy.upstreams.get(protocol)
         recorded = RECORDED.get(path) if method == b"POST" else None
         local_route = request_json = None
-        if proxy.routes and recorded is not None:
-            try:
-                request_json = json.loads(body)
-            except (ValueError, RecursionError):
-                request_json = None
-            if isinstance(request_json, dict) and (protocol, recorded[1]) in RENDERERS:
+        if proxy.routes and recorded is not None and (protocol, recorded[1]) in RENDERERS:
+            # the body is parsed on the request path only when a route matches on the model,
+            # or a local model answers (a shadow's copy is parsed on the local model's thread)
+            if proxy.routes_by_model:
+                request_json = _json_object(body)
+            if request_json is not None or not proxy.routes_by_model:
                 local_route = proxy.pick_route(
                     request_json, call_type.decode("utf-8", "replace") if call_type else proxy.call_type, headers)
+            if local_route is not None and local_route.mode != "shadow" and request_json is None:
+                request_json = _json_object(body)
+                if request_json is None:
+                    local_route = None
         if upstream is None and (local_route is None or local_route.mode == "shadow"):
             self.fail(404, f"nothing answers {path.decode('latin-1')[:200]} here (no upstream for {protocol})",
                       protocol, keep_alive=keep_alive)
@@ -455,14 +469,14 @@ class ClientConnection(asyncio.Protocol):
             captured.call_type = call_type.decode("utf-8", "replace")[:200] if call_type else proxy.call_type
             captured.metadata = metadata
         exchange = Exchange(self, upstream, b"".join(request), method == b"HEAD", keep_alive, captured)
-        if local_route is not None and recorded is not None and request_json is not None:
+        if local_route is not None and recorded is not None:
             if local_route.mode == "shadow":
                 self.exchange = exchange
                 proxy.send(exchange)
                 if captured is not None:
-                    start_shadow(proxy, local_route, captured, request_json,
-                                 str(request_json.get("model") or local_route.provider))
+                    start_shadow(proxy, local_route, captured)
                 return
+            assert request_json is not None
             self.answer_locally(local_route, protocol, recorded[1], request_json, captured, keep_alive,
                                 exchange if local_route.mode == "fallback" else None)
             return
