@@ -420,8 +420,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         for name, value in (headers or {}).items():
             self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(data)
+        self._headers_buffer.append(b"\r\n" + data)  # head and body in one write
+        self.flush_headers()
 
     def do_GET(self) -> None:  # noqa: N802
         self._receive(b"")
