@@ -253,7 +253,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
         if not node:
             click.echo("      Node.js (node) is not on PATH: GGUF written but not run in llama.cpp, "
                        "transformersjs skipped")
-    with Step(8, total, "Switch: the app now runs the tuned local model, still captured", timings):
+    with Step(8, total, "Switch: wilson proxy routes the app to the tuned model, shadow then local", timings):
         report["switch"] = switch(db, deployed, config, model_dir / "merged", node)
     timings["total"] = round(time.perf_counter() - started, 1)
     report["eval"] = summary.eval_scores(out / "eval.json", teacher_scores)
@@ -271,26 +271,58 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
 
 
 def switch(db: Path, deployed: dict[str, str], config: DemoConfig, merged: Path, node: bool) -> dict[str, Any]:
-    """Point the app's facade at the deployed model; its calls are captured like the teacher's."""
-    from wilson_core.facade import LLM
-    from wilson_core.store import open_store
+    """The app, unchanged, pointed at ``wilson proxy``: a shadow route first, then a local one.
+
+    Only the proxy's ``[tool.wilson.proxy]`` configuration changes between the two steps.
+    """
+    from . import routing
+    from .app import connect
+    from .teacher_server import TeacherServer
 
     # llama.cpp and Transformers.js run under Node here; without it, PyTorch runs the merged model.
     provider = (local_provider(deployed) if node else None) or f"transformers:{merged}"
-    click.echo(f'      LLM("{provider}")')
-    llm = LLM(provider, db=str(db))
-    answers = []
-    for line, category in finance.transactions(5, seed=config.seed + 1000):
-        reply = llm.chat(finance.categorise_messages(line), call_type="categorize", max_tokens=8)
-        answers.append({"transaction": line, "expected": category, "answer": reply.text.strip()})
-        click.echo(f"      {line:<58} -> {reply.text.strip()!r:<16} (expected {category})")
-    llm.close()
     name = provider.split(":", 1)[0]
+    folder = config.out / "switch"
+    folder.mkdir(parents=True, exist_ok=True)
+    settings = folder / "pyproject.toml"
+    report: dict[str, Any] = {"provider": provider, "config": str(settings)}
+    with TeacherServer(seed=config.seed + 2) as cloud:
+        routing.write_config(settings, cloud.openai_url, provider, "shadow")
+        click.secho(f"      $ wilson --db {db} proxy --port 0 --config {settings}", dim=True)
+        with routing.ProxyProcess(db, settings, folder / "proxy.log") as proxy:
+            click.echo(f"      the app's OPENAI_BASE_URL={proxy.url}/v1 (plain openai SDK; the proxy records)")
+            clients = connect(proxy.url + "/v1")
+            try:
+                click.echo(f'      route {routing.ROUTE}: mode = "shadow" (the teacher answers the app, '
+                           f"{name} answers in the background)")
+                shadow = routing.use_app(clients, list(finance.transactions(routing.CALLS, seed=config.seed + 1000)))
+                proxy.wait_shadows()
+                proxy.wait_recorded()
+                shadow["route"] = proxy.route()
+                shadow.update(routing.shadow_agreement(db, name))
+                click.echo(f"      shadow: {shadow['agreed']}/{shadow['pairs']} answers of {name} agree with the "
+                           f"teacher's (right: {name} {shadow['tuned_right']}, teacher {shadow['teacher_right']}); "
+                           f"the app waited p50 {shadow['app_p50_ms']} ms, for the teacher only")
+                routing.write_config(settings, cloud.openai_url, provider, "local")
+                click.echo(f'      {settings.name}: mode = "local" (the proxy re-reads it; the app is not touched)')
+                proxy.wait_mode("local")
+                local = routing.use_app(clients, list(finance.transactions(routing.CALLS, seed=config.seed + 2000)))
+                proxy.wait_recorded()
+                local["route"] = proxy.route()
+                click.echo(f"      local: {name} answered the app, {local['accuracy']:.0%} right; "
+                           f"the app waited p50 {local['app_p50_ms']} ms")
+                _wilson("proxy", "routes", "--port", str(proxy.port))
+            finally:
+                clients.close()
+    from wilson_core.store import open_store
     from wilson_core.store.summary import count_by_provider
 
     captured = count_by_provider(open_store(db).connection(), name)
-    click.echo(f"      captured {captured} calls of {name} into {db}")
-    return {"provider": provider, "answers": answers, "captured": captured}
+    local["captured"] = captured - shadow["pairs"]
+    click.echo(f"      captured {captured} calls of {name} into {db}: {shadow['pairs']} in shadow, "
+               f"{local['captured']} answering the app")
+    report.update(shadow=shadow, local=local, captured=captured)
+    return report
 
 
 def local_provider(deployed: dict[str, str]) -> str | None:

@@ -95,9 +95,10 @@ def render(report: dict[str, Any]) -> str:
     capture, labels = report.get("capture", {}), report.get("annotate", {})
     switch = report.get("switch", {})
     lines = ["", "## Wilson demo: summary", ""]
-    lines.append(f"- Captured: {capture.get('categorisations', 0)} categorisations and "
-                 f"{capture.get('agent_runs', 0)} agent runs from the cloud teacher, "
-                 f"then {switch.get('captured', 0)} calls of the tuned local model ({switch.get('provider')})")
+    lines.append(f"- Captured: {capture.get('categorisations', 0)} categorisations "
+                 f"({capture.get('streamed', 0)} streamed) and {capture.get('agent_runs', 0)} agent runs "
+                 "from the cloud teacher, through the openai SDK wrapped by Wilson")
+    lines += switch_lines(switch)
     lines.append("- Labelled: " + ", ".join(f"{v} {k}" for k, v in labels.items()))
     exports = report.get("exports", {})
     lines.append("- Exported: " + "; ".join(
@@ -135,6 +136,24 @@ def render(report: dict[str, Any]) -> str:
     lines.append("- Time: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()))
     lines.append(f"- Everything is in {out}/ (demo-summary.json has these figures)")
     return "\n".join(lines) + "\n"
+
+
+def switch_lines(switch: dict[str, Any]) -> list[str]:
+    """The app switched by ``wilson proxy`` routes: shadow (agreement with the teacher), then local."""
+    shadow, local = switch.get("shadow"), switch.get("local")
+    if not shadow or not local:
+        return []
+    name = str(switch.get("provider", "")).split(":", 1)[0]
+    agreement = shadow.get("agreement")
+    return [
+        f"- Switched with no app change, by `wilson proxy` routes to {switch.get('provider')}:",
+        f"  - shadow: {shadow.get('calls')} calls answered by the teacher, {shadow.get('pairs')} also by {name}; "
+        f"agreement with the teacher {'-' if agreement is None else f'{agreement:.0%}'} "
+        f"({shadow.get('agreed')}/{shadow.get('pairs')}); right: {name} {shadow.get('tuned_right')}, "
+        f"teacher {shadow.get('teacher_right')}; the app's p50 {shadow.get('app_p50_ms')} ms",
+        f"  - local: {local.get('calls')} calls answered by {name}, {local.get('accuracy', 0):.0%} right; "
+        f"the app's p50 {local.get('app_p50_ms')} ms; {local.get('captured')} captured",
+    ]
 
 
 def _bar_text(what: str, bar: float, strict: bool) -> str:
