@@ -196,3 +196,30 @@ def test_text_written_into_the_file_by_something_else_reads_back_clean(db):
     conn.commit()
     conn.close()
     assert store.get_interaction(record.id).response_content == "x\ufffdy"
+
+
+def test_a_spool_poisoned_by_an_earlier_version_replays_and_the_views_answer(db):
+    """Earlier versions spooled lone surrogates as raw bytes; the replay failed for good and
+    ``wilson stats`` / ``runs`` crashed.  Now the line is read, cleaned by the record and stored."""
+    import subprocess
+    import sys
+
+    open_store(db).close()
+    sink.forget_stores()
+    record = Interaction(run_id="r", sequence_num=1, call_type="agent", provider="p", model="m",
+                         messages=[{"role": "user", "content": "hi"}], id="0" * 32)
+    data = converter.unstructure(record)
+    data["params"] = {"u": "a\ud800"}
+    data["model"] = "m\udfff"
+    line = json.dumps({"kind": "interaction", "record": data}, ensure_ascii=False)
+    spool_file = spool.spool_paths(db)[0]
+    spool_file.write_bytes(line.encode("utf-8", "surrogatepass") + b"\n")
+    stuck = spool_file.with_name(spool_file.name + ".replaying-999999")
+    spool_file.rename(stuck)  # as the failed replay of an earlier version left it
+    for command in (["stats", "--json"], ["runs"], ["show", "0" * 32, "--json"]):
+        done = subprocess.run([sys.executable, "-m", "wilson_core.cli", "--db", str(db), *command],
+                              capture_output=True, text=True)
+        assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    shown = json.loads(done.stdout)
+    assert shown["model"] == "m\ufffd" and shown["params"] == {"u": "a\ufffd"}
+    assert not stuck.exists() and spool.pending(db) == 0

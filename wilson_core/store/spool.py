@@ -257,10 +257,14 @@ def claim(db_path: Path) -> list[Claim]:
 
 def read(path: Path) -> Iterator[tuple[int, Interaction | ToolResult | Run | None, str | None]]:
     """Yield ``(line_number, record, error)`` for each line of a spool file."""
-    with open(path, encoding="utf-8", errors="surrogateescape") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, 1):
+            if not raw.strip():
                 continue
+            try:  # lone surrogates spooled by earlier versions come back as they were, then cleaned
+                line = raw.decode("utf-8", "surrogatepass")
+            except UnicodeDecodeError:
+                line = raw.decode("utf-8", "replace")
             try:
                 data: Any = json.loads(line)
                 cls = _KINDS[data["kind"]]
