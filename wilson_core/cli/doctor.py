@@ -6,9 +6,9 @@ from typing import Any
 
 import click
 
-from ._common import db_option_path, echo_json, json_option
-
 from wilson_core.errors import WilsonError
+
+from ._common import db_option_path, echo_json, json_option
 
 #: exit code when problems were found (1 stays "the command could not run").
 EXIT_PROBLEMS = 3
