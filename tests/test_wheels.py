@@ -22,7 +22,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PLUGINS = ["wilson-exporters", "wilson-dashboard", "wilson-train", "wilson-gguf", "wilson-ollama", "wilson-onnx"]
+PLUGINS = ["wilson-exporters", "wilson-dashboard", "wilson-train", "wilson-gguf", "wilson-ollama", "wilson-onnx",
+           "wilson-proxy"]
 pytestmark = [pytest.mark.slow, pytest.mark.wheels]
 
 
@@ -94,7 +95,7 @@ def test_the_wheels_install_into_a_fresh_environment_and_run_the_demo(wheels, tm
     assert "pip install wilson-exporters" in missing.stderr and "wilson install wilson-exporters" in missing.stderr
 
     # every plugin, as `wilson install` does it (pip in this environment)
-    run(wilson, "install", "-c", ROOT / "constraints.txt", "--find-links", wheels, *PLUGINS,
+    run(wilson, "install", "-c", ROOT / "constraints.txt", "--find-links", wheels, "wilson-core[openai]", *PLUGINS,
         cwd=tmp_path, env=env, timeout=1800)
     listed = json.loads(run(wilson, "plugins", "--json", cwd=tmp_path, env=env).stdout)
     assert "sft" in json.dumps(listed) and "transformersjs" in json.dumps(listed)
