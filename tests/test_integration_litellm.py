@@ -154,3 +154,31 @@ def test_run_grouping_and_tool_results(upstream, db, callback):
     finally:
         store.close()
     assert (result.tool_call_id, result.name, result.content) == ("call_0007_0", "get_balance", "1204.50")
+
+
+def test_async_failure_is_stored(upstream, db, callback):
+    upstream.push(Scripted(status=500, error="async says no"))
+
+    async def main():
+        try:
+            await litellm.acompletion(messages=MESSAGES, num_retries=0, max_retries=0, **options(upstream))
+        except Exception as exc:
+            await asyncio.sleep(0.2)
+            return type(exc).__name__
+        return None
+
+    assert asyncio.run(main()) == "InternalServerError"
+    [row] = stored(db, 1)
+    assert row.status == "error" and "async says no" in row.error
+
+
+def test_anthropic_through_litellm_is_stored_in_the_openai_shape(upstream, db, callback):
+    upstream.push(Scripted(text="Checking.", tool_calls=CALLS[:1], serial=9))
+    reply = litellm.completion(model="anthropic/claude-test", api_base=upstream.url, api_key="sk-ant-test",
+                               messages=MESSAGES, tools=TOOLS, max_tokens=64)
+    assert upstream.requests[-1].path.endswith("/v1/messages")  # LiteLLM spoke Anthropic's protocol
+    [row] = stored(db, 1)
+    assert (row.provider, row.status) == ("anthropic", "ok")
+    assert list(row.messages) == MESSAGES and list(row.tools) == TOOLS
+    assert row.response_content == reply.choices[0].message.content == "Checking."
+    assert [(c.id, c.name, c.arguments) for c in row.tool_calls] == [("toolu_0009_0", "get_balance", {"account": "chk-1"})]
