@@ -3,16 +3,28 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .store import Store, default_db_path
+if TYPE_CHECKING:
+    from .store import Store, default_db_path
+
+__all__ = ["Store", "default_db_path", "open_store"]
+
+
+def __getattr__(name: str) -> Any:
+    """``Store`` and ``default_db_path``, imported when first used: the schema's modules
+    (``wilson_core.store.labels``, ...) are imported by the annotation API, which every
+    ``wilson`` command loads as a plugin, and must not bring sqlite3 and cattrs with them."""
+    if name in ("Store", "default_db_path"):
+        from . import store
+
+        return getattr(store, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def is_postgres_url(location: object) -> bool:
     """``postgresql://...`` / ``postgres://...``: a PostgreSQL store (``wilson-core[postgres]``)."""
     return isinstance(location, str) and location.startswith(("postgresql://", "postgres://"))
-
-__all__ = ["Store", "default_db_path", "open_store"]
 
 
 def open_store(
@@ -30,12 +42,13 @@ def open_store(
     import logging
 
     from .sink import replay_spool
+    from .store import Store, default_db_path
 
     location = path if path is not None else os.environ.get("WILSON_DB") or None
     if location is not None and is_postgres_url(os.fspath(location)):
         from .postgres import PostgresStore
 
-        store: Any = PostgresStore(os.fspath(location), create=create)
+        store: Any = PostgresStore(os.fspath(location), create=create)  # (a server has no empty file)
     else:
         # (any other URL is refused by the Store before ``Path`` can fold its ``//``)
         store = Store(path if path is not None else default_db_path(), create=create, accept_empty=accept_empty)
