@@ -111,7 +111,12 @@ def _format_command(name: str) -> click.Command:
 
 
 def _merge_config(ctx: click.Context, values: dict[str, Any]) -> dict[str, Any]:
-    config = read_config()
+    from wilson_core.exporting.defaults import export_defaults
+
+    from ._common import db_option_path
+
+    # ./pyproject.toml, else the one beside the database: the dashboard reads the same
+    config, _ = export_defaults(db_option_path(ctx) or os.environ.get("WILSON_DB"))
     known = set(values) | set(_ALIASES)
     unknown = sorted(set(config) - known - {"format"})
     if unknown:

@@ -151,6 +151,9 @@ class Sessions:
 def create_app(settings: Settings) -> Starlette:
     """The ASGI app for ``settings.db``; every request needs the token or the session cookie."""
     store = open_store(settings.db, create=False)
+    from wilson_core.exporting.defaults import redaction_setting
+
+    redaction = redaction_setting(settings.db)  # the same default as `wilson export` (shown on the page)
     environment = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(HERE / "templates")), autoescape=True, undefined=jinja2.StrictUndefined
     )
@@ -239,6 +242,7 @@ def create_app(settings: Settings) -> Starlette:
                 "annotator": settings.annotator,
                 "regenerate_provider": settings.regenerate_provider or "",
                 "formats": EXPORT_FORMATS,
+                "redaction": redaction,
             },
         )
 
@@ -385,7 +389,7 @@ def create_app(settings: Settings) -> Starlette:
             from wilson_core.exporting import iter_records
 
             lines = 0
-            for record in iter_records(store, export_options(filters, fmt)):
+            for record in iter_records(store, export_options(filters, fmt, redaction.enabled)):
                 spool.write((json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8"))
                 lines += 1
             spool.seek(0)
@@ -508,11 +512,12 @@ def _denied(request: Request, templates: Jinja2Templates, message: str) -> Respo
 # --- data for the views ------------------------------------------------------------------
 
 
-def export_options(filters: queries.Filters, fmt: str) -> Any:
-    """The export the stat cards count and the buttons download (SFT keeps answers rated 4+)."""
+def export_options(filters: queries.Filters, fmt: str, redact: bool = False) -> Any:
+    """The export the stat cards count and the buttons download (SFT keeps answers rated 4+),
+    redacted when the export setting says so (``[tool.wilson.export] redact``, as ``wilson export``)."""
     if fmt == "sft" and filters.min_rating is None:
         filters = _with_min_rating(filters, 4)
-    return filters.export_options(fmt)
+    return filters.export_options(fmt, redact=redact)
 
 
 def _with_min_rating(filters: queries.Filters, stars: int) -> queries.Filters:
