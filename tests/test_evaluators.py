@@ -140,3 +140,17 @@ def test_eval_set_errors_are_clear(tmp_path):
         load_cases(bad, "bad")
     with pytest.raises(EvaluatorError, match="no such file"):
         load_cases(tmp_path / "missing.jsonl", "m")
+
+
+def test_judge_against_the_baseline_compares_the_two_systems_answers(tmp_path):
+    script = tmp_path / "judge.jsonl"
+    script.write_text("\n".join(json.dumps(r) for r in ["A", "B", "B", "A"]) + "\n")
+    ev = load_evaluators({"judge-win-rate": {"against": "baseline",
+                                             "judge_options": {"script": str(script)}}})["judge-win-rate"]
+    context = EvalContext(baseline=[{"content": "base 1"}, {"content": "base 2"}], judge="scripted:judge")
+    score = ev.evaluate([case("r1"), case("r2")], [{"content": "mine 1"}, {"content": "mine 2"}], context)
+    assert (score.value, score.count) == (0.5, 2)  # one win, one loss
+    with pytest.raises(EvaluatorError, match="needs the baseline's answers"):
+        ev.evaluate([case("r")], [{"content": "c"}], EvalContext(judge="scripted:judge"))
+    with pytest.raises(EvaluatorError, match="option 'against' must be"):
+        load_evaluators({"judge-win-rate": {"against": "live"}})
