@@ -277,6 +277,11 @@ def test_many_writers_on_two_hosts_while_two_reviewers_label(pg_url, tmp_path, m
     assert sorted(a.version for a in versions) == list(range(1, 21))  # no version lost or doubled
     newest = max(versions, key=lambda a: a.version)
     assert annotations.current(store, seed.id, annotator="shared").rating == newest.rating
+    # both reviewers' own streams survive, and the label written last is the one that counts
+    labels = annotations.current_labels(store, seed.id)
+    assert {a.annotator for a in labels} == {"ann", "bob", "shared"}
+    last = max(labels, key=lambda a: (a.created_at, a.version))
+    assert annotations.effective_label(store, seed.id).id == last.id
     assert not list((tmp_path / "spool").glob("*.jsonl"))
 
 
@@ -379,3 +384,21 @@ def test_a_capture_only_role_can_insert_but_not_read(pg_url, tmp_path, monkeypat
     with psycopg.connect(app_url) as app, pytest.raises(psycopg.errors.InsufficientPrivilege):
         app.execute("SELECT user_prompt FROM interactions").fetchall()
     assert open_store(pg_url).count() == 2
+
+
+def test_the_store_s_sqlite_dialect_runs_on_postgresql(pg_url):
+    """Placeholders, literals with % and ?, INSERT OR IGNORE and json_each, as the store writes them."""
+    from wilson_core.store.postgres import Connection
+
+    conn = Connection(pg_url)
+    assert conn.execute("SELECT 'a%b' LIKE ?", ("a%",)).fetchone()[0] is True
+    assert conn.execute("SELECT 'a%b' LIKE 'a%'").fetchone()[0] is True
+    assert conn.execute("SELECT 5 % 3").fetchone()[0] == 2
+    assert conn.execute("SELECT :x || '%'", {"x": "q"}).fetchone()[0] == "q%"
+    assert conn.execute("SELECT 'it''s ?: :not_a_param'").fetchone()[0] == "it's ?: :not_a_param"
+    conn.execute("CREATE TABLE t (id TEXT PRIMARY KEY, tags TEXT)")
+    assert conn.execute("INSERT OR IGNORE INTO t (id, tags) VALUES (?, ?)", ("a", '["x", "y"]')).rowcount == 1
+    assert conn.execute("INSERT OR IGNORE INTO t (id, tags) VALUES (?, ?)", ("a", "[]")).rowcount == 0
+    row = conn.execute("SELECT t.id, j.value FROM t, json_each(t.tags) j WHERE j.value = ?", ("y",)).fetchone()
+    assert (row["id"], row[1], dict(row)) == ("a", "y", {"id": "a", "value": "y"})
+    assert conn.execute("SELECT sum(1), count(*) FROM t").fetchone() == (1, 1)  # not Decimal

@@ -79,7 +79,7 @@ def translate(sql: str) -> str:
             return "%%"
         if match.group(1):
             return f"%({match.group(1)})s"
-        return token  # a string literal, unchanged
+        return token.replace("%", "%%")  # a string literal (parameters are always passed)
 
     return _PARAM.sub(param, text)
 
@@ -181,7 +181,7 @@ class Connection:
     def execute(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> Cursor:
         cursor = self._conn.cursor()
         with self._lost():
-            cursor.execute(translate(sql), params if params else None)
+            cursor.execute(translate(sql), params if params is not None else ())
         return Cursor(cursor)
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> Cursor:
@@ -207,7 +207,7 @@ class Connection:
         """Rows of a big query through a server-side cursor (memory stays flat)."""
         with self._conn.transaction(), self._conn.cursor(name=f"wilson_{id(self)}_{threading.get_ident()}") as cur:
             cur.itersize = size
-            cur.execute(translate(sql), params if params else None)
+            cur.execute(translate(sql), params if params is not None else ())
             yield from cur
 
     @property
