@@ -37,8 +37,12 @@ CALLS = 12
 BANNER = re.compile(r"on (http://127\.0\.0\.1:(\d+))")
 
 
-def write_config(path: Path, upstream: str, provider: str, mode: str) -> None:
-    """``[tool.wilson.proxy]``: the cloud upstream and the categoriser's route (written atomically)."""
+def write_config(path: Path, upstream: str, provider: str, mode: str,
+                 options: dict[str, str | int | float | bool] | None = None) -> None:
+    """``[tool.wilson.proxy]``: the cloud upstream and the categoriser's route (written atomically).
+
+    :param options: passed to the provider driver (flat: strings, numbers, booleans).
+    """
     text = (
         "# wilson proxy's configuration: re-read while it runs when this file changes\n"
         "[tool.wilson.proxy]\n"
@@ -51,6 +55,8 @@ def write_config(path: Path, upstream: str, provider: str, mode: str) -> None:
         "# shadow: every call, queued for the tuned model (the app never waits for it)\n"
         "max_concurrency = 64\n"
     )
+    if options:
+        text += "options = { " + ", ".join(f"{key} = {json.dumps(value)}" for key, value in options.items()) + " }\n"
     scratch = path.with_name(path.name + ".tmp")
     scratch.write_text(text, encoding="utf-8")
     os.replace(scratch, path)
