@@ -15,7 +15,7 @@ from typing import Any
 
 from attrs import field, frozen
 
-from .text import clean_dict, clean_json, optional_text, text_field
+from .text import clean_dict, clean_json, is_clean, optional_text, text_field
 
 #: The call types Wilson's seed app uses; ``call_type`` is free text.
 DEFAULT_CALL_TYPES = ("agent", "summarize", "relevance", "categorize")
@@ -73,7 +73,30 @@ def _json_items(value: Any) -> tuple:
     """A tuple of JSON values (messages, tool schemas), each cleaned."""
     if value is None:
         return ()
-    return tuple(clean_json(item) for item in value)
+    items = tuple(value)
+    if is_clean(items):  # the common case: one read-only pass over all of them
+        return items
+    return tuple(clean_json(item) for item in items)
+
+
+#: tool lists found clean lately: an app sends the same tools on every call, and comparing
+#: with ``==`` (done in C, all the way down) is much cheaper than walking them again.
+_clean_tools: list[tuple] = []
+
+
+def _tools(value: Any) -> tuple:
+    """Tool schemas (:func:`_json_items`), with the app's repeated tool list recognised."""
+    if value is None or not value:
+        return ()
+    items = tuple(value)
+    for known in _clean_tools:
+        if items == known:
+            return items
+    items = _json_items(items)
+    if len(_clean_tools) >= 8:
+        del _clean_tools[0]
+    _clean_tools.append(items)
+    return items
 
 
 def _texts(value: Any) -> tuple[str, ...]:
@@ -141,7 +164,7 @@ class Interaction:
     messages: tuple[dict[str, Any], ...] = field(converter=_json_items)
     response_content: str | None = field(default=None, converter=optional_text)
     tool_calls: tuple[ToolCall, ...] = field(default=(), converter=_tupled)
-    tools: tuple[dict[str, Any], ...] = field(default=(), converter=_json_items)
+    tools: tuple[dict[str, Any], ...] = field(default=(), converter=_tools)
     params: dict[str, Any] = field(factory=dict, converter=clean_dict)
     input_tokens: int | None = field(default=None, converter=_count)
     output_tokens: int | None = field(default=None, converter=_count)

@@ -82,10 +82,58 @@ def text_field(value: Any) -> Any:
 
 def clean_json(value: Any) -> Any:
     """``value`` as plain, storable JSON data (the same object when already clean)."""
+    if is_clean(value):  # the common case: a read-only pass, no copy
+        return value
     try:
         return _clean(value, 0)
     except RecursionError:
         return TOO_DEEP
+
+
+_INFINITIES = (math.inf, -math.inf)
+
+
+def is_clean(value: Any) -> bool:
+    """Whether ``value`` is already plain JSON of clean text (nothing to copy or replace).
+
+    An iterative pass (no call per node): text is checked with ``isascii`` and
+    a search for NUL, or one regular-expression scan; dict keys must be text;
+    nesting deeper than :data:`MAX_DEPTH` (a cycle included) is not clean.
+    """
+    kind = type(value)
+    if kind is str:
+        return "\x00" not in value if value.isascii() else _UNSAFE.search(value) is None
+    if kind is not dict and kind is not list and kind is not tuple:
+        return kind is int or kind is bool or value is None or (
+            kind is float and value == value and value not in _INFINITIES
+        )
+    search = _UNSAFE.search
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    pop, push = stack.pop, stack.append
+    while stack:
+        container, depth = pop()
+        if depth > MAX_DEPTH:
+            return False
+        if type(container) is dict:
+            for key in container:
+                if type(key) is not str or ("\x00" in key if key.isascii() else search(key) is not None):
+                    return False
+            items = container.values()
+        else:
+            items = container
+        for item in items:
+            kind = type(item)
+            if kind is str:
+                if "\x00" in item if item.isascii() else search(item) is not None:
+                    return False
+            elif kind is dict or kind is list or kind is tuple:
+                push((item, depth + 1))
+            elif kind is float:
+                if item != item or item in _INFINITIES:
+                    return False
+            elif not (kind is int or kind is bool or item is None):
+                return False
+    return True
 
 
 def clean_dict(value: Any) -> dict[str, Any]:
