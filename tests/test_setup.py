@@ -139,3 +139,19 @@ def test_the_gguf_and_onnx_runtimes_point_inside_their_packages():
     assert (gguf.source / "runner.mjs").is_file() and gguf.marker == "node-llama-cpp"
     assert (onnx.source / "run.mjs").is_file() and onnx.npm_env["ONNXRUNTIME_NODE_INSTALL"] == "skip"
     assert os.path.basename(gguf.source.parent) == "wilson_gguf"
+
+
+def test_the_demo_skips_node_checks_it_cannot_run_and_says_why(tmp_path, cache, monkeypatch):
+    pytest.importorskip("wilson_gguf")
+    pytest.importorskip("wilson_onnx")
+    from wilson_core.demo.loop import _node_problem
+
+    monkeypatch.setenv("PATH", _path_with(tmp_path))  # no node at all
+    assert _node_problem() == "Node.js (node) is not on PATH"
+    monkeypatch.undo()
+    monkeypatch.setenv("WILSON_CACHE_DIR", str(tmp_path / "cache"))
+    empty = tmp_path / "empty-runner"
+    empty.mkdir()
+    monkeypatch.setenv("WILSON_GGUF_RUNNER_DIR", str(empty))  # a folder without node-llama-cpp
+    if shutil.which("node"):
+        assert "node-llama-cpp is not installed" in _node_problem()

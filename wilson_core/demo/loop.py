@@ -166,7 +166,8 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
         raise WilsonError(f"{db} exists: the demo starts from an empty database (choose another --out)")
     export = out / "export"
     model_dir = out / "model"
-    node = _node_available()
+    node_problem = _node_problem()
+    node = node_problem is None
     targets = tuple(t for t in config.targets if t != "transformersjs" or node)
     timings: dict[str, float] = {}
     report: dict[str, Any] = {"out": str(out), "config": _plain(config), "timings": timings}
@@ -251,7 +252,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
             deployed[target] = str(target_dir)
             report["deploy"][target] = summary.deploy_record(target_dir)
         if not node:
-            click.echo("      Node.js (node) is not on PATH: GGUF written but not run in llama.cpp, "
+            click.echo(f"      skipped: {node_problem}: GGUF written but not run in llama.cpp, "
                        "transformersjs skipped")
     with Step(8, total, "Switch: wilson proxy routes the app to the tuned model, shadow then local", timings):
         report["switch"] = switch(db, deployed, config, model_dir / "merged", node)
@@ -288,7 +289,9 @@ def switch(db: Path, deployed: dict[str, str], config: DemoConfig, merged: Path,
     report: dict[str, Any] = {"provider": provider, "config": str(settings)}
     with TeacherServer(seed=config.seed + 2) as cloud:
         routing.write_config(settings, cloud.openai_url, provider, "shadow")
-        click.secho(f"      $ wilson --db {db} proxy --port 0 --config {settings}", dim=True)
+        from wilson_core.cli._common import wilson_command
+
+        click.secho(f"      $ {wilson_command()} --db {db} proxy --port 0 --config {settings}", dim=True)
         with routing.ProxyProcess(db, settings, folder / "proxy.log") as proxy:
             click.echo(f"      the app's OPENAI_BASE_URL={proxy.url}/v1 (plain openai SDK; the proxy records)")
             clients = connect(proxy.url + "/v1")
@@ -337,8 +340,17 @@ def local_provider(deployed: dict[str, str]) -> str | None:
     return None
 
 
-def _node_available() -> bool:
-    return shutil.which("node") is not None
+def _node_problem() -> str | None:
+    """``None`` when Node can run llama.cpp and Transformers.js here (their packages installed,
+    or npm to install them on first use), else why not."""
+    if shutil.which("node") is None:
+        return "Node.js (node) is not on PATH"
+    try:
+        from wilson_gguf.runner import runner_ready
+        from wilson_onnx.node import node_ready
+    except ImportError as exc:
+        return f"a plugin is missing ({exc})"
+    return runner_ready() or node_ready()
 
 
 def _plain(config: DemoConfig) -> dict[str, Any]:
