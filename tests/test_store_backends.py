@@ -402,3 +402,24 @@ def test_the_store_s_sqlite_dialect_runs_on_postgresql(pg_url):
     row = conn.execute("SELECT t.id, j.value FROM t, json_each(t.tags) j WHERE j.value = ?", ("y",)).fetchone()
     assert (row["id"], row[1], dict(row)) == ("a", "y", {"id": "a", "value": "y"})
     assert conn.execute("SELECT sum(1), count(*) FROM t").fetchone() == (1, 1)  # not Decimal
+
+
+def test_an_interrupted_db_copy_is_resumed_by_running_it_again(tmp_path, pg_url):
+    source, _ = _sample(tmp_path)
+    target = open_store(pg_url)
+
+    def interrupt(table: str, rows: int) -> None:
+        if table == "interactions" and rows >= 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        copy_store(source, target, progress=interrupt, batch_size=2)
+    assert 0 < target.count() < source.count() and target.count("annotations") == 0
+    report = copy_store(source, target, batch_size=2)
+    assert report["interactions"]["copied"] == source.count() - 4
+    for table in ("blobs", "runs", "interactions", "tool_results", "pairs", "annotations"):
+        assert report[table]["target"] == report[table]["source"] > 0, table
+    out_a, out_b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    run_export(source, ExportOptions(format="dpo"), out_a)
+    run_export(target, ExportOptions(format="dpo"), out_b)
+    assert out_a.read_bytes() == out_b.read_bytes() != b""

@@ -70,11 +70,17 @@ def _undone_or_updated(table: str) -> str | None:
 
 
 def copy_store(
-    source: Any, target: Any, *, progress: Callable[[str, int], None] | None = None
+    source: Any,
+    target: Any,
+    *,
+    progress: Callable[[str, int], None] | None = None,
+    batch_size: int = BATCH,
 ) -> dict[str, dict[str, int]]:
     """Copy every row of ``source`` into ``target``; return ``{table: {source, copied, target}}``.
 
-    ``copied`` counts the rows that were new in ``target``.
+    ``copied`` counts the rows that were new in ``target``.  Each batch of
+    ``batch_size`` rows is one transaction; ``progress(table, rows so far)`` is
+    called after each.
     """
     report: dict[str, dict[str, int]] = {}
     for table, columns in TABLES.items():
@@ -84,7 +90,7 @@ def copy_store(
         for row in _rows(source, f"SELECT {', '.join(columns)} FROM {table} ORDER BY rowid"):
             batch.append(tuple(row))
             seen += 1
-            if len(batch) >= BATCH:
+            if len(batch) >= batch_size:
                 _write(target, table, columns, batch)
                 batch = []
                 if progress is not None:
