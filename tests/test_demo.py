@@ -43,17 +43,27 @@ def test_the_fast_demo_runs_every_stage_into_a_new_folder_and_exits_zero(demo_ru
     assert out.is_dir() and (out / "summary.md").is_file()
 
 
-def test_the_teacher_calls_and_the_agent_runs_are_captured_with_their_tools(demo_run):
-    out, _ = demo_run
+def test_the_app_is_captured_through_the_openai_sdk_wrapper_streams_and_tools_included(demo_run):
+    out, result = demo_run
+    capture = json.loads((out / "demo-summary.json").read_text())["capture"]
+    assert "wilson_core.integrations.openai.OpenAI(base_url=" in result.stdout
     with sqlite3.connect(out / "data.db") as conn:
         by_type = dict(conn.execute(
-            "SELECT call_type, count(*) FROM interactions WHERE provider = 'scripted' GROUP BY call_type"
+            "SELECT call_type, count(*) FROM interactions WHERE provider = 'openai' AND model = 'cloud-teacher' "
+            "GROUP BY call_type"
         ))
-        tool_results = conn.execute("SELECT count(*) FROM tool_results").fetchone()[0]
+        streamed = conn.execute("SELECT count(*) FROM interactions WHERE provider = 'openai' "
+                                "AND call_type = 'categorize' AND ttft_ms IS NOT NULL").fetchone()[0]
+        agent_ttft = conn.execute("SELECT count(ttft_ms), count(*) FROM interactions WHERE provider = 'openai' "
+                                  "AND call_type = 'agent'").fetchone()
+        tool_results = conn.execute("SELECT count(*) FROM tool_results WHERE interaction_id IS NOT NULL").fetchone()[0]
         agent_runs = conn.execute("SELECT count(*) FROM runs WHERE call_type = 'agent'").fetchone()[0]
-    assert by_type["categorize"] >= 120  # the 120 asked, plus the reviewer's retries
+    # the 120 asked, recorded by the wrapper (the review's retries are the dashboard's, provider "scripted")
+    assert by_type["categorize"] == capture["categorisations"] == 120
+    assert streamed == capture["streamed"] == 30  # one in four streamed, each with its time to first token
     assert agent_runs == 4 and by_type["agent"] >= 8  # a tool call, then the answer
-    assert tool_results >= 4
+    assert agent_ttft[0] == agent_ttft[1]  # every agent turn streamed
+    assert tool_results >= 4  # recorded from the next request's role "tool" messages
 
 
 def test_the_review_rates_retries_corrects_and_pairs_through_the_annotation_api(demo_run):
@@ -102,13 +112,24 @@ def test_every_deployment_is_written_and_the_runtime_checks_passed(demo_run):
     assert (out / "deploy" / "transformersjs" / "onnx" / "model.onnx").is_file()
 
 
-def test_after_the_switch_the_local_model_answers_and_is_captured(demo_run):
+def test_the_switch_goes_through_wilson_proxy_shadow_then_local_with_the_app_unchanged(demo_run):
     out, result = demo_run
     switch = json.loads((out / "demo-summary.json").read_text())["switch"]
-    assert switch["provider"].startswith("llamacpp:") and len(switch["answers"]) == 5
+    assert switch["provider"].startswith("llamacpp:")
+    shadow, local = switch["shadow"], switch["local"]
+    assert shadow["route"]["mode"] == "shadow" and local["route"]["mode"] == "local"
+    assert shadow["calls"] == shadow["pairs"] == local["calls"] == 12
+    assert 0 <= shadow["agreed"] <= shadow["pairs"] and shadow["agreement"] == round(shadow["agreed"] / 12, 3)
+    assert local["route"]["counts"]["answered_locally"] == 12
     with sqlite3.connect(out / "data.db") as conn:
-        local = conn.execute("SELECT count(*) FROM interactions WHERE provider = 'llamacpp'").fetchone()[0]
-    assert local == switch["captured"] == 5
+        local_calls = conn.execute("SELECT count(*) FROM interactions WHERE provider = 'llamacpp'").fetchone()[0]
+        shadow_runs = conn.execute("SELECT count(*) FROM runs WHERE metadata_json LIKE '%shadow_of%'").fetchone()[0]
+    assert local_calls == switch["captured"] == 24 and local["captured"] == 12 and shadow_runs == 12
+    config = (out / "switch" / "pyproject.toml").read_text()
+    assert 'mode = "local"' in config and "routes reloaded" in (out / "switch" / "proxy.log").read_text()
+    summary = (out / "summary.md").read_text()
+    assert "- Switched with no app change, by `wilson proxy` routes" in summary
+    assert "  - shadow: 12 calls answered by the teacher" in summary and "  - local: 12 calls answered by llamacpp" in summary
     assert f"wilson --db {out / 'data.db'} dashboard" in result.stdout
 
 
@@ -135,4 +156,4 @@ def test_without_node_the_demo_still_closes_the_loop_through_pytorch(tmp_path):
     summary = json.loads((out / "demo-summary.json").read_text())
     assert set(summary["deploy"]) == {"gguf", "ollama"}
     assert summary["switch"]["provider"] == f"transformers:{out / 'model' / 'merged'}"
-    assert summary["switch"]["captured"] == 5
+    assert summary["switch"]["captured"] == 24 and summary["switch"]["local"]["captured"] == 12
