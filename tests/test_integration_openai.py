@@ -12,6 +12,8 @@ import gc
 import json
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 openai = pytest.importorskip("openai")
 
@@ -593,3 +595,33 @@ def test_cancelled_async_stream_is_incomplete(upstream, db):
     gc.collect()
     [row] = stored(db)
     assert row.status == "incomplete" and "slow slow slow slow".startswith(row.response_content or "")
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    text=st.one_of(st.none(), st.text(min_size=1, max_size=40)),
+    calls=st.lists(st.tuples(st.sampled_from(["get_balance", "get_transactions"]),
+                             st.dictionaries(st.text(max_size=8), st.one_of(st.integers(), st.text(max_size=12)),
+                                             max_size=3)), max_size=3),
+    piece=st.one_of(st.none(), st.integers(min_value=1, max_value=40)),
+    fragment=st.integers(min_value=1, max_value=9),
+)
+def test_what_is_stored_is_what_the_app_assembled(upstream, tmp_path_factory, text, calls, piece, fragment):
+    if text is None and not calls:
+        text = "x"
+    db = str(tmp_path_factory.mktemp("prop") / "wilson.db")
+    _, wrapped = clients(upstream, db)
+    upstream.push(Scripted(text=text, tool_calls=calls, piece=piece, fragment=fragment))
+    content, tool_calls = "", {}
+    for chunk in wrapped.chat.completions.create(model="m", messages=MESSAGES, stream=True,
+                                                 stream_options={"include_usage": True}):
+        for choice in chunk.choices:
+            content += choice.delta.content or ""
+            for tc in choice.delta.tool_calls or ():
+                entry = tool_calls.setdefault(tc.index, [tc.id, tc.function.name, ""])
+                entry[2] += tc.function.arguments or ""
+    [row] = stored(db)
+    assert row.status == "ok"
+    assert (row.response_content or "") == content == (text or "")
+    assert [(c.id, c.name, c.arguments) for c in row.tool_calls] == [
+        (i, n, json.loads(a)) for i, n, a in (tool_calls[k] for k in sorted(tool_calls))]

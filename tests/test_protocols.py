@@ -360,3 +360,23 @@ def test_paths():
     assert for_path("/v1/messages") is anthropic
     assert for_path("/api/chat") is ollama
     assert for_path("/v1/models") is None and for_path("/v1/embeddings") is None
+
+
+def test_responses_stream_that_fails_or_stops_short():
+    head = RESPONSES_STREAM[: RESPONSES_STREAM.index(b"event: response.completed")]
+    failed = openai_responses.Assembler()
+    failed.feed_bytes(head + sse(("response.failed", {"type": "response.failed", "response": {
+        "status": "failed", "error": {"code": "server_error", "message": "model crashed"}, "output": []}})))
+    result = failed.result()
+    assert result.status == "error" and "model crashed" in result.error
+    cut = openai_responses.Assembler()
+    cut.feed_bytes(head)
+    partial = cut.result("connection dropped")
+    assert partial.status == "incomplete" and partial.content == "Let me look."
+    assert [(c.id, c.arguments) for c in partial.tool_calls] == [("call_X", {"location": "Paris"})]
+    limited = openai_responses.Assembler()
+    limited.feed_bytes(head + sse(("response.incomplete", {"type": "response.incomplete", "response": {
+        "status": "incomplete", "incomplete_details": {"reason": "max_output_tokens"}, "output": [
+            {"type": "message", "content": [{"type": "output_text", "text": "Let me"}]}]}})))
+    result = limited.result()
+    assert (result.status, result.content, result.finish_reason) == ("ok", "Let me", "max_output_tokens")
