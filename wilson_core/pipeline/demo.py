@@ -64,6 +64,9 @@ def pyproject(base: str, heldout: dict[str, Path], steps: int, lr: float, seed: 
         name = "finance-app"
         version = "0.1.0"
 
+        [tool.wilson.export]
+        redact = true          # `wilson export` and the dashboard's downloads of this database redact too
+
         [tool.wilson.pipeline]
         db = "data.db"
         runs = "pipeline-runs"
