@@ -296,7 +296,8 @@ def litellm_proxy(upstream_port: int, executable: str | None) -> tuple[subproces
         return None
     port = free_port()
     env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR",
-           "OPENAI_API_KEY": "sk-bench", "DISABLE_SCHEMA_UPDATE": "True"}
+           "OPENAI_API_KEY": "sk-bench", "DISABLE_SCHEMA_UPDATE": "True",
+           "LITELLM_MASTER_KEY": "sk-bench"}  # the key RawClient sends
     process = subprocess.Popen(
         [executable, "--model", "openai/gpt-4o-mini", "--api_base", f"http://127.0.0.1:{upstream_port}/v1",
          "--port", str(port), "--host", "127.0.0.1", "--num_workers", "1"],
