@@ -90,3 +90,25 @@ def test_litellm_through_the_proxy(proxied):
     plain, streamed = proxied.stored(2)
     assert plain.response_content == "Entertainment" and streamed.response_content == "Travel abroad"
     assert plain.messages[-1]["content"] == "NETFLIX 9.99"
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/messages", {"model": "claude-haiku-4-5", "max_tokens": 50, "stream": True,
+                          "messages": [{"role": "user", "content": "TESCO ✓"}]}),
+        ("/api/chat", {"model": "llama3.2", "messages": [{"role": "user", "content": "TESCO ✓"}]}),
+    ],
+    ids=["anthropic-sse", "ollama-ndjson"],
+)
+def test_streams_are_relayed_byte_for_byte(proxied, path, body):
+    scripted = Scripted(text="Grocëries — fine", piece=5, fragment=2, serial=11,
+                        tool_calls=[("lookup_merchant", {"name": "TESCO"})])
+    proxied.upstream.push(scripted, scripted)
+    answers = []
+    for base in (proxied.upstream.url, proxied.url):
+        with httpx.stream("POST", base + path, json=body, timeout=30) as response:
+            answers.append(b"".join(response.iter_raw()))
+    assert answers[0] == answers[1] and len(answers[1]) > 100
+    (stored,) = proxied.stored(1)
+    assert stored.response_content == "Grocëries — fine" and stored.tool_calls[0].arguments == {"name": "TESCO"}

@@ -355,3 +355,23 @@ def test_serve_command_refuses_what_it_cannot_serve(tmp_path):
         run = subprocess.run([sys.executable, "-c", "import sys; from wilson_core.cli import main; sys.exit(main())",
                               "serve", deployment, "--port", "0"], capture_output=True, text=True, timeout=60)
         assert run.returncode == 2 and message in run.stderr and "Traceback" not in run.stderr, run.stderr
+
+
+def test_serve_picks_the_runtime_from_the_deployment(tmp_path):
+    from wilson_proxy.serving import DeploymentError, provider_spec
+
+    gguf = tmp_path / "model-q8_0.gguf"
+    gguf.write_bytes(b"GGUF")
+    onnx = tmp_path / "transformersjs" / "onnx"
+    onnx.mkdir(parents=True)
+    (onnx / "model.onnx").write_bytes(b"x")
+    merged = tmp_path / "merged"
+    merged.mkdir()
+    (merged / "config.json").write_text("{}", encoding="utf-8")
+    assert provider_spec(str(gguf)) == f"llamacpp:{gguf}"
+    assert provider_spec(str(tmp_path / "transformersjs")) == f"onnx:{tmp_path / 'transformersjs'}"
+    assert provider_spec(str(merged)) == f"transformers:{merged}"
+    assert provider_spec("ollama:wilson-finance") == "ollama:wilson-finance"
+    (tmp_path / "notes.txt").write_text("x", encoding="utf-8")
+    with pytest.raises(DeploymentError, match=".gguf"):
+        provider_spec(str(tmp_path / "notes.txt"))
