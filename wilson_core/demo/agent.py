@@ -29,8 +29,9 @@ TOOLS: list[dict[str, Any]] = [
             "parameters": {
                 "type": "object",
                 "properties": {
-                    "query": {"type": "string", "description": "Text to look for, e.g. a merchant name"},
-                    "month": {"type": "string", "description": "YYYY-MM"},
+                    "query": {"type": "string", "maxLength": 40,
+                              "description": "Text to look for, e.g. a merchant name"},
+                    "month": {"type": "string", "minLength": 7, "maxLength": 7, "description": "YYYY-MM"},
                 },
                 "required": ["query", "month"],
             },
@@ -44,7 +45,7 @@ TOOLS: list[dict[str, Any]] = [
             "parameters": {
                 "type": "object",
                 "properties": {
-                    "month": {"type": "string", "description": "YYYY-MM"},
+                    "month": {"type": "string", "minLength": 7, "maxLength": 7, "description": "YYYY-MM"},
                     "category": {"type": "string", "enum": list(CATEGORIES)},
                 },
                 "required": ["month"],

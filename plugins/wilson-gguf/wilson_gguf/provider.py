@@ -8,20 +8,36 @@ The conversation is rendered with the chat template stored in the GGUF
 (``tokenizer.chat_template``, the one used in training), tools included; tool calls
 the model writes as ``<tool_call>{json}</tool_call>`` come back as ``ToolCall``s.
 Request parameters: ``max_tokens`` (default 256), ``temperature`` (default 0:
-greedy), ``top_p``, ``seed``.
+greedy), ``top_p``, ``seed``; structured outputs (``guided_choice``,
+``response_format`` json_schema / json_object, a forced ``tool_choice``: see
+:mod:`wilson_core.constraints`) are enforced by a llama.cpp grammar.  ``stream()``
+yields the reply token by token.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from wilson_core.constraints import (
+    CHOICE,
+    TOOL,
+    TOOL_CALL_CLOSE,
+    TOOL_CALL_OPEN,
+    ConstraintError,
+    from_params,
+    gbnf_choice,
+    keywords,
+)
 from wilson_core.errors import ProviderError
 from wilson_core.interfaces import Provider
 from wilson_core.messages import parse_tagged_tool_calls
 from wilson_core.records import ProviderResponse
+from wilson_core.streams import StreamEvent
+
+from .runner import RunnerError
 
 
 def parse_model_spec(model: str) -> tuple[Path, list[Path]]:
@@ -84,6 +100,13 @@ def render_chat(template: str, messages: list[dict[str, Any]], tools: list[dict[
     )
 
 
+#: JSON-schema keywords node-llama-cpp's grammar builder does not enforce (it would let values
+#: through that break them): such a schema is refused rather than half enforced.
+LLAMACPP_UNSUPPORTED = frozenset({"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf",
+                                  "pattern", "patternProperties", "anyOf", "allOf", "not", "if", "then", "else",
+                                  "dependentRequired", "dependentSchemas", "uniqueItems", "contains"})
+
+
 class LlamaCppProvider(Provider):
     """A GGUF model served by a llama.cpp child process (started on first use)."""
 
@@ -131,8 +154,13 @@ class LlamaCppProvider(Provider):
             tokens.insert(0, bos)
         return tokens
 
-    def chat(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
-             params: Mapping[str, Any]) -> ProviderResponse:
+    def _request(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
+                 params: Mapping[str, Any]) -> tuple[list[int], dict[str, Any]]:
+        """The prompt tokens and the runner's ``generate`` arguments for one request."""
+        try:
+            constraint = from_params(params, tools)
+        except ConstraintError as exc:
+            raise ProviderError(f"llamacpp: {exc}") from exc
         tokens = self.prompt_tokens(messages, tools)
         max_tokens = int(params.get("max_tokens") or 256)
         if len(tokens) + max_tokens > self.context:
@@ -140,10 +168,24 @@ class LlamaCppProvider(Provider):
                 f"llamacpp: prompt ({len(tokens)} tokens) + max_tokens ({max_tokens}) exceed the "
                 f"context of {self.context}; pass context=... to LLM()"
             )
-        result = self._get_runner().generate(
-            tokens, max_tokens=max_tokens, temperature=float(params.get("temperature") or 0.0),
-            seed=params.get("seed"), top_p=params.get("top_p"),
-        )
+        options: dict[str, Any] = {"max_tokens": max_tokens, "temperature": float(params.get("temperature") or 0.0),
+                                   "seed": params.get("seed"), "top_p": params.get("top_p")}
+        if constraint is not None:
+            if constraint.kind == CHOICE:
+                options["grammar"] = gbnf_choice(constraint.choices)
+            else:
+                unsupported = sorted(keywords(constraint.schema) & LLAMACPP_UNSUPPORTED)
+                if unsupported:
+                    raise ProviderError(
+                        f"llamacpp: the JSON schema uses {', '.join(unsupported)}, which llama.cpp's grammar "
+                        "(node-llama-cpp) cannot enforce; the transformers: and onnx: providers can"
+                    )
+                options["json_schema"] = dict(constraint.schema or {})
+                if constraint.kind == TOOL:
+                    options["wrap"] = (TOOL_CALL_OPEN, TOOL_CALL_CLOSE)
+        return tokens, options
+
+    def _response(self, tokens: list[int], result: dict[str, Any]) -> ProviderResponse:
         content, calls = parse_tagged_tool_calls(result["text"])
         return ProviderResponse(
             content=content if content or not calls else None,
@@ -153,6 +195,38 @@ class LlamaCppProvider(Provider):
             model=self.path.name,
             raw={"stopped": result["stopped"]},
         )
+
+    def chat(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
+             params: Mapping[str, Any]) -> ProviderResponse:
+        tokens, options = self._request(messages, tools, params)
+        try:
+            result = self._get_runner().generate(tokens, **options)
+        except RunnerError as exc:
+            raise ProviderError(f"llamacpp: {exc}") from exc
+        return self._response(tokens, result)
+
+    def stream(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
+               params: Mapping[str, Any]) -> Iterator[StreamEvent]:
+        """The reply token by token (tool calls come whole, once the model has written them)."""
+        from wilson_core.streams import StreamInfo
+        from wilson_core.tagged_stream import TaggedTextStream
+
+        tokens, options = self._request(messages, tools, params)
+        text = TaggedTextStream()
+        lines = self._get_runner().iter_generate(tokens, **options)
+        try:
+            for line in lines:
+                if line.get("partial"):
+                    yield from text.feed(str(line.get("text") or ""))
+                    continue
+                yield from text.feed(line["text"][len(text.text):])  # anything held back as incomplete
+                yield from text.end()
+                yield StreamInfo(input_tokens=len(tokens), output_tokens=len(line["tokens"]),
+                                 model=self.path.name, finish_reason="stop" if line["stopped"] == "eog" else "length")
+        except RunnerError as exc:
+            raise ProviderError(f"llamacpp: {exc}") from exc
+        finally:
+            lines.close()
 
     def close(self) -> None:
         with self._lock:

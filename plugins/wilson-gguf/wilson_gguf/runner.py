@@ -12,7 +12,7 @@ import json
 import shutil
 import subprocess
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +106,16 @@ class LlamaCppRunner:
             raise RunnerError(f"the llama.cpp runner wrote something unexpected: {line[:300]!r}") from None
 
     def request(self, op: str, **fields: Any) -> dict[str, Any]:
+        """Send one request and return its answer (``{"partial": true}`` lines before it are skipped)."""
+        *_, answer = self.iter_request(op, **fields)
+        return answer
+
+    def iter_request(self, op: str, **fields: Any) -> Iterator[dict[str, Any]]:
+        """Send one request; yield its ``{"partial": true}`` lines as they come, then its answer.
+
+        Closing the generator early still reads the request's remaining lines (under the
+        lock), so the next request gets its own answer.
+        """
         with self._lock:
             if self._proc.poll() is not None:
                 raise RunnerError(f"the llama.cpp runner for {self.model} is not running")
@@ -113,9 +123,16 @@ class LlamaCppRunner:
             self._proc.stdin.write(json.dumps({"op": op, **fields}) + "\n")
             self._proc.stdin.flush()
             answer = self._read()
+            try:
+                while answer.get("partial"):
+                    yield answer
+                    answer = self._read()
+            finally:
+                while answer.get("partial"):  # abandoned: read up to the answer
+                    answer = self._read()
         if not answer.get("ok"):
             raise RunnerError(f"llama.cpp {op} failed: {answer.get('error')}")
-        return answer
+        yield answer
 
     # -- operations --------------------------------------------------------------------
 
@@ -134,9 +151,20 @@ class LlamaCppRunner:
         return list(self.request("greedy", tokens=list(tokens), n=n)["tokens"])
 
     def generate(self, tokens: Sequence[int], max_tokens: int, temperature: float = 0.0,
-                 seed: int | None = None, top_p: float | None = None) -> dict[str, Any]:
-        return self.request("generate", tokens=list(tokens), max_tokens=max_tokens,
-                            temperature=temperature, seed=seed, top_p=top_p)
+                 seed: int | None = None, top_p: float | None = None, *, grammar: str | None = None,
+                 json_schema: Any = None, wrap: tuple[str, str] | None = None) -> dict[str, Any]:
+        """Tokens after ``tokens``: ``{"tokens", "text", "stopped"}``.  ``grammar`` (GBNF) or
+        ``json_schema`` (``wrap``: literal text put around it) constrain every token."""
+        return self.request("generate", **_generate_fields(tokens, max_tokens, temperature, seed, top_p,
+                                                           grammar, json_schema, wrap))
+
+    def iter_generate(self, tokens: Sequence[int], max_tokens: int, temperature: float = 0.0,
+                      seed: int | None = None, top_p: float | None = None, *, grammar: str | None = None,
+                      json_schema: Any = None, wrap: tuple[str, str] | None = None) -> Iterator[dict[str, Any]]:
+        """:meth:`generate`, token by token: ``{"partial": true, "token", "text"}`` per token (``text``
+        is the new text, an incomplete UTF-8 character held back), then the answer."""
+        fields = _generate_fields(tokens, max_tokens, temperature, seed, top_p, grammar, json_schema, wrap)
+        return self.iter_request("generate", stream=True, **fields)
 
     def close(self) -> None:
         proc = self._proc
@@ -163,3 +191,17 @@ class LlamaCppRunner:
             self.close()
         except Exception:
             pass
+
+
+def _generate_fields(tokens: Sequence[int], max_tokens: int, temperature: float, seed: int | None,
+                     top_p: float | None, grammar: str | None, json_schema: Any,
+                     wrap: tuple[str, str] | None) -> dict[str, Any]:
+    fields: dict[str, Any] = {"tokens": list(tokens), "max_tokens": max_tokens, "temperature": temperature,
+                              "seed": seed, "top_p": top_p}
+    if grammar:
+        fields["grammar"] = grammar
+    if json_schema is not None:
+        fields["json_schema"] = json_schema
+        if wrap:
+            fields["wrap"] = list(wrap)
+    return fields

@@ -14,17 +14,20 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from wilson_core.constraints import ConstraintError, from_params, token_matcher
 from wilson_core.errors import ProviderError
 from wilson_core.interfaces import Provider
 from wilson_core.messages import parse_tagged_tool_calls
 from wilson_core.records import ProviderResponse
+from wilson_core.streams import StreamEvent
 
 DEFAULT_MAX_TOKENS = 256
-_KNOWN_PARAMS = {"max_tokens", "max_new_tokens", "temperature", "seed"}
+_KNOWN_PARAMS = {"max_tokens", "max_new_tokens", "temperature", "seed", "response_format", "guided_choice",
+                 "tool_choice"}
 
 
 def _eos_ids(folder: Path, tokenizer: Any) -> set[int]:
@@ -70,18 +73,19 @@ class OnnxProvider(Provider):
                 self._eos = _eos_ids(self.folder, self._tokenizer)
         return self._lm, self._tokenizer
 
-    def chat(
-        self,
-        messages: list[dict[str, Any]],
-        tools: list[dict[str, Any]] | None,
-        params: Mapping[str, Any],
-    ) -> ProviderResponse:
+    def _prepare(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
+                 params: Mapping[str, Any]) -> tuple[list[int], dict[str, Any]]:
+        """The prompt ids and the generation arguments of one request."""
         unknown = set(params) - _KNOWN_PARAMS
         if unknown:
             raise ProviderError(
                 f"onnx provider: unsupported parameter(s) {', '.join(sorted(unknown))}; "
                 f"known: {', '.join(sorted(_KNOWN_PARAMS))}"
             )
+        try:
+            constraint = from_params(params, tools)
+        except ConstraintError as exc:
+            raise ProviderError(f"onnx: {exc}") from exc
         lm, tokenizer = self._load()
         try:
             text = tokenizer.apply_chat_template(
@@ -91,13 +95,22 @@ class OnnxProvider(Provider):
             raise ProviderError(f"onnx:{self.model}: the chat template rejects this conversation: {exc}") from exc
         prompt_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
         limit = int(params.get("max_tokens") or params.get("max_new_tokens") or DEFAULT_MAX_TOKENS)
-        new_ids = lm.generate(
-            prompt_ids,
-            max_new_tokens=limit,
-            eos_ids=self._eos,
-            temperature=float(params.get("temperature") or 0.0),
-            seed=params.get("seed"),
-        )
+        matcher = None
+        if constraint is not None:
+            matcher = token_matcher(constraint, tokenizer, lm.vocab_size, sorted(self._eos))
+        options = {"max_new_tokens": limit, "eos_ids": self._eos, "temperature": float(params.get("temperature") or 0.0),
+                   "seed": params.get("seed"), "matcher": matcher}
+        return prompt_ids, options
+
+    def chat(
+        self,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None,
+        params: Mapping[str, Any],
+    ) -> ProviderResponse:
+        prompt_ids, options = self._prepare(messages, tools, params)
+        lm, tokenizer = self._load()
+        new_ids = lm.generate(prompt_ids, **options)
         reply = tokenizer.decode(new_ids, skip_special_tokens=True)
         content, calls = parse_tagged_tool_calls(reply)
         return ProviderResponse(
@@ -107,3 +120,32 @@ class OnnxProvider(Provider):
             output_tokens=len(new_ids),
             model=f"{self.folder.name} ({self.dtype})",
         )
+
+    def stream(
+        self,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None,
+        params: Mapping[str, Any],
+    ) -> Iterator[StreamEvent]:
+        """The reply token by token (tool calls come whole, once the model has written them)."""
+        from wilson_core.streams import StreamInfo
+        from wilson_core.tagged_stream import TaggedTextStream
+
+        prompt_ids, options = self._prepare(messages, tools, params)
+        lm, tokenizer = self._load()
+        text = TaggedTextStream()
+        new_ids: list[int] = []
+        decoded = ""
+        with self._lock:
+            for token in lm.iter_generate(prompt_ids, **options):
+                new_ids.append(token)
+                now = tokenizer.decode(new_ids, skip_special_tokens=True)
+                if now.endswith("\ufffd"):  # an incomplete UTF-8 character: wait for the next token
+                    continue
+                yield from text.feed(now[len(decoded):])
+                decoded = now
+        yield from text.feed(tokenizer.decode(new_ids, skip_special_tokens=True)[len(decoded):])
+        yield from text.end()
+        finish = "stop" if new_ids and new_ids[-1] in self._eos else "length"
+        yield StreamInfo(input_tokens=len(prompt_ids), output_tokens=len(new_ids),
+                         model=f"{self.folder.name} ({self.dtype})", finish_reason=finish)

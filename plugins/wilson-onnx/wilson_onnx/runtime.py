@@ -9,7 +9,7 @@ numpy and onnxruntime are imported when a model is opened, not with this module.
 from __future__ import annotations
 
 import json
-from collections.abc import Container, Sequence
+from collections.abc import Container, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,7 @@ class OnnxCausalLM:
         except (OSError, json.JSONDecodeError) as exc:
             raise ProviderError(f"cannot read {config_path}: {exc}") from None
         self.layers, self.kv_heads, self.head_dim = cache_shape(self.config)
+        self.vocab_size = int(self.config.get("vocab_size") or 0) or None
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
@@ -99,9 +100,26 @@ class OnnxCausalLM:
         eos_ids: Container[int] = (),
         temperature: float = 0.0,
         seed: int | None = None,
+        matcher: Any = None,
     ) -> list[int]:
         """New token ids after ``prompt_ids``: greedy (or sampled when ``temperature`` > 0),
-        stopping after an id in ``eos_ids`` (included) or ``max_new_tokens``."""
+        stopping after an id in ``eos_ids`` (included) or ``max_new_tokens``.
+
+        ``matcher`` (a :class:`wilson_core.constraints.TokenMatcher`) rules tokens out at each
+        step (a complete reply may only end).
+        """
+        return list(self.iter_generate(prompt_ids, max_new_tokens, eos_ids, temperature, seed, matcher))
+
+    def iter_generate(
+        self,
+        prompt_ids: Sequence[int],
+        max_new_tokens: int,
+        eos_ids: Container[int] = (),
+        temperature: float = 0.0,
+        seed: int | None = None,
+        matcher: Any = None,
+    ) -> Iterator[int]:
+        """:meth:`generate`, one token at a time as each is decoded."""
         import numpy as np
 
         if not prompt_ids:
@@ -109,18 +127,33 @@ class OnnxCausalLM:
         rng = np.random.default_rng(seed)
         ids = np.asarray([list(prompt_ids)], dtype=np.int64)
         past, length = self._empty_past(1), 0
-        new: list[int] = []
         for _ in range(max_new_tokens):
             logits, past = self.step(ids, past, length)
             length += ids.shape[1]
             last = logits[0, -1].astype(np.float64)
+            if matcher is not None:
+                last = _constrain(last, matcher, eos_ids)
             if temperature and temperature > 0:
                 probs = np.exp((last - last.max()) / temperature)
                 token = int(rng.choice(len(probs), p=probs / probs.sum()))
             else:
                 token = int(last.argmax())
-            new.append(token)
+            if matcher is not None and not matcher.done:
+                matcher.consume(token)
+            yield token
             if token in eos_ids:
-                break
+                return
             ids = np.asarray([[token]], dtype=np.int64)
-        return new
+
+
+def _constrain(logits: Any, matcher: Any, eos_ids: Container[int]) -> Any:
+    """``logits`` with the tokens ``matcher`` rules out at -inf (only the end ones once it is done)."""
+    import numpy as np
+
+    allowed = np.zeros(logits.shape[0], dtype=bool)
+    if not matcher.done:
+        found = matcher.allowed()
+        allowed[: len(found)] = found[: logits.shape[0]]
+    if not allowed.any():
+        allowed[[int(t) for t in eos_ids if int(t) < logits.shape[0]]] = True  # type: ignore[attr-defined]
+    return np.where(allowed, logits, -np.inf)

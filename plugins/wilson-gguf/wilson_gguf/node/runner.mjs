@@ -9,12 +9,17 @@
 //   {"op": "detokenize", "tokens": [...]}         {"ok": true, "text": T}
 //   {"op": "probs", "tokens": [...]}              {"ok": true, "probs": [p_0, ..., p_N-1]} next-token distribution
 //   {"op": "greedy", "tokens": [...], "n": K}     {"ok": true, "tokens": [...]} K argmax tokens, EOG not special
-//   {"op": "generate", "tokens": [...], "max_tokens": K, "temperature": t, "seed": s}
-//                                                 {"ok": true, "tokens": [...], "stopped": "eog"|"length"}
+//   {"op": "generate", "tokens": [...], "max_tokens": K, "temperature": t, "seed": s,
+//    "grammar": GBNF?, "json_schema": {...}?, "wrap": [PREFIX, SUFFIX]?, "stream": bool?}
+//                                                 {"ok": true, "tokens": [...], "stopped": "eog"|"length", "text": T}
+//     "grammar" (GBNF) or "json_schema" (node-llama-cpp's JSON-schema grammar; "wrap" puts literal
+//     text around it) constrain every sampled token.  With "stream", one
+//     {"ok": true, "partial": true, "token": id, "text": DELTA} line comes per token before the answer
+//     (DELTA holds back an incomplete UTF-8 character until the next token completes it).
 // Errors answer {"ok": false, "error": MESSAGE}. "--exact" turns flash attention off and keeps
 // the KV cache in F32, so that logits can be compared with PyTorch's.
 import {createInterface} from "node:readline";
-import {getLlama, LlamaLogLevel} from "node-llama-cpp";
+import {getLlama, LlamaGrammarEvaluationState, LlamaLogLevel} from "node-llama-cpp";
 
 function parseArgs(argv) {
     const args = {model: null, lora: [], exact: false, context: 1024, threads: 1};
@@ -69,6 +74,28 @@ async function main() {
         return out[0].next;
     }
 
+    const grammars = new Map();  // request grammar (as JSON text) -> LlamaGrammar, built once
+
+    async function grammarFor(req) {
+        if (!req.grammar && !req.json_schema) return null;
+        const key = JSON.stringify([req.grammar ?? null, req.json_schema ?? null, req.wrap ?? null]);
+        if (!grammars.has(key)) {
+            let text = req.grammar;
+            if (req.json_schema) {
+                const json = await llama.createGrammarForJsonSchema(req.json_schema);
+                // node-llama-cpp ends its JSON root with newlines (its chat session stops on them):
+                // the reply here is the JSON value alone, then the end of generation
+                let body = json.grammar.replace(/^root ::=(.*?)\s*"(\\n)+"\s*\[\\n\]\*\s*$/m, "wilson-json ::=$1");
+                if (!/^wilson-json ::=/m.test(body)) body = json.grammar.replace(/^root ::=/m, "wilson-json ::=");
+                const [prefix, suffix] = req.wrap ?? ["", ""];
+                const quote = (t) => (t ? ` ${JSON.stringify(t)} ` : " ");
+                text = `root ::=${quote(prefix)}wilson-json${quote(suffix)}\n` + body;
+            }
+            grammars.set(key, await llama.createGrammar({grammar: text}));
+        }
+        return grammars.get(key);
+    }
+
     const handlers = {
         async info() {
             const eog = [];
@@ -104,14 +131,28 @@ async function main() {
             const options = {temperature: req.temperature ?? 0};
             if (req.seed !== undefined && req.seed !== null) options.seed = req.seed;
             if (req.top_p !== undefined && req.top_p !== null) options.topP = req.top_p;
+            const grammar = await grammarFor(req);
             const produced = [];
             let stopped = "length";
-            let next = await evaluateLast(req.tokens, {token: true, options});
-            while (produced.length < req.max_tokens) {
-                if (model.isEogToken(next.token)) { stopped = "eog"; break; }
-                produced.push(next.token);
-                if (produced.length === req.max_tokens) break;
-                next = await step(next.token, {token: true, options});
+            let streamed = "";
+            const stream = (token) => {
+                if (!req.stream) return;
+                const text = model.detokenize(produced, false);
+                const complete = text.endsWith("\uFFFD") ? text.slice(0, -1) : text;
+                const delta = complete.startsWith(streamed) ? complete.slice(streamed.length) : "";
+                streamed = complete.startsWith(streamed) ? complete : streamed;
+                write({ok: true, partial: true, token, text: delta});
+            };
+            if (grammar) options.grammarEvaluationState = new LlamaGrammarEvaluationState({model, grammar});
+            // sequence.evaluate samples through the grammar (controlledEvaluate would ignore it)
+            await sequence.clearHistory();
+            if (req.max_tokens > 0) {
+                stopped = "eog";
+                for await (const token of sequence.evaluate(req.tokens, options)) {
+                    produced.push(token);
+                    stream(token);
+                    if (produced.length >= req.max_tokens) { stopped = "length"; break; }
+                }
             }
             return {tokens: produced, stopped, text: model.detokenize(produced, false)};
         },
