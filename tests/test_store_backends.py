@@ -423,3 +423,36 @@ def test_an_interrupted_db_copy_is_resumed_by_running_it_again(tmp_path, pg_url)
     run_export(source, ExportOptions(format="dpo"), out_a)
     run_export(target, ExportOptions(format="dpo"), out_b)
     assert out_a.read_bytes() == out_b.read_bytes() != b""
+
+
+def test_a_server_that_hangs_does_not_hold_the_app_and_nothing_is_lost(pg_url, tmp_path, monkeypatch):
+    """A table locked by someone else (a long migration, a stuck transaction): capture gives up
+    after the busy timeout, spools, and replays once the lock is gone."""
+    import time
+
+    import psycopg
+
+    from wilson_core import LLM
+    from wilson_core.store import sink
+
+    monkeypatch.setenv("WILSON_SPOOL_DIR", str(tmp_path / "spool"))
+    monkeypatch.setenv("WILSON_BUSY_TIMEOUT_MS", "500")
+    monkeypatch.setenv("WILSON_CAPTURE_RETRY_S", "0")
+    sink.forget_stores()
+    llm = LLM("scripted:m", db=pg_url, script=lambda messages, tools: "ok")
+    llm.chat([{"role": "user", "content": "first"}])
+    blocker = psycopg.connect(pg_url)
+    blocker.execute("LOCK TABLE interactions IN ACCESS EXCLUSIVE MODE")
+    try:
+        started = time.perf_counter()
+        assert llm.chat([{"role": "user", "content": "while locked"}]).content == "ok"
+        assert time.perf_counter() - started < 5
+        assert list((tmp_path / "spool").glob("postgresql-*.spool.jsonl"))
+    finally:
+        blocker.rollback()
+        blocker.close()
+    llm.chat([{"role": "user", "content": "after"}])
+    store = open_store(pg_url)
+    prompts = sorted(row[0] for row in store.connection().execute("SELECT user_prompt FROM interactions"))
+    assert prompts == ["after", "first", "while locked"]
+    sink.forget_stores()

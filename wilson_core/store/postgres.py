@@ -155,7 +155,7 @@ class Cursor:
 class Connection:
     """A psycopg connection in autocommit mode that runs the store's SQLite-dialect SQL."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, statement_timeout_ms: int | None = None) -> None:
         try:
             import psycopg
             from psycopg.adapt import Loader
@@ -171,7 +171,8 @@ class Connection:
                 return _int_or_float(Decimal(bytes(data).decode()))
 
         try:
-            self._conn = psycopg.connect(url, autocommit=True, connect_timeout=_connect_timeout())
+            extra = {"options": f"-c statement_timeout={statement_timeout_ms}"} if statement_timeout_ms else {}
+            self._conn = psycopg.connect(url, autocommit=True, connect_timeout=_connect_timeout(), **extra)
         except psycopg.Error as exc:
             raise StoreError(f"cannot connect to the Wilson database {redact(url)}: {_first_line(exc)}") from None
         self._conn.adapters.register_loader("numeric", _NumericLoader)
@@ -299,7 +300,10 @@ class PostgresStore(WritePath, ReadPath):
     def write_connection(self) -> Connection:
         conn = self._write_conn
         if conn is None or conn.pid != os.getpid() or conn.closed:
-            conn = self._write_conn = Connection(self.url)
+            # a server that hangs must not hold the app's call: capture gives up and spools
+            from .connections import busy_timeout_ms
+
+            conn = self._write_conn = Connection(self.url, statement_timeout_ms=busy_timeout_ms())
         return conn
 
     @contextlib.contextmanager
