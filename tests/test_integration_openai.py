@@ -12,7 +12,7 @@ import gc
 import json
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 openai = pytest.importorskip("openai")
@@ -21,6 +21,7 @@ import wilson_core  # noqa: E402
 from wilson_core import capture  # noqa: E402
 from wilson_core.integrations import openai as wrapper  # noqa: E402
 from wilson_core.testing.upstreams import FakeUpstream, Scripted  # noqa: E402
+from wilson_core.text import clean_json, clean_text  # noqa: E402
 
 TOOLS = [
     {"type": "function", "function": {"name": "get_balance", "description": "Balance of an account",
@@ -606,6 +607,7 @@ def test_cancelled_async_stream_is_incomplete(upstream, db):
     piece=st.one_of(st.none(), st.integers(min_value=1, max_value=40)),
     fragment=st.integers(min_value=1, max_value=9),
 )
+@example(text="NUL \x00 and é", calls=[("get_balance", {"": "\x00"})], piece=1, fragment=1)
 def test_what_is_stored_is_what_the_app_assembled(upstream, tmp_path_factory, text, calls, piece, fragment):
     if text is None and not calls:
         text = "x"
@@ -622,6 +624,8 @@ def test_what_is_stored_is_what_the_app_assembled(upstream, tmp_path_factory, te
                 entry[2] += tc.function.arguments or ""
     [row] = stored(db)
     assert row.status == "ok"
-    assert (row.response_content or "") == content == (text or "")
+    assert content == (text or "")
+    # stored through Wilson's one text boundary (NUL and lone surrogates become U+FFFD)
+    assert (row.response_content or "") == clean_text(content)
     assert [(c.id, c.name, c.arguments) for c in row.tool_calls] == [
-        (i, n, json.loads(a)) for i, n, a in (tool_calls[k] for k in sorted(tool_calls))]
+        (i, n, clean_json(json.loads(a))) for i, n, a in (tool_calls[k] for k in sorted(tool_calls))]
