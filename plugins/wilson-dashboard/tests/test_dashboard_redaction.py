@@ -1,4 +1,4 @@
-"""Redaction is one setting for both export paths: ``[tool.wilson.export] redact`` (in
+"""Redaction is one setting for both export paths (and run pages take short ids): ``[tool.wilson.export] redact`` (in
 ./pyproject.toml or beside the database) is honoured by ``wilson export`` and by the
 dashboard's download buttons, and the dashboard shows whether it is on."""
 
@@ -66,3 +66,18 @@ def test_wilson_export_reads_the_same_setting_beside_the_database(seeded_db, tmp
     assert EMAIL in wilson_export(db, elsewhere)  # ./pyproject.toml comes first
     manifest = json.loads((elsewhere / "out.jsonl.manifest.json").read_text())
     assert manifest["redaction"]["enabled"] is False
+
+
+def test_a_run_page_takes_a_short_id_as_the_command_line_does(tmp_path):
+    """/runs/SHORT_ID shows the run (the same resolver as every command)."""
+    from wilson_dashboard.app import run_view
+
+    from wilson_core.store.listing import short_ids
+
+    db = tmp_path / "w.db"
+    ids = seed(db)
+    store = open_store(db)
+    short = short_ids(store, [ids["run"]])[ids["run"]]
+    assert len(short) < len(ids["run"])
+    view = run_view(store, short)
+    assert view["run"].id == ids["run"] and len(view["steps"]) == 2

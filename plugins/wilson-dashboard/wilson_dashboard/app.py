@@ -601,6 +601,9 @@ def detail(store: Store, interaction_id: str, *, full: bool = True) -> dict[str,
 
 
 def run_view(store: Store, run_id: str) -> dict[str, Any]:
+    from wilson_core.store.listing import resolve_id
+
+    run_id = resolve_id(store, run_id, "run")  # /runs/SHORT_ID works as on the command line
     run = store.get_run(run_id)
     calls = store.run_interactions(run_id)
     labels = queries.labels_for(store.connection(), [c.id for c in calls])
