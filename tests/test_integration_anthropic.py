@@ -158,8 +158,8 @@ def test_http_errors(upstream, db, status, error):
             return type(exc), str(exc), exc.status_code
         return None
 
-    assert outcome(wrapped) == outcome(raw)
-    assert outcome.__name__ and error is not None
+    got = outcome(wrapped)
+    assert got == outcome(raw) and got[0] is error and got[2] == status
     [row] = stored(db)
     assert row.status == "error" and f"HTTP {status}" in row.error and "try later" in row.error
 
