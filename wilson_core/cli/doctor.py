@@ -57,7 +57,7 @@ def diagnose(path: Any) -> dict[str, Any]:
                             "any writing command brings it up to date")
         if unknown:
             problems.append(f"schema was made by a newer Wilson ({unknown[0]}...)")
-        counters = {row[0]: row[1] for row in conn.execute("SELECT name, value FROM capture_counters")}
+        counters = health.counters(conn)
         checks["capture_counters"] = counters
         for name, what in (("dropped", "captures were lost (no database, spool or memory could keep them)"),
                            ("spool_unreadable", "spooled lines could not be read"),

@@ -49,6 +49,11 @@ def applied_migrations(conn: sqlite3.Connection) -> list[str]:
     ]
 
 
+def counters(conn: sqlite3.Connection) -> dict[str, int]:
+    """The capture counters (spooled, replayed, quarantined, dropped, ...)."""
+    return {row[0]: row[1] for row in conn.execute("SELECT name, value FROM capture_counters")}
+
+
 def orphans(conn: sqlite3.Connection) -> dict[str, int]:
     """How many rows of each kind point at something that is missing."""
     found: dict[str, Any] = {}
