@@ -224,3 +224,13 @@ def test_llm_capture_warning_is_a_log_record(tmp_path, caplog):
     with caplog.at_level("INFO", logger="wilson"):
         llm.chat([{"role": "user", "content": "hi"}])
     assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+def test_runs_table_shows_short_ids_that_work_in_show(db):
+    out = wilson("--db", db.path, "runs")
+    shown = [line.split()[0] for line in out.stdout.splitlines()[2:]]
+    assert sorted(shown) == ["run-a", "run-b"]  # short enough already: shown whole
+    store = open_store(db.path)
+    from wilson_core.store.listing import short_ids
+
+    assert short_ids(store, [db.ids[0]])[db.ids[0]] == "abcdef11"

@@ -26,6 +26,10 @@ def runs_command(ctx: click.Context, limit: int, as_json: bool) -> None:
     if as_json:
         echo_json(rows)
     else:
+        from wilson_core.store.listing import short_ids
+
+        shorts = short_ids(store, [row["id"] for row in rows])  # any unique prefix works in every command
+        rows = [{**row, "id": shorts[row["id"]]} for row in rows]
         click.echo(table(rows, ["id", "call_type", "started_at", "calls", "errors", "tokens"]))
 
 
