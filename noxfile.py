@@ -113,6 +113,7 @@ def wheels(session: nox.Session) -> None:
     session.install("build>=1.2")
     for path in [ROOT, *PLUGINS]:
         session.run("python", "-m", "build", "--wheel", "--outdir", str(dist), str(path))
+        shutil.rmtree(path / "build", ignore_errors=True)  # setuptools' staging folder, not needed after
     session.log("\n".join(sorted(p.name for p in dist.glob("*.whl"))))
 
 
