@@ -32,8 +32,9 @@ from wilson_core.errors import WilsonError
 from . import finance
 
 ROUTE = "tuned-categoriser"
-#: calls the app makes in each step (shadow, then local)
-CALLS = 12
+#: calls the app makes in each step (shadow, then local); ``--fast``: FAST_CALLS
+CALLS = 20
+FAST_CALLS = 8
 BANNER = re.compile(r"on (http://127\.0\.0\.1:(\d+))")
 
 
