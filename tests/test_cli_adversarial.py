@@ -243,20 +243,28 @@ def test_export_to_dash_writes_standard_output(good_db, capsys, tmp_path, monkey
 
 
 @pytest.mark.skipif(os.name != "posix", reason="FIFOs and device files")
-@pytest.mark.parametrize("special", ["fifo", "/dev/null", "/dev/stdout", "folder"])
+@pytest.mark.parametrize("special", ["fifo", "device", "stdout-link", "folder"])
 def test_export_refuses_special_files_and_leaves_them(good_db, tmp_path, capsys, special):
+    # Made in tmp_path, never the system's own /dev/null or /dev/stdout: a regression of the
+    # code under test must not be able to replace them on the machine running the tests.
+    target = tmp_path / special
     if special == "fifo":
-        target = tmp_path / "pipe"
         os.mkfifo(target)
     elif special == "folder":
-        target = tmp_path / "folder"
         target.mkdir()
-    else:
-        target = special
+    elif special == "device":
+        import stat
+
+        try:  # a character device like /dev/null (root only)
+            os.mknod(target, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        except PermissionError:
+            pytest.skip("making a device node needs root")
+    else:  # like /dev/stdout: a link to this process's standard output
+        target.symlink_to("/proc/self/fd/1")
     kind = os.lstat(target).st_mode
-    if special == "/dev/stdout":  # a pipe behind the link, as when a shell pipes the command
+    if special == "stdout-link":  # a pipe behind the link, as when a shell pipes the command
         done = subprocess.run([sys.executable, "-m", "wilson_core.cli", "--db", str(good_db), "export", "sft",
-                               "--out", special], capture_output=True, text=True)
+                               "--out", str(target)], capture_output=True, text=True)
         code, err = done.returncode, done.stderr
     else:
         code, out, err = run_cli(["--db", str(good_db), "export", "sft", "--out", str(target)], capsys)
