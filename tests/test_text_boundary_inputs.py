@@ -84,7 +84,7 @@ def test_any_text_in_an_openai_jsonl_file_is_imported_once(env, capsys, lines, r
 
 
 @given(note=TEXT, tag=TEXT)
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_any_text_on_the_command_line_is_a_label(env, capsys, note, tag):
     db = env / "labels.db"
     if not db.exists():
@@ -96,7 +96,7 @@ def test_any_text_on_the_command_line_is_a_label(env, capsys, note, tag):
     code, _, err = cli(["--db", str(db), "annotate", "rate", interaction_id, "4", "--note", note, "--tag", tag],
                        capsys)
     assert code == 0 or ("Error" in err and code != 0), err
-    code, _, err = cli(["--db", str(db), "annotate", "note", interaction_id, note], capsys)
+    code, _, err = cli(["--db", str(db), "annotate", "note", "--", interaction_id, note], capsys)
     assert code == 0, err
     store = open_store(db)
     from wilson_core import annotations
