@@ -83,7 +83,11 @@ def postgres_server():
     if _binary("initdb") is None:
         pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
     root = Path(tempfile.mkdtemp(prefix="wilson-pg-"))
-    server = PostgresServer(root)
+    try:
+        server = PostgresServer(root)
+    except BaseException:
+        shutil.rmtree(root, ignore_errors=True)
+        raise
     try:
         yield server
     finally:
