@@ -37,6 +37,7 @@ from wilson_core.errors import RecordError
 from wilson_core.importers import ImportBatch, Problems, iso_time, stable_id
 from wilson_core.messages import normalize_messages
 from wilson_core.records import Interaction, Run, ToolCall, ToolResult
+from wilson_core.store import llm_source
 
 PROVIDER = "llm"
 
@@ -268,10 +269,9 @@ def _read_responses(conn: sqlite3.Connection, batch: ImportBatch, call_type: str
             tools_of.setdefault(row["response_id"], []).append(_tool_schema(dict(row)))
     calls_of = (_grouped(conn, "SELECT response_id, name, arguments, tool_call_id FROM tool_calls ORDER BY id")
                 if "tool_calls" in tables else {})
-    result_columns = _columns(conn, "tool_results") if "tool_results" in tables else set()
-    exception = "exception" if "exception" in result_columns else "NULL AS exception"
-    results_of = (_grouped(conn, f"SELECT response_id, name, output, tool_call_id, {exception} "
-                                 "FROM tool_results ORDER BY id")
+    # (llm's own tool_results table: its SQL lives with the store's, see store/llm_source.py)
+    result_columns = llm_source.tool_result_columns(conn) if "tool_results" in tables else set()
+    results_of = (_grouped(conn, llm_source.tool_results_sql("exception" in result_columns))
                   if "tool_results" in tables else {})
     names = ({row[0]: row[1] for row in conn.execute("SELECT id, name FROM conversations")}
              if "conversations" in tables else {})
