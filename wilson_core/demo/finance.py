@@ -131,6 +131,12 @@ def transactions(count: int, seed: int = 0, *, new_merchants: bool = False) -> I
         yield transaction.line, transaction.category
 
 
+#: The categoriser's structured output, sent with every request as a real app would: the
+#: answer is exactly one category.  A local model enforces it while decoding (see
+#: :mod:`wilson_core.constraints`); the cloud teacher is only told in the prompt.
+CATEGORISE_PARAMS: dict[str, Any] = {"guided_choice": list(CATEGORIES)}
+
+
 def categorise_messages(transaction: str) -> list[dict[str, Any]]:
     """The app's categorisation request for one statement line."""
     return [

@@ -139,7 +139,8 @@ def write_heldout(folder: Path, config: DemoConfig, seen_merchants: set[str]) ->
         with path.open("w", encoding="utf-8") as handle:
             for t in drawn:
                 messages = [*finance.categorise_messages(t.line), {"role": "assistant", "content": t.category}]
-                handle.write(json.dumps({"messages": messages}) + "\n")
+                # the app's request parameters: wilson eval scores with and without the constraint
+                handle.write(json.dumps({"messages": messages, "params": finance.CATEGORISE_PARAMS}) + "\n")
         files[name] = path
     return files
 
@@ -287,6 +288,7 @@ def switch(db: Path, deployed: dict[str, str], config: DemoConfig, merged: Path,
     folder.mkdir(parents=True, exist_ok=True)
     settings = folder / "pyproject.toml"
     report: dict[str, Any] = {"provider": provider, "config": str(settings)}
+    calls = routing.FAST_CALLS if config.fast else routing.CALLS
     with TeacherServer(seed=config.seed + 2) as cloud:
         routing.write_config(settings, cloud.openai_url, provider, "shadow")
         from wilson_core.cli._common import wilson_command
@@ -298,7 +300,7 @@ def switch(db: Path, deployed: dict[str, str], config: DemoConfig, merged: Path,
             try:
                 click.echo(f'      route {routing.ROUTE}: mode = "shadow" (the teacher answers the app, '
                            f"{name} answers in the background)")
-                shadow = routing.use_app(clients, list(finance.transactions(routing.CALLS, seed=config.seed + 1000)))
+                shadow = routing.use_app(clients, list(finance.transactions(calls, seed=config.seed + 1000)))
                 proxy.wait_shadows()
                 proxy.wait_recorded()
                 shadow["route"] = proxy.route()
@@ -309,7 +311,7 @@ def switch(db: Path, deployed: dict[str, str], config: DemoConfig, merged: Path,
                 routing.write_config(settings, cloud.openai_url, provider, "local")
                 click.echo(f'      {settings.name}: mode = "local" (the proxy re-reads it; the app is not touched)')
                 proxy.wait_mode("local")
-                local = routing.use_app(clients, list(finance.transactions(routing.CALLS, seed=config.seed + 2000)))
+                local = routing.use_app(clients, list(finance.transactions(calls, seed=config.seed + 2000)))
                 proxy.wait_recorded()
                 local["route"] = proxy.route()
                 click.echo(f"      local: {name} answered the app, {local['accuracy']:.0%} right; "

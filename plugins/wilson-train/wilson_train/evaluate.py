@@ -33,7 +33,8 @@ from wilson_core.interfaces import TrainError
 from wilson_core.messages import parse_arguments
 from wilson_core.training import check_data
 
-METRICS = ("exact_match", "token_f1", "tool_name_accuracy", "tool_call_accuracy", "avg_log_likelihood", "judge_score")
+METRICS = ("exact_match", "token_f1", "tool_name_accuracy", "tool_call_accuracy", "avg_log_likelihood", "judge_score",
+           "constraint_valid")
 
 
 @frozen
@@ -41,6 +42,17 @@ class Example:
     context: list[dict[str, Any]]
     tools: list[dict[str, Any]] | None
     reference: dict[str, Any]
+    #: the app's request parameters (a ``"params"`` object on the line): a structured-output
+    #: constraint there (``guided_choice``, ``response_format``, ``tool_choice``) is scored too.
+    params: dict[str, Any] | None = None
+
+    def constraint(self) -> Any:
+        from wilson_core.constraints import ConstraintError, from_params
+
+        try:
+            return from_params(self.params, self.tools)
+        except ConstraintError as exc:
+            raise TrainError(f"an example's params: {exc}") from None
 
 
 @frozen
@@ -63,7 +75,9 @@ def load_examples(path: str | Path, limit: int | None = None) -> list[Example]:
             tools = row.get("tools")
             if isinstance(tools, str):
                 tools = json.loads(tools)
-            examples.append(Example(context=messages[:last], tools=tools or None, reference=messages[last]))
+            params = row.get("params") if isinstance(row.get("params"), dict) else None
+            examples.append(Example(context=messages[:last], tools=tools or None, reference=messages[last],
+                                    params=params))
             if limit and len(examples) >= limit:
                 break
     return examples
@@ -226,12 +240,15 @@ def parse_answer(text: str) -> Answer:
 
 
 def generate_answers(local: Any, examples: list[Example], max_new_tokens: int = 128, batch_size: int = 16,
-                     progress: Callable[[int], None] | None = None) -> list[Answer]:
-    """Greedy answers of one loaded model, in example order (batched by prompt length)."""
+                     progress: Callable[[int], None] | None = None, *, constrained: bool = False) -> list[Answer]:
+    """Greedy answers of one loaded model, in example order (batched by prompt length);
+    ``constrained``: each answer obeys its example's constraint (see :attr:`Example.params`)."""
     prompts = [local.prompt_ids(example.context, example.tools) for example in examples]
+    constraints = [example.constraint() for example in examples] if constrained else None
     answers: list[Answer | None] = [None] * len(examples)
     for chunk in _batches([len(p) for p in prompts], batch_size):
-        outputs = local.generate_from_ids([prompts[i] for i in chunk], max_new_tokens)
+        chosen = [constraints[i] for i in chunk] if constraints else None
+        outputs = local.generate_from_ids([prompts[i] for i in chunk], max_new_tokens, chosen)
         for index, (text, _, _) in zip(chunk, outputs, strict=True):
             answers[index] = parse_answer(text)
         if progress:
@@ -260,28 +277,48 @@ def judge_score(judge: Any, example: Example, prediction: Answer, reference: Ans
     return float(match.group()) if match else None
 
 
-def example_metrics(prediction: Answer, reference: Answer) -> dict[str, float]:
-    """The generation metrics of one answer (tool metrics only when the reference calls tools)."""
+def example_metrics(prediction: Answer, reference: Answer, constraint: Any = None) -> dict[str, float]:
+    """The generation metrics of one answer (tool metrics only when the reference calls tools;
+    ``constraint_valid`` only when the example has a constraint)."""
     metrics = {
         "exact_match": exact_match(prediction, reference),
         "token_f1": token_f1(answer_text(prediction), answer_text(reference)),
     }
+    if constraint is not None:
+        metrics["constraint_valid"] = float(obeys(constraint, prediction))
     if reference.calls:
         metrics["tool_name_accuracy"], metrics["tool_call_accuracy"] = tool_scores(prediction, reference)
     return metrics
 
 
+def obeys(constraint: Any, answer: Answer) -> bool:
+    """Whether a generated answer obeys a structured-output constraint."""
+    from wilson_core.constraints import check
+    from wilson_core.records import ToolCall
+
+    calls = [ToolCall(id="x", name=name, arguments=json.loads(args) if _is_object(args) else {},
+                      raw_arguments=None if _is_object(args) else args) for name, args in answer.calls]
+    return check(constraint, answer.content, calls) is None
+
+
+def _is_object(text: str) -> bool:
+    try:
+        return isinstance(json.loads(text), dict)
+    except ValueError:
+        return False
+
+
 def score_examples(local: Any, examples: list[Example], max_new_tokens: int = 128, judge: Any = None,
                    progress: Callable[[int], None] | None = None, *, batch_size: int = 16,
-                   log_likelihood: bool = True) -> list[tuple[Answer, dict[str, float]]]:
+                   log_likelihood: bool = True, constrained: bool = False) -> list[tuple[Answer, dict[str, float]]]:
     """Each example's answer and metrics (a metric left out when it does not apply)."""
-    answers = generate_answers(local, examples, max_new_tokens, batch_size, progress)
+    answers = generate_answers(local, examples, max_new_tokens, batch_size, progress, constrained=constrained)
     likelihoods = (reference_log_likelihoods(local, examples, batch_size, progress=progress)
                    if log_likelihood else [float("nan")] * len(examples))
     records = []
     for example, prediction, ll in zip(examples, answers, likelihoods, strict=True):
         reference = answer_of(example.reference)
-        metrics = example_metrics(prediction, reference)
+        metrics = example_metrics(prediction, reference, example.constraint())
         if ll == ll:  # not NaN
             metrics["avg_log_likelihood"] = ll
         if judge is not None:
@@ -372,6 +409,8 @@ def compare(data: str | Path | Sequence[str | Path], base: str, tuned: str, *, l
     report: dict[str, Any] = {"data": paths[0] if len(paths) == 1 else paths, "base": base, "tuned": str(tuned),
                               "models": {}, "subsets": {}}
     records: dict[str, list[tuple[Answer, dict[str, float]]]] = {}
+    constrained: dict[str, list[tuple[Answer, dict[str, float]]]] = {}
+    constrained_too = any(example.constraint() is not None for example in examples)
     timing: dict[str, dict[str, float]] = {}
     for label, name in (("base", base), ("tuned", tuned)):
         started = time.perf_counter()
@@ -382,6 +421,10 @@ def compare(data: str | Path | Sequence[str | Path], base: str, tuned: str, *, l
         with tqdm(total=total, desc=f"eval {label}", unit="ex", leave=False) as bar:
             records[label] = score_examples(local, examples, max_new_tokens, judge, bar.update,
                                             batch_size=batch_size, log_likelihood=log_likelihood)
+        if constrained_too:  # the same answers again, each obeying its example's constraint
+            with tqdm(total=len(examples), desc=f"eval {label} constrained", unit="ex", leave=False) as bar:
+                constrained[label] = score_examples(local, examples, max_new_tokens, None, bar.update,
+                                                    batch_size=batch_size, log_likelihood=False, constrained=True)
         timing[label] = {"load_s": round(loaded - started, 2), "eval_s": round(time.perf_counter() - loaded, 2)}
         report["models"][label] = summarise([m for _, m in records[label]])
         del local
@@ -402,6 +445,15 @@ def compare(data: str | Path | Sequence[str | Path], base: str, tuned: str, *, l
             "models": {label: summarise([records[label][i][1] for i in chosen]) for label in ("base", "tuned")},
             "disagreements": sum(1 for i in chosen if rows[i]["base"] != rows[i]["tuned"]),
         }
+    if constrained:
+        report["constrained"] = {
+            "models": {label: summarise([m for _, m in constrained[label]]) for label in ("base", "tuned")},
+            "subsets": {name: {"models": {label: summarise([constrained[label][i][1] for i, subset in enumerate(names)
+                                                            if subset == name]) for label in ("base", "tuned")}}
+                        for name, _, _ in subsets},
+        }
+        for row, (a, _), (b, _) in zip(rows, constrained["base"], constrained["tuned"], strict=True):
+            row["base_constrained"], row["tuned_constrained"] = answer_text(a), answer_text(b)
     report["disagreements"] = sum(1 for row in rows if row["base"] != row["tuned"])
     report["samples"] = _spread([[r for r in rows if r["subset"] == name and r["base"] != r["tuned"]]
                                  for name, _, _ in subsets], samples)
@@ -443,8 +495,12 @@ def format_table(report: dict[str, Any]) -> str:
     """The metric table; with several data files one table per file, the pooled one and a
     summary with one row per file and an ``overall`` row."""
     subsets = report.get("subsets") or {}
+    constrained = report.get("constrained")
     if len(subsets) <= 1:
-        return "\n".join(_metric_table(report["models"]))
+        lines = _metric_table(report["models"])
+        if constrained:
+            lines += ["", "== with the constraint of each example (structured output)", *_metric_table(constrained["models"])]
+        return "\n".join(lines)
     lines: list[str] = []
     for name, subset in subsets.items():
         lines += [f"== {name} ({subset['data']})", *_metric_table(subset["models"]), ""]
@@ -455,6 +511,10 @@ def format_table(report: dict[str, Any]) -> str:
 def format_summary(report: dict[str, Any]) -> list[str]:
     """One row per file and an ``overall`` row: exact match (and log-likelihood) base -> tuned."""
     rows = [(name, s["models"]) for name, s in (report.get("subsets") or {}).items()] + [("overall", report["models"])]
+    constrained = report.get("constrained")
+    if constrained:
+        rows += [(f"{name} (constrained)", s["models"]) for name, s in constrained["subsets"].items()]
+        rows.append(("overall (constrained)", constrained["models"]))
     width = max(12, *(len(name) + 2 for name, _ in rows))
     with_ll = report["models"]["base"].get("avg_log_likelihood") is not None
     header = f"{'subset':<{width}}{'examples':>9}{'exact base':>12}{'tuned':>8}{'delta':>8}"
