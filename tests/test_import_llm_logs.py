@@ -134,3 +134,17 @@ def test_another_sqlite_database_is_refused(tmp_path):
         read(other)
     with pytest.raises(RecordError, match="no such file"):
         read(tmp_path / "missing.db")
+
+
+def test_fragments_are_put_back_into_the_prompt_and_system_prompt(tmp_path):
+    pytest.importorskip("llm")
+    pytest.importorskip("llm_echo")
+    home = tmp_path / "home"
+    home.mkdir()
+    fragment = tmp_path / "statement.txt"
+    fragment.write_text("Groceries at Lidl, 12.40 EUR.")
+    llm(home, "-m", "echo", "-f", str(fragment), "Summarise the statement")
+    llm(home, "-m", "echo", "--sf", str(fragment), "with a system fragment")
+    first, second = read(home / "logs.db").interactions
+    assert first.messages[-1]["content"] == "Groceries at Lidl, 12.40 EUR.\n\nSummarise the statement"
+    assert second.messages[0] == {"role": "system", "content": "Groceries at Lidl, 12.40 EUR."}
