@@ -16,15 +16,17 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
+from wilson_core.constraints import Constraint, ConstraintError, TokenMatcher, from_params
 from wilson_core.errors import ProviderError
 from wilson_core.interfaces import Provider
 from wilson_core.messages import parse_tagged_tool_calls
 from wilson_core.records import ProviderResponse
+from wilson_core.streams import StreamEvent
 
 
 def split_model_spec(model: str) -> tuple[str, dict[str, str]]:
@@ -93,9 +95,34 @@ class LocalModel:
         )
         return list(out["input_ids"])
 
+    def stop_ids(self) -> list[int]:
+        eos = self.tokenizer.eos_token_id
+        return list(eos) if isinstance(eos, list) else [eos]
+
+    def matcher(self, constraint: Constraint | None) -> TokenMatcher | None:
+        """A token matcher enforcing ``constraint`` on this model's vocabulary (``None``: no constraint)."""
+        if constraint is None:
+            return None
+        from wilson_core.constraints import token_matcher
+
+        size = int(self.model.get_output_embeddings().weight.shape[0])
+        return token_matcher(constraint, self.tokenizer, size, self.stop_ids())
+
+    def _processors(self, matchers: Sequence[TokenMatcher | None]) -> Any:
+        if not any(matchers):
+            return None
+        from transformers import LogitsProcessorList
+
+        return LogitsProcessorList([constrained_processor(matchers, self.stop_ids())])
+
     def generate(self, messages: list[dict[str, Any]], tools: Any = None, max_new_tokens: int = 256,
-                 temperature: float = 0.0, top_p: float | None = None) -> tuple[str, int, int]:
-        """Greedy (or sampled) continuation: text, prompt tokens, generated tokens."""
+                 temperature: float = 0.0, top_p: float | None = None,
+                 constraint: Constraint | None = None, streamer: Any = None) -> tuple[str, int, int]:
+        """Greedy (or sampled) continuation: text, prompt tokens, generated tokens.
+
+        ``constraint``: the reply obeys it (tokens it rules out are never picked);
+        ``streamer``: a transformers streamer that receives the new tokens as they come.
+        """
         import torch  # noqa: TID251 - lazy import
 
         ids = self.prompt_ids(messages, tools)
@@ -103,6 +130,11 @@ class LocalModel:
         kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens, "do_sample": temperature > 0,
                                   "pad_token_id": self.tokenizer.pad_token_id,
                                   "eos_token_id": self.tokenizer.eos_token_id}
+        processors = self._processors([self.matcher(constraint)])
+        if processors is not None:
+            kwargs["logits_processor"] = processors
+        if streamer is not None:
+            kwargs["streamer"] = streamer
         if temperature > 0:
             kwargs["temperature"] = temperature
             if top_p is not None:
@@ -115,8 +147,35 @@ class LocalModel:
         text = self.tokenizer.decode(new, skip_special_tokens=True)
         return text, len(ids), len(new)
 
+    def iter_tokens(self, ids: list[int], max_new_tokens: int = 256, temperature: float = 0.0,
+                    top_p: float | None = None, constraint: Constraint | None = None,
+                    seed: int | None = None) -> Iterator[int]:
+        """New token ids after the prompt ``ids``, one at a time as they are decoded (the
+        end-of-sequence token is not yielded); greedy, or sampled when ``temperature`` > 0."""
+        import torch  # noqa: TID251 - lazy import
+        from transformers import DynamicCache
+
+        matcher = self.matcher(constraint)
+        stops = set(self.stop_ids())
+        generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        cache = DynamicCache(config=self.model.config)
+        inputs = torch.tensor([ids], device=self.model.device)
+        for _ in range(max_new_tokens):
+            with torch.inference_mode():
+                logits = self.model(input_ids=inputs, past_key_values=cache, use_cache=True).logits[0, -1].float()
+            if matcher is not None:
+                logits = _masked(logits, matcher, stops)
+            token = _pick(logits, temperature, top_p, generator)
+            if token in stops:
+                return
+            if matcher is not None and not matcher.done:
+                matcher.consume(token)
+            yield token
+            inputs = torch.tensor([[token]], device=self.model.device)
+
     def generate_batch(self, conversations: Sequence[list[dict[str, Any]]], tools: Sequence[Any] | None = None,
-                       max_new_tokens: int = 256) -> list[tuple[str, int, int]]:
+                       max_new_tokens: int = 256,
+                       constraints: Sequence[Constraint | None] | None = None) -> list[tuple[str, int, int]]:
         """Greedy continuations of several conversations in one padded batch.
 
         ``tools`` holds one tool list (or ``None``) per conversation. Returns, per
@@ -126,16 +185,18 @@ class LocalModel:
         if tools is not None and len(tools) != len(conversations):
             raise ValueError(f"{len(conversations)} conversations but {len(tools)} tool lists")
         prompts = [self.prompt_ids(m, tools[i] if tools is not None else None) for i, m in enumerate(conversations)]
-        return self.generate_from_ids(prompts, max_new_tokens)
+        return self.generate_from_ids(prompts, max_new_tokens, constraints)
 
-    def generate_from_ids(self, prompts: Sequence[list[int]], max_new_tokens: int = 256) -> list[tuple[str, int, int]]:
+    def generate_from_ids(self, prompts: Sequence[list[int]], max_new_tokens: int = 256,
+                          constraints: Sequence[Constraint | None] | None = None) -> list[tuple[str, int, int]]:
         """:meth:`generate_batch` for prompts already tokenised with :meth:`prompt_ids`."""
         return [
             (self.tokenizer.decode(new, skip_special_tokens=True), len(prompt), len(new))
-            for prompt, new in zip(prompts, self.greedy_tokens(prompts, max_new_tokens), strict=True)
+            for prompt, new in zip(prompts, self.greedy_tokens(prompts, max_new_tokens, constraints), strict=True)
         ]
 
-    def greedy_tokens(self, prompts: Sequence[list[int]], max_new_tokens: int = 256) -> list[list[int]]:
+    def greedy_tokens(self, prompts: Sequence[list[int]], max_new_tokens: int = 256,
+                      constraints: Sequence[Constraint | None] | None = None) -> list[list[int]]:
         """New token ids of each prompt, decoded greedily in one batch; each row ends at its
         first end-of-sequence token (kept), the batch when every row has.
 
@@ -157,7 +218,10 @@ class LocalModel:
         masks = [[1] * shared + [0] * (width - len(p) + shared) + [1] * (len(p) - shared) for p in prompts]
         device = self.model.device
         with torch.inference_mode():
-            extra = {"cache": self.prefix_cache(prefix, len(prompts))} if shared else {}
+            extra: dict[str, Any] = {"cache": self.prefix_cache(prefix, len(prompts))} if shared else {}
+            processors = self._processors([self.matcher(c) for c in constraints]) if constraints else None
+            if processors is not None:
+                extra["logits_processor"] = processors
             out = self.model.generate(
                 input_ids=torch.tensor(rows, device=device), attention_mask=torch.tensor(masks, device=device),
                 max_new_tokens=max_new_tokens, do_sample=False, temperature=None, top_p=None, top_k=None,
@@ -180,6 +244,72 @@ class LocalModel:
             self.model(input_ids=torch.tensor([prefix], device=self.model.device), cache=cache, use_cache=True)
         cache.batch_repeat_interleave(rows)
         return cache
+
+
+def _masked(logits: Any, matcher: TokenMatcher, stops: set[int]) -> Any:
+    import numpy as np
+    import torch  # noqa: TID251 - lazy import
+
+    allowed = np.zeros(logits.shape[0], dtype=bool)
+    if not matcher.done:
+        found = matcher.allowed()
+        allowed[: len(found)] = found[: logits.shape[0]]
+    if not allowed.any():
+        allowed[[t for t in stops if t < logits.shape[0]]] = True
+    return logits.masked_fill(torch.from_numpy(~allowed).to(logits.device), -float("inf"))
+
+
+def _pick(logits: Any, temperature: float, top_p: float | None, generator: Any) -> int:
+    """The next token: argmax, or a sample at ``temperature`` within the ``top_p`` nucleus."""
+    import torch  # noqa: TID251 - lazy import
+
+    if not temperature or temperature <= 0:
+        return int(logits.argmax())
+    probs = torch.softmax(logits / temperature, dim=-1)
+    if top_p is not None and 0 < float(top_p) < 1:
+        ordered, order = probs.sort(descending=True)
+        keep = ordered.cumsum(0) - ordered < float(top_p)
+        probs = torch.zeros_like(probs).scatter(0, order[keep], ordered[keep])
+    return int(torch.multinomial(probs / probs.sum(), 1, generator=generator))
+
+
+def constrained_processor(matchers: Sequence[TokenMatcher | None], stop_ids: Sequence[int]) -> Any:
+    """A transformers logits processor: row ``i``'s next token obeys ``matchers[i]`` (``None``: free).
+
+    Each call first moves every matcher past the token its row just got, then masks the
+    tokens it rules out; a row whose constraint is complete may only end.
+    """
+    import numpy as np
+    import torch  # noqa: TID251 - lazy import
+    from transformers import LogitsProcessor
+
+    class Constrained(LogitsProcessor):
+        def __init__(self) -> None:
+            self.start: int | None = None
+
+        def __call__(self, input_ids: Any, scores: Any) -> Any:
+            if self.start is None:
+                self.start = int(input_ids.shape[1])
+            else:
+                last = input_ids[:, -1].tolist()
+                for row, matcher in enumerate(matchers):
+                    if matcher is not None and not matcher.done:
+                        matcher.consume(last[row])
+            for row, matcher in enumerate(matchers):
+                if matcher is None:
+                    continue
+                allowed = np.zeros(scores.shape[1], dtype=bool)
+                if matcher.done:
+                    allowed[list(stop_ids)] = True
+                else:
+                    found = matcher.allowed()
+                    allowed[: len(found)] = found[: scores.shape[1]]
+                    if not allowed.any():
+                        allowed[list(stop_ids)] = True
+                scores[row, torch.from_numpy(~allowed).to(scores.device)] = -float("inf")
+            return scores
+
+    return Constrained()
 
 
 #: fewer shared leading tokens than this are not worth a separate cache
@@ -221,12 +351,14 @@ class TransformersProvider(Provider):
 
     def chat(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
              params: Mapping[str, Any]) -> ProviderResponse:
+        constraint = _constraint(params, tools)
         local = self._loaded()
         max_new = int(params.get("max_tokens") or params.get("max_new_tokens") or self.max_new_tokens)
         with self._lock:
             text, prompt_tokens, new_tokens = local.generate(
                 messages, tools, max_new_tokens=max_new,
                 temperature=float(params.get("temperature") or 0.0), top_p=params.get("top_p"),
+                constraint=constraint,
             )
         content, calls = parse_tagged_tool_calls(text)
         return ProviderResponse(
@@ -236,6 +368,36 @@ class TransformersProvider(Provider):
             output_tokens=new_tokens,
             model=self.model,
         )
+
+    def stream(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
+               params: Mapping[str, Any]) -> Iterator[StreamEvent]:
+        """The reply token by token (tool calls come whole, once the model has written them)."""
+        from wilson_core.streams import StreamInfo
+        from wilson_core.tagged_stream import TaggedTextStream
+
+        constraint = _constraint(params, tools)
+        local = self._loaded()
+        max_new = int(params.get("max_tokens") or params.get("max_new_tokens") or self.max_new_tokens)
+        text = TaggedTextStream()
+        with self._lock:
+            ids = local.prompt_ids(messages, tools)
+            tokens: list[int] = []
+            decoded = ""
+            finish = "length"
+            tokens_iter = local.iter_tokens(ids, max_new, float(params.get("temperature") or 0.0),
+                                            params.get("top_p"), constraint, params.get("seed"))
+            for token in tokens_iter:
+                tokens.append(token)
+                now = local.tokenizer.decode(tokens, skip_special_tokens=True)
+                if now.endswith("\ufffd"):  # an incomplete UTF-8 character: wait for the next token
+                    continue
+                yield from text.feed(now[len(decoded):])
+                decoded = now
+            if len(tokens) < max_new:
+                finish = "stop"
+            yield from text.feed(local.tokenizer.decode(tokens, skip_special_tokens=True)[len(decoded):])
+            yield from text.end()
+        yield StreamInfo(input_tokens=len(ids), output_tokens=len(tokens), model=self.model, finish_reason=finish)
 
     def chat_batch(self, conversations: Sequence[list[dict[str, Any]]], tools: Sequence[Any],
                    params: Mapping[str, Any]) -> list[ProviderResponse]:
@@ -257,3 +419,10 @@ class TransformersProvider(Provider):
 
     def close(self) -> None:
         self._local = None
+
+
+def _constraint(params: Mapping[str, Any], tools: Any) -> Constraint | None:
+    try:
+        return from_params(params, tools)
+    except ConstraintError as exc:
+        raise ProviderError(f"transformers: {exc}") from exc
