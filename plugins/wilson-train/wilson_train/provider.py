@@ -407,8 +407,10 @@ class TransformersProvider(Provider):
             return [self.chat(list(m), t, params) for m, t in zip(conversations, tools, strict=True)]
         local = self._loaded()
         max_new = int(params.get("max_tokens") or params.get("max_new_tokens") or self.max_new_tokens)
+        constraints = [_constraint(params, t) for t in tools]  # the same structured output as chat()
         with self._lock:
-            outputs = local.generate_batch([list(m) for m in conversations], list(tools), max_new_tokens=max_new)
+            outputs = local.generate_batch([list(m) for m in conversations], list(tools), max_new_tokens=max_new,
+                                           constraints=constraints if any(constraints) else None)
         responses = []
         for text, prompt_tokens, new_tokens in outputs:
             content, calls = parse_tagged_tool_calls(text)
