@@ -146,5 +146,6 @@ def test_fragments_are_put_back_into_the_prompt_and_system_prompt(tmp_path):
     llm(home, "-m", "echo", "-f", str(fragment), "Summarise the statement")
     llm(home, "-m", "echo", "--sf", str(fragment), "with a system fragment")
     first, second = read(home / "logs.db").interactions
-    assert first.messages[-1]["content"] == "Groceries at Lidl, 12.40 EUR.\n\nSummarise the statement"
+    prompt = first.messages[-1]["content"]  # llm sends the fragment, then the typed prompt
+    assert prompt.startswith("Groceries at Lidl, 12.40 EUR.") and prompt.endswith("Summarise the statement")
     assert second.messages[0] == {"role": "system", "content": "Groceries at Lidl, 12.40 EUR."}
