@@ -45,7 +45,8 @@ def test_the_fast_demo_runs_every_stage_into_a_new_folder_and_exits_zero(demo_ru
 
 def test_the_app_is_captured_through_the_openai_sdk_wrapper_streams_and_tools_included(demo_run):
     out, result = demo_run
-    capture = json.loads((out / "demo-summary.json").read_text())["capture"]
+    summary = json.loads((out / "demo-summary.json").read_text())
+    capture, shadow = summary["capture"], summary["switch"]["shadow"]["calls"]
     assert "wilson_core.integrations.openai.OpenAI(base_url=" in result.stdout
     with sqlite3.connect(out / "data.db") as conn:
         by_type = dict(conn.execute(
@@ -58,9 +59,11 @@ def test_the_app_is_captured_through_the_openai_sdk_wrapper_streams_and_tools_in
                                   "AND call_type = 'agent'").fetchone()
         tool_results = conn.execute("SELECT count(*) FROM tool_results WHERE interaction_id IS NOT NULL").fetchone()[0]
         agent_runs = conn.execute("SELECT count(*) FROM runs WHERE call_type = 'agent'").fetchone()[0]
-    # the 120 asked, recorded by the wrapper (the review's retries are the dashboard's, provider "scripted")
-    assert by_type["categorize"] == capture["categorisations"] == 120
-    assert streamed == capture["streamed"] == 30  # one in four streamed, each with its time to first token
+    # the 120 asked, recorded by the wrapper (the review's retries are the dashboard's, provider "scripted"),
+    # then the teacher's answers in the switch's shadow step, recorded by the proxy
+    assert capture["categorisations"] == 120 and by_type["categorize"] == 120 + shadow
+    # one in four streamed, each with its time to first token (in both stages)
+    assert capture["streamed"] == 30 and streamed == 30 + shadow // 4
     assert agent_runs == 4 and by_type["agent"] >= 8  # a tool call, then the answer
     assert agent_ttft[0] == agent_ttft[1]  # every agent turn streamed
     assert tool_results >= 4  # recorded from the next request's role "tool" messages
