@@ -214,6 +214,21 @@ class Run:
                 return previous, f"previous {previous}", f"{self.config.provider}:{entry.path}"
         return f"base:{self.config.base}", "base", f"{self.config.provider}:{self.config.base}"
 
+    def _unseen_by(self, reference_id: str, cases: list[Any], path: Path) -> tuple[list[Any], int]:
+        """The export's eval cases the reference model was not trained on (the split of an
+        earlier round's export may differ), and how many were left out.  Lines map to the
+        manifest's eval interaction ids one to one for exports of single interactions."""
+        if reference_id.startswith("base:"):
+            return cases, 0
+        manifest = json.loads(Path(self.done("export")["files"]["sft"]["path"] + ".manifest.json")
+                              .read_text(encoding="utf-8"))
+        ids = manifest.get("interaction_ids", {}).get("eval", [])
+        if manifest.get("options", {}).get("granularity") != "interaction" or len(ids) != len(cases):
+            return cases, 0  # whole runs per line: no line-to-id mapping to filter by
+        trained = {r["interaction_id"] for r in self.registry.examples(reference_id, "train")}
+        kept = [case for case, iid in zip(cases, ids, strict=True) if iid not in trained]
+        return kept, len(cases) - len(kept)
+
     def evaluate(self) -> dict[str, Any]:
         from tqdm.auto import tqdm
 
@@ -222,13 +237,22 @@ class Run:
 
         export, train = self.done("export"), self.done("train")
         model_id = train["model_id"]
+        reference_id, reference_label, reference_spec = self.reference(model_id)
         sets = {}
+        dropped = 0
         for name, source in self.config.sets.items():
             path = export["files"]["sft"]["eval"] if source == EXPORT_SET else source
             if path is None:
                 raise PipelineError(f"eval set {name!r}: the sft export has no eval split")
-            sets[name] = load_cases(path, name, self.config.limit)
-        reference_id, reference_label, reference_spec = self.reference(model_id)
+            sets[name] = load_cases(path, name, None if source == EXPORT_SET else self.config.limit)
+            if source == EXPORT_SET:
+                sets[name], dropped = self._unseen_by(reference_id, sets[name], Path(path))
+                sets[name] = sets[name][:self.config.limit] if self.config.limit else sets[name]
+                if not sets[name]:
+                    raise PipelineError(f"eval set {name!r}: every held-out case was in the training data of "
+                                        f"{reference_label}; add traffic or name a fixed eval file")
+        if dropped:
+            self.echo(f"      {dropped} held-out case(s) left out: {reference_label} was trained on them")
         systems = {"candidate": f"{self.config.provider}:{train['out']}", "reference": reference_spec}
         total = sum(len(c) for c in sets.values()) * len(systems)
         answers: dict[str, dict[str, list[dict[str, Any]]]] = {}
