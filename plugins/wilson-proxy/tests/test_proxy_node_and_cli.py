@@ -186,3 +186,31 @@ def test_the_documented_curl_example(proxied, tmp_path):
                             "--db", str(proxied.db), "show", "invoice-42"], capture_output=True, text=True,
                            timeout=60)
     assert shown.returncode == 0 and "Food & Drink" in shown.stdout, shown.stderr
+
+
+def test_a_writer_that_dies_is_replaced_and_later_calls_are_recorded(tmp_path):
+    from wilson_proxy.app import ProxySettings, RunningProxy
+    from wilson_proxy.upstreams import parse_upstream_options
+
+    with FakeUpstream(default=Scripted(text="ok")) as upstream:
+        settings = ProxySettings(upstreams=parse_upstream_options([upstream.openai_url]), port=0,
+                                 db=str(tmp_path / "w.db"))
+        with RunningProxy(settings) as proxy, httpx.Client(timeout=30) as client:
+            body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+            client.post(proxy.url + "/v1/chat/completions", json=body)
+            assert proxy.wait_recorded()["recorded"] == 1
+            first = proxy.recorder.process
+            first.kill()
+            first.wait(30)
+            for _ in range(5):  # some while the new writer starts: held, then handed to it
+                assert client.post(proxy.url + "/v1/chat/completions", json=body).status_code == 200
+            deadline = time.monotonic() + 60
+            while proxy.recorder.stats()["recorded"] < 6 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            stats = proxy.recorder.stats()
+    assert stats["recorded"] == 6 and stats["lost"] == 0 and stats["writer_restarts"] == 1
+    store = open_store(tmp_path / "w.db")
+    try:
+        assert store.count() == 6
+    finally:
+        store.close()

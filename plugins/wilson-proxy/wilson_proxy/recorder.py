@@ -146,21 +146,24 @@ _LENGTH = struct.Struct("!I")
 
 
 class _StatusReader(asyncio.Protocol):
-    """Reads the writer's ``recorded failed`` lines."""
+    """Reads one writer's ``recorded failed`` lines (counts since that writer started)."""
 
-    def __init__(self, owner: Recorder) -> None:
+    def __init__(self, owner: Recorder, process: subprocess.Popen[bytes]) -> None:
         self.owner = owner
+        self.process = process
         self.buffer = b""
+        self.recorded = self.failed = 0
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
         *lines, self.buffer = self.buffer.split(b"\n")
         if lines:
             recorded, failed = lines[-1].split()
-            self.owner.recorded, self.owner.failed = int(recorded), int(failed)
+            self.recorded, self.failed = int(recorded), int(failed)
+            self.owner.counts_changed()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.owner.writer_done.set()
+        self.owner.writer_gone(self)
 
 
 class Recorder:
@@ -168,7 +171,10 @@ class Recorder:
 
     The writer is a child process (``python -m wilson_proxy.recorder``), so that
     parsing and database writes never hold the proxy's GIL: the proxy's event
-    loop only pickles raw bytes and writes them to a pipe without blocking.
+    loop only pickles raw bytes and writes them to a pipe without blocking.  A
+    writer that dies is replaced at once; what it had received and not
+    recorded is counted as ``lost`` (``GET /wilson/health``), and calls made
+    while the new one starts are held and handed to it.
     """
 
     def __init__(self, db: str | os.PathLike[str] | None = None) -> None:
@@ -177,26 +183,61 @@ class Recorder:
         self.recorded = 0
         self.failed = 0
         self.lost = 0
+        self.restarts = 0
         self.process: subprocess.Popen[bytes] | None = None
         self.pipe: asyncio.WriteTransport | None = None
         self.writer_done = asyncio.Event()
+        self.closing = False
+        self._reader: _StatusReader | None = None
+        self._sent = 0  # frames handed to the current writer
+        self._done_before = (0, 0)  # recorded, failed by earlier writers
+        self._held: list[bytes] = []
 
     async def start(self) -> None:
         command = [sys.executable, "-m", "wilson_proxy.recorder"] + (["--db", self.db] if self.db else [])
-        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         loop = asyncio.get_running_loop()
-        assert self.process.stdin is not None and self.process.stdout is not None
-        self.pipe, _ = await loop.connect_write_pipe(asyncio.Protocol, self.process.stdin)
-        await loop.connect_read_pipe(lambda: _StatusReader(self), self.process.stdout)
+        assert process.stdin is not None and process.stdout is not None
+        pipe, _ = await loop.connect_write_pipe(asyncio.Protocol, process.stdin)
+        reader = _StatusReader(self, process)
+        await loop.connect_read_pipe(lambda: reader, process.stdout)
+        self.process, self.pipe, self._reader, self._sent = process, pipe, reader, 0
+        held, self._held = self._held, []
+        for frame in held:
+            self._write(frame)
+
+    def counts_changed(self) -> None:
+        reader = self._reader
+        if reader is not None:
+            self.recorded = self._done_before[0] + reader.recorded
+            self.failed = self._done_before[1] + reader.failed
+
+    def writer_gone(self, reader: _StatusReader) -> None:
+        if reader is not self._reader:
+            return
+        if self.closing:
+            self.writer_done.set()
+            return
+        self.lost += self._sent - reader.recorded - reader.failed
+        self._done_before = (self.recorded, self.failed)
+        self._reader = None
+        self.pipe = None
+        self.restarts += 1
+        log.error("the capture writer exited (%s); starting a new one", reader.process.poll())
+        asyncio.get_running_loop().create_task(self.start())
+
+    def _write(self, frame: bytes) -> None:
+        pipe = self.pipe
+        if pipe is None or pipe.is_closing():
+            self._held.append(frame)  # a new writer is starting
+            return
+        self._sent += 1
+        pipe.write(frame)
 
     def submit(self, captured: Captured) -> None:
         self.submitted += 1
-        pipe = self.pipe
-        if pipe is None or pipe.is_closing():
-            self.lost += 1
-            return
         data = pickle.dumps(captured.to_tuple(), protocol=pickle.HIGHEST_PROTOCOL)
-        pipe.write(_LENGTH.pack(len(data)) + data)
+        self._write(_LENGTH.pack(len(data)) + data)
 
     def stats(self) -> dict[str, Any]:
         alive = self.process is not None and self.process.poll() is None
@@ -207,14 +248,20 @@ class Recorder:
             "lost": self.lost,
             "pending": self.submitted - self.recorded - self.failed - self.lost,
             "writer_alive": alive,
+            "writer_restarts": self.restarts,
         }
 
     async def close(self, timeout: float = 120.0) -> bool:
         """Hand over everything queued, let the writer record it and exit; ``False`` on timeout."""
+        self.closing = True
         if self.process is None:
             return True
         if self.pipe is not None:
             self.pipe.close()  # flushes what is buffered, then the writer sees the end
+        else:  # the writer died and its successor is not up: what waits for it is lost
+            self.lost += len(self._held)
+            self._held = []
+            self.writer_done.set()
         try:
             await asyncio.wait_for(self.writer_done.wait(), timeout)
         except asyncio.TimeoutError:
