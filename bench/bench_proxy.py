@@ -509,8 +509,13 @@ def main() -> int:
         # model in the background) against it with no route
         plain, plain_port = start_proxy(upstream_port, folder / "plain.db")
         script = json.dumps({"script": ["Food & Drink"], "cycle": True})
-        shadowed, shadow_port = start_proxy(upstream_port, folder / "shadow.db", "--route",
-                                            f"shadow scripted:local sample=1 max_concurrency=1 options={shlex.quote(script)}")
+        try:
+            shadowed, shadow_port = start_proxy(
+                upstream_port, folder / "shadow.db", "--route",
+                f"shadow scripted:local sample=1 max_concurrency=1 options={shlex.quote(script)}")
+        except BaseException:
+            stop(plain)
+            raise
         try:
             no_route, with_shadow = RawClient(plain_port), RawClient(shadow_port)
             for _ in range(100):
