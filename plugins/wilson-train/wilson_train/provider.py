@@ -162,7 +162,7 @@ class LocalModel:
         inputs = torch.tensor([ids], device=self.model.device)
         for _ in range(max_new_tokens):
             with torch.inference_mode():
-                logits = self.model(input_ids=inputs, past_key_values=cache, use_cache=True).logits[0, -1].float()
+                logits = self.model(input_ids=inputs, cache=cache, use_cache=True).logits[0, -1].float()
             if matcher is not None:
                 logits = _masked(logits, matcher, stops)
             token = _pick(logits, temperature, top_p, generator)
