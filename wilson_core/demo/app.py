@@ -88,9 +88,15 @@ def connect(base_url: str, *, capture_db: str | os.PathLike[str] | None = None, 
 
 
 def categorise(client: Any, line: str, *, stream: bool = False) -> str:
-    """The category of one statement line, as the model answers it (streamed when a user watches)."""
+    """The category of one statement line, as the model answers it (streamed when a user watches).
+
+    The request carries the app's structured-output constraint (``guided_choice``, the
+    category enum, in the body as OpenAI-compatible servers such as vLLM take it): a local
+    model enforces it while decoding; the cloud teacher is only told in the prompt.
+    """
     request: dict[str, Any] = {"model": MODEL, "messages": finance.categorise_messages(line),
-                               "temperature": 0.0, "max_tokens": CATEGORY_MAX_TOKENS}
+                               "temperature": 0.0, "max_tokens": CATEGORY_MAX_TOKENS,
+                               "extra_body": dict(finance.CATEGORISE_PARAMS)}
     if not stream:
         completion = client.chat.completions.create(**request)
         return completion.choices[0].message.content or ""
