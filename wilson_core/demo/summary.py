@@ -110,7 +110,6 @@ def render(report: dict[str, Any]) -> str:
     lines.append(f"- Captured: {capture.get('categorisations', 0)} categorisations "
                  f"({capture.get('streamed', 0)} streamed) and {capture.get('agent_runs', 0)} agent runs "
                  "from the cloud teacher, through the openai SDK wrapped by Wilson")
-    lines += switch_lines(switch)
     lines.append("- Labelled: " + ", ".join(f"{v} {k}" for k, v in labels.items()))
     exports = report.get("exports", {})
     lines.append("- Exported: " + "; ".join(
@@ -148,6 +147,7 @@ def render(report: dict[str, Any]) -> str:
         else:
             verdict = "written, not run in its runtime here (`wilson deploy ... --verify` runs it)"
         lines.append(f"- Deployed {target}: {verdict}; provider {record.get('provider')}")
+    lines += switch_lines(switch)
     lines.append("- Artefacts:")
     lines += [f"  - {path}: {_human(size)}" for path, size in report.get("artefacts", {}).items()]
     from wilson_core.cli._common import wilson_command
