@@ -134,6 +134,17 @@ def test_without_the_openai_sdk_the_demo_says_what_to_install(tmp_path):
     assert not (tmp_path / "out" / "data.db").exists()
 
 
+def test_without_the_proxy_plugin_the_demo_says_what_to_install_before_it_starts(tmp_path):
+    code = ("import sys; sys.modules['wilson_proxy'] = None\n"
+            "from wilson_core.cli import main\n"
+            f"sys.exit(main(['demo', '--fast', '--out', {str(tmp_path / 'out')!r}]))")
+    env = {k: v for k, v in os.environ.items() if k != "WILSON_STRICT_PLUGINS"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode != 0
+    assert "pip install wilson-proxy" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "out" / "data.db").exists()
+
+
 def test_the_route_file_names_the_upstream_and_one_route_and_only_the_mode_changes(tmp_path):
     from wilson_proxy.routes import load_routes, read_config
 

@@ -158,8 +158,11 @@ def trained_merchants(export_file: Path) -> set[str]:
 
 def run_demo(config: DemoConfig) -> dict[str, Any]:
     from .app import require_sdk
+    from .routing import require_proxy
 
     require_sdk()
+    if not config.data_only:
+        require_proxy()
     out = config.out
     out.mkdir(parents=True, exist_ok=True)
     db = out / "data.db"

@@ -38,6 +38,16 @@ FAST_CALLS = 8
 BANNER = re.compile(r"on (http://127\.0\.0\.1:(\d+))")
 
 
+def require_proxy() -> None:
+    """The switch runs ``wilson proxy``, from the wilson-proxy plugin."""
+    import importlib.util
+
+    if importlib.util.find_spec("wilson_proxy") is None:
+        raise WilsonError("the demo switches the app through `wilson proxy`, from the wilson-proxy plugin, which is "
+                          "not installed: pip install wilson-proxy (or: wilson install wilson-proxy), "
+                          "or run the data stages alone with --data-only")
+
+
 def write_config(path: Path, upstream: str, provider: str, mode: str,
                  options: dict[str, str | int | float | bool] | None = None) -> None:
     """``[tool.wilson.proxy]``: the cloud upstream and the categoriser's route (written atomically).
