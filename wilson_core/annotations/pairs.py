@@ -79,19 +79,32 @@ def undo_pair(store: Store, pair_id: str) -> Pair:
 
 
 def harvest_pairs(
-    store: Store, *, min_gap: int = 2, annotator: str = "harvest", dry_run: bool = False
+    store: Store,
+    *,
+    min_gap: int = 2,
+    annotator: str = "harvest",
+    dry_run: bool = False,
+    from_shadow: bool = False,
 ) -> list[Pair]:
     """Pairs (source ``rule``) from answers to the same context whose ratings differ by ``min_gap``+.
 
     Ratings are the current accepted non-judge ratings.  A pair that already
     exists (in either direction, not undone) is not made again.
+
+    ``from_shadow``: pair each upstream answer with the local model's shadow
+    answer to the same context (``wilson proxy`` shadow routes) instead, by the
+    ratings of the labels that count (``effective_labels``: a person's, a rule's
+    or an accepted judge label; judge proposals do not count).
     """
     if not isinstance(min_gap, int) or min_gap < 1:
         raise AnnotationRefused(f"min_gap must be a whole number of stars >= 1, got {min_gap!r}")
     conn = store.connection()
     groups: dict[str, list[Any]] = {}
-    for row in labels.rated_for_harvest(conn):
-        groups.setdefault(row["context_hash"], []).append(row)
+    if from_shadow:
+        groups = _shadow_groups(conn)
+    else:
+        for row in labels.rated_for_harvest(conn):
+            groups.setdefault(row["context_hash"], []).append(row)
     existing = {frozenset(members) for members in labels.live_pair_members(conn)}
     planned: list[tuple[str, str]] = []
     for members in groups.values():
@@ -114,6 +127,25 @@ def harvest_pairs(
             made.append(new)
     _added(store, written)
     return made
+
+
+def _shadow_groups(conn: Any) -> dict[str, list[dict[str, Any]]]:
+    """``{key: [upstream, shadow]}`` (``id``, ``rating``) for every rated successful shadow pair."""
+    from wilson_core.store import shadow
+
+    pairs = [
+        p for p in shadow.shadow_pairs(conn)
+        if p["upstream"]["status"] == "ok" and p["shadow"]["status"] == "ok"
+        and p["upstream"]["context_hash"] is not None
+        and p["upstream"]["context_hash"] == p["shadow"]["context_hash"]
+    ]
+    ids = [p[side]["id"] for p in pairs for side in ("upstream", "shadow")]
+    ratings = shadow.counted_ratings(conn, ids, labels.ACCEPTED_JUDGE_TIER)
+    return {
+        p["shadow"]["id"]: [{"id": p[side]["id"], "rating": ratings[p[side]["id"]]} for side in ("upstream", "shadow")]
+        for p in pairs
+        if p["upstream"]["id"] in ratings and p["shadow"]["id"] in ratings
+    }
 
 
 def _insert_pair(conn: Any, chosen_id: str, rejected_id: str, source: str, annotator: str) -> Pair:

@@ -172,13 +172,19 @@ def regenerate_command(ctx: click.Context, interaction_id: str, provider: str, o
 @annotate_group.command("harvest-pairs")
 @click.option("--min-gap", default=2, show_default=True, help="Smallest rating difference (stars).")
 @click.option("--dry-run", is_flag=True, help="Show the pairs without writing them.")
+@click.option(
+    "--from-shadow",
+    is_flag=True,
+    help="Pair upstream answers with the local model's shadow answers (wilson proxy shadow routes), "
+    "by the ratings that count (accepted judge labels included).",
+)
 @json_option
 @click.pass_context
-def harvest_command(ctx: click.Context, min_gap: int, dry_run: bool, as_json: bool) -> None:
+def harvest_command(ctx: click.Context, min_gap: int, dry_run: bool, from_shadow: bool, as_json: bool) -> None:
     """Make pairs from answers to the same context whose ratings differ by MIN_GAP stars or more."""
     from wilson_core import annotations, converter
 
-    made = annotations.harvest_pairs(open_db(ctx), min_gap=min_gap, dry_run=dry_run)
+    made = annotations.harvest_pairs(open_db(ctx), min_gap=min_gap, dry_run=dry_run, from_shadow=from_shadow)
     if as_json:
         echo_json(converter.unstructure(made))
         return

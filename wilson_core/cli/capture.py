@@ -97,6 +97,7 @@ def _percentile(sorted_values: list[float], q: float) -> float | None:
 
 def collect_stats(store) -> dict:
     """Counts by call type, model and status; tokens; latency percentiles; capture health."""
+    from wilson_core import shadowing
     from wilson_core.store import spool, summary
 
     conn = store.connection()
@@ -134,6 +135,8 @@ def collect_stats(store) -> dict:
             # records neither the database, the spool nor the in-memory queue could keep
             "dropped": counters.get("dropped", 0),
         },
+        # local models' shadow answers (wilson proxy shadow routes) against the upstream answers
+        "shadow": shadowing.agreement(store),
     }
 
 
@@ -157,6 +160,12 @@ def stats_command(ctx: click.Context, as_json: bool) -> None:
     if lat["p50"] is not None:
         click.echo(f"latency ms: p50 {lat['p50']:.1f}, p90 {lat['p90']:.1f}, p99 {lat['p99']:.1f}, max {lat['max']:.1f}")
     click.echo(capture_health_line(data["capture"]))
+    if data["shadow"]:
+        from wilson_core.shadowing import agreement_line
+
+        click.echo("shadow agreement by call type (local vs upstream answer to the same context):")
+        for call_type, row in data["shadow"].items():
+            click.echo(agreement_line(call_type, row))
 
 
 def capture_health_line(cap: dict) -> str:
