@@ -54,10 +54,15 @@ def shadow_pairs(conn: Any, upstream_ids: Iterable[str] | None = None) -> list[d
     ``upstream_ids``: only the shadows of these upstream answers.
     """
     wanted = set(upstream_ids) if upstream_ids is not None else None
+    narrow, params = "", []
+    if wanted is not None and len(wanted) == 1:  # one context (the dashboard): only runs naming that id
+        narrow, params = " AND r.metadata_json LIKE ?", [f"%{next(iter(wanted))}%"]
     shadows: list[tuple[dict[str, Any], str, str | None]] = []
     for row in conn.execute(
         f"SELECT r.metadata_json AS run_metadata, {_ANSWER} FROM runs r JOIN interactions i ON i.run_id = r.id "
-        "WHERE r.deleted_at IS NULL AND r.metadata_json LIKE '%\"shadow_of\"%' ORDER BY i.created_at, i.rowid"
+        f"WHERE r.deleted_at IS NULL AND r.metadata_json LIKE '%\"shadow_of\"%'{narrow} "
+        "ORDER BY i.created_at, i.rowid",
+        params,
     ):
         of, route = _shadow_of(row["run_metadata"])
         if of is None or (wanted is not None and of not in wanted):

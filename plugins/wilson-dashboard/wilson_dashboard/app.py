@@ -42,7 +42,7 @@ from starlette.templating import Jinja2Templates
 
 from wilson_core import annotations, converter
 from wilson_core.errors import AnnotationRefused, NotFound, RecordError, WilsonError
-from wilson_core.store import Store, open_store, search
+from wilson_core.store import Store, open_store, search, shadow
 
 from . import ab, queries
 
@@ -293,6 +293,9 @@ def create_app(settings: Settings) -> Starlette:
 
         return JSONResponse(await call(work))
 
+    async def api_shadow(request: Request) -> Response:
+        return JSONResponse(await call(shadow_view, store, request.path_params["id"]))
+
     # -- API: writing ---------------------------------------------------------------
 
     def label_fields(data: dict[str, Any]) -> dict[str, Any]:
@@ -447,6 +450,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/api/facets", api_facets),
         Route("/api/interactions/{id}", api_interaction),
         Route("/api/interactions/{id}/alternatives", api_alternatives),
+        Route("/api/interactions/{id}/shadow", api_shadow),
         Route("/api/interactions/{id}/label", api_label, methods=["POST"]),
         Route("/api/interactions/{id}/correct", api_correct, methods=["POST"]),
         Route("/api/interactions/{id}/undo", api_undo, methods=["POST"]),
@@ -597,7 +601,25 @@ def detail(store: Store, interaction_id: str, *, full: bool = True) -> dict[str,
         ]
         data["pairs"] = converter.unstructure(annotations.pairs_of(store, interaction_id))
         data["alternatives"] = len(annotations.alternatives(store, interaction_id))
+        data["shadows"] = len(shadow.shadows_of_context(store.connection(), interaction_id))
     return data
+
+
+def shadow_view(store: Store, interaction_id: str) -> dict[str, Any]:
+    """The upstream answer and the local models' shadow answers to its context (wilson proxy shadow routes)."""
+    from wilson_core.shadowing import answer_key
+
+    store.get_interaction(interaction_id)  # NotFound -> 404
+    items = [
+        {
+            "route": pair["route"],
+            "exact_match": pair["shadow"]["status"] == "ok" and answer_key(pair["shadow"]) == answer_key(pair["upstream"]),
+            "upstream": detail(store, pair["upstream"]["id"], full=False),
+            "shadow": detail(store, pair["shadow"]["id"], full=False),
+        }
+        for pair in shadow.shadows_of_context(store.connection(), interaction_id)[:20]
+    ]
+    return {"items": items}
 
 
 def run_view(store: Store, run_id: str) -> dict[str, Any]:

@@ -437,6 +437,7 @@ function renderDetail(data) {
     blocks.push(section("Corrected response (gold answer)", foldable(label.corrected_response, "corrected")));
   }
   blocks.push(section("Response", ...answer));
+  if (data.shadows) blocks.push(shadowSection(data.id, data.shadows));
   if (system) blocks.push(section("System prompt", foldable(system.content)));
   blocks.push(section(`Messages (${rest.length})`, ...rest.map(messageBlock)));
   if (data.tools && data.tools.length) {
@@ -608,6 +609,22 @@ function answerColumn(data, side) {
   for (const call of data.tool_calls) parts.push(el("div", { class: "toolcall" }, el("span", { class: "tool-name" }, "⚙ " + call.name), foldable(pretty(call.arguments))));
   if (data.error) parts.push(el("pre", { class: "text error" }, data.error));
   return parts;
+}
+
+/* Local and upstream answers to the same context (wilson proxy shadow routes), side by side. */
+function shadowSection(id, count) {
+  const body = el("div", { class: "muted small" }, "loading…");
+  const box = section(`Shadow: local vs upstream (${count})`, body);
+  box.id = "shadow-panel";
+  api(`/api/interactions/${encodeURIComponent(id)}/shadow`).then((data) => {
+    body.replaceWith(...data.items.map((item) => el("div", { class: "shadow-pair" },
+      el("div", { class: "small" }, `route ${item.route || "–"} · `,
+        el("span", { class: "chip " + (item.exact_match ? "good" : "danger") }, item.exact_match ? "same answer" : "different")),
+      el("div", { class: "columns" },
+        el("div", { class: "column shadow-upstream" }, ...answerColumn(item.upstream, "Upstream")),
+        el("div", { class: "column shadow-local" }, ...answerColumn(item.shadow, "Local"))))));
+  }).catch((error) => fail(error));
+  return box;
 }
 
 async function openCompare(preferId) {

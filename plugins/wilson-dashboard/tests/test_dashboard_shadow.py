@@ -1,0 +1,78 @@
+"""The dashboard's shadow view: local and upstream answers to one context side by side (wilson proxy shadow routes).
+
+Real uvicorn server; the answers are captured through wilson_core.capture in runs carrying the
+proxy's shadow metadata, on an SQLite file and on a PostgreSQL database.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from dashboard_testdata import seed
+
+import wilson_core
+from wilson_core.store import sink
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests"))
+try:
+    from postgres_server import pg_url, postgres_server  # noqa: F401
+except ImportError:
+    BACKENDS = ["sqlite"]
+else:
+    BACKENDS = ["sqlite", "postgresql"]
+
+SYSTEM = {"role": "system", "content": "Categorise the transaction."}
+
+
+def answer(db, line: str, content: str, provider: str = "openai"):
+    return wilson_core.record_call(provider=provider, model="m", messages=[SYSTEM, {"role": "user", "content": line}],
+                                   content=content, call_type="categorize", db=str(db))
+
+
+@pytest.fixture(params=BACKENDS)
+def seeded_db(request, tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("WILSON_SPOOL_DIR", str(tmp_path / "spool"))
+    db = tmp_path / "wilson.db" if request.param == "sqlite" else request.getfixturevalue("pg_url")
+    ids = seed(db)
+    upstream = answer(db, "UBER 12.00", "Transport")
+    with wilson_core.run(call_type="categorize", metadata={"shadow_of": upstream.id, "route": "tuned"}):
+        local = answer(db, "UBER 12.00", " transport", provider="llamacpp")
+    other = answer(db, "TESCO", "Groceries")
+    with wilson_core.run(call_type="categorize", metadata={"shadow_of": other.id, "route": "tuned"}):
+        wrong = answer(db, "TESCO", "Dining", provider="llamacpp")
+    ids.update(upstream=upstream.id, local=local.id, other=other.id, wrong=wrong.id)
+    yield db, ids
+    sink.forget_stores()
+
+
+def client_for(served) -> httpx.Client:
+    client = httpx.Client(base_url=served.base, follow_redirects=False, timeout=30)
+    assert client.get(f"/?token={served.token}").status_code == 303
+    return client
+
+
+def test_shadow_endpoint_gives_both_answers_from_either_side(served):
+    client, ids = client_for(served), served.ids
+    for asked in (ids["upstream"], ids["local"]):
+        data = client.get(f"/api/interactions/{asked}/shadow").json()
+        assert len(data["items"]) == 1
+        item = data["items"][0]
+        assert (item["upstream"]["id"], item["shadow"]["id"]) == (ids["upstream"], ids["local"])
+        assert (item["upstream"]["response_content"], item["shadow"]["response_content"]) == ("Transport", " transport")
+        assert (item["upstream"]["provider"], item["shadow"]["provider"]) == ("openai", "llamacpp")
+        assert item["route"] == "tuned" and item["exact_match"] is True
+        assert client.get(f"/api/interactions/{asked}").json()["shadows"] == 1
+    wrong = client.get(f"/api/interactions/{ids['other']}/shadow").json()["items"]
+    assert [(i["shadow"]["id"], i["exact_match"]) for i in wrong] == [(ids["wrong"], False)]
+
+
+def test_an_interaction_without_shadow_has_none_and_unknown_ids_are_404(served):
+    client = client_for(served)
+    plain = next(v for k, v in served.ids.items() if k not in {"upstream", "local", "other", "wrong"})
+    assert client.get(f"/api/interactions/{plain}/shadow").json() == {"items": []}
+    assert client.get(f"/api/interactions/{plain}").json()["shadows"] == 0
+    missing = client.get("/api/interactions/no-such-id/shadow")
+    assert missing.status_code == 404 and "no-such-id" in missing.text
