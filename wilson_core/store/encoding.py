@@ -50,3 +50,76 @@ def _tool_call_dict(call: ToolCall) -> dict[str, Any]:
     if call.raw_arguments is not None:
         data["raw_args"] = call.raw_arguments
     return data
+
+
+class _Exact:
+    """A number in a :class:`ToolsMemo` snapshot: equal only to a number of the same text.
+
+    ``1 == 1.0 == True`` and ``0.0 == -0.0`` in Python, but they encode differently.
+    """
+
+    __slots__ = ("value",)
+    __hash__ = None  # type: ignore[assignment]
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __eq__(self, other: object) -> bool:
+        value = self.value
+        if type(other) is not type(value):
+            return False
+        if type(value) is float:  # -0.0 == 0.0, but their text differs
+            return repr(other) == repr(value)
+        return other == value
+
+
+_SNAPSHOT_LIMIT = 10_000  # nodes; bigger tool sets are encoded every time
+
+
+def _snapshot(value: Any, budget: list[int]) -> Any:
+    """A deep copy of clean JSON data that ``==`` the original only if it encodes the same."""
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise ValueError("too big")
+    kind = type(value)
+    if kind is str or value is None:
+        return value
+    if kind is dict:
+        return {key: _snapshot(item, budget) for key, item in value.items()}
+    if kind is list:
+        return [_snapshot(item, budget) for item in value]
+    if kind is tuple:
+        return tuple(_snapshot(item, budget) for item in value)
+    if kind is int or kind is float or kind is bool:
+        return _Exact(value)
+    raise ValueError("not plain JSON")  # a str subclass, an object encoded by str(): no memo
+
+
+class ToolsMemo:
+    """The canonical JSON and SHA-256 of the tool list sent last.
+
+    An app sends the same tools on every call; encoding and hashing them is
+    the largest part of a capture.  The memo keeps a private deep snapshot
+    (so an app editing its tool dicts in place is seen) and compares it with
+    ``==``, which runs in C; numbers compare by type too, so a hit always
+    encodes to the same text.
+    """
+
+    __slots__ = ("_last",)
+
+    def __init__(self) -> None:
+        self._last: tuple[Any, str, str] | None = None
+
+    def encode(self, tools: Any) -> tuple[str, str]:
+        """``(_dumps(tools), sha256 of it)``."""
+        last = self._last  # one read: another thread may replace it
+        if last is not None and tools == last[0]:
+            return last[1], last[2]
+        text = _dumps(tools)
+        digest = sha256(text)
+        try:
+            snapshot = _snapshot(tools, [_SNAPSHOT_LIMIT])
+        except (ValueError, RecursionError):
+            return text, digest
+        self._last = (snapshot, text, digest)
+        return text, digest

@@ -17,7 +17,7 @@ from attrs import field, frozen
 from wilson_core.records import Annotation, Interaction, Run, ToolResult
 
 from .connections import _transaction
-from .encoding import _dumps, _is_plain_system, _tool_call_dict, sha256
+from .encoding import ToolsMemo, _dumps, _is_plain_system, _tool_call_dict, sha256
 from .labels import INSERT_ANNOTATION, INSERT_PAIR, annotation_row
 
 if TYPE_CHECKING:
@@ -101,6 +101,7 @@ class WritePath:
     _known_blobs: set[str]
     _system_hashes: dict[str, str]
     _checkpointer: _Checkpointer | None
+    _tools_memo: ToolsMemo | None = None  # made on first use (the stores' __init__ need not know)
 
     def _blob(self, conn: sqlite3.Connection, kind: str, content: str, digest: str) -> None:
         if digest not in self._known_blobs:
@@ -125,8 +126,10 @@ class WritePath:
         messages_json = _dumps(rest)  # a tuple encodes as a JSON array: no copy
         tools_hash = None
         if interaction.tools:
-            tools_json = _dumps(interaction.tools)
-            tools_hash = sha256(tools_json)
+            memo = self._tools_memo
+            if memo is None:
+                memo = self._tools_memo = ToolsMemo()
+            tools_json, tools_hash = memo.encode(interaction.tools)
             blobs.append(("tools", tools_json, tools_hash))
         tool_calls_json = (
             _dumps([_tool_call_dict(c) for c in interaction.tool_calls])
