@@ -76,3 +76,32 @@ def test_an_interaction_without_shadow_has_none_and_unknown_ids_are_404(served):
     assert client.get(f"/api/interactions/{plain}").json()["shadows"] == 0
     missing = client.get("/api/interactions/no-such-id/shadow")
     assert missing.status_code == 404 and "no-such-id" in missing.text
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian chromium at /usr/bin/chromium")
+def test_the_interaction_view_shows_the_shadow_panel_side_by_side(served):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--headless", "--no-sandbox",
+                                                                                "--disable-gpu"])
+        try:
+            tab = browser.new_page(viewport={"width": 1440, "height": 900})
+            errors: list[str] = []
+            tab.on("pageerror", lambda exc: errors.append(str(exc)))
+            tab.goto(served.login_url)
+            tab.wait_for_selector("#rows tr.current")
+            tab.click(f'#rows tr[data-id="{served.ids["local"]}"]')
+            panel = tab.wait_for_selector("#shadow-panel .shadow-pair")
+            upstream = tab.locator("#shadow-panel .shadow-upstream").inner_text()
+            local = tab.locator("#shadow-panel .shadow-local").inner_text()
+            assert "Upstream" in upstream and "openai:m" in upstream and "Transport" in upstream
+            assert "Local" in local and "llamacpp:m" in local and "transport" in local
+            assert "same answer" in panel.inner_text() and "route tuned" in panel.inner_text()
+            assert errors == [], errors
+        finally:
+            browser.close()
