@@ -45,18 +45,21 @@ def _answers(conn: Any, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
     return found
 
 
-def shadow_pairs(conn: Any, upstream_ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
+def shadow_pairs(
+    conn: Any, upstream_ids: Iterable[str] | None = None, *, context_hash: str | None = None
+) -> list[dict[str, Any]]:
     """``{"upstream": answer, "shadow": answer, "route": name}`` for every live shadow answer, oldest first.
 
     An answer is a dict of the interaction's columns (``id``, ``call_type``,
     ``status``, ``response_content``, ``tool_calls_json``, ``context_hash``...).
     A shadow whose upstream answer is gone (or in a deleted run) is left out.
-    ``upstream_ids``: only the shadows of these upstream answers.
+    ``upstream_ids``: only the shadows of these upstream answers; ``context_hash``:
+    only shadow answers to that context (read through its index: the dashboard's view).
     """
     wanted = set(upstream_ids) if upstream_ids is not None else None
     narrow, params = "", []
-    if wanted is not None and len(wanted) == 1:  # one context (the dashboard): only runs naming that id
-        narrow, params = " AND r.metadata_json LIKE ?", [f"%{next(iter(wanted))}%"]
+    if context_hash is not None:
+        narrow, params = " AND i.context_hash = ?", [context_hash]
     shadows: list[tuple[dict[str, Any], str, str | None]] = []
     for row in conn.execute(
         f"SELECT r.metadata_json AS run_metadata, {_ANSWER} FROM runs r JOIN interactions i ON i.run_id = r.id "
@@ -81,11 +84,12 @@ def shadow_pairs(conn: Any, upstream_ids: Iterable[str] | None = None) -> list[d
 
 def shadows_of_context(conn: Any, interaction_id: str) -> list[dict[str, Any]]:
     """The shadow pairs an interaction is in, as the upstream answer or as the shadow answer."""
-    row = conn.execute("SELECT r.metadata_json FROM interactions i JOIN runs r ON r.id = i.run_id "
+    row = conn.execute("SELECT i.context_hash, r.metadata_json FROM interactions i LEFT JOIN runs r ON r.id = i.run_id "
                        "WHERE i.id = ?", (interaction_id,)).fetchone()
-    of, _ = _shadow_of(row[0] if row is not None else None)
-    upstream_id = of or interaction_id
-    return shadow_pairs(conn, [upstream_id])
+    if row is None or row[0] is None:
+        return []
+    of, _ = _shadow_of(row[1])
+    return shadow_pairs(conn, [of or interaction_id], context_hash=row[0])
 
 
 def _live_runs(conn: Any, run_ids: set[str]) -> set[str]:

@@ -96,6 +96,8 @@ def test_the_interaction_view_shows_the_shadow_panel_side_by_side(served):
             tab.goto(served.login_url)
             tab.wait_for_selector("#rows tr.current")
             tab.click(f'#rows tr[data-id="{served.ids["local"]}"]')
+            # the row shown before had its own panel (TESCO): wait for the clicked row's one
+            tab.locator("#shadow-panel .shadow-upstream", has_text="Transport").wait_for()
             panel = tab.wait_for_selector("#shadow-panel .shadow-pair")
             upstream = tab.locator("#shadow-panel .shadow-upstream").inner_text()
             local = tab.locator("#shadow-panel .shadow-local").inner_text()
