@@ -133,3 +133,24 @@ def test_harvest_pairs_from_shadow_uses_the_labels_that_count(location, capsys):
         assert annotations.effective_label(store, good_local.id).preference == "chosen"
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("metadata", [
+    {"shadow_of": "no-such-interaction", "route": "tuned"},   # the upstream answer is not stored
+    {"shadow_of": 42},                                         # not an id
+    {"shadow_of": None, "route": ["x"]},
+    {"note": 'says "shadow_of" in passing'},                   # matches LIKE, not a shadow
+])
+def test_runs_that_only_look_like_shadows_are_left_out(location, metadata, capsys):
+    upstream = answer(location, "UBER", "Transport")
+    with wilson_core.run(call_type="categorize", metadata=metadata):
+        answer(location, "UBER", "transport", provider="llamacpp")
+    store = open_store(location)
+    try:
+        assert shadow_sql.shadow_pairs(store.connection()) == []
+        assert shadow_sql.shadows_of_context(store.connection(), upstream.id) == []
+        assert annotations.harvest_pairs(store, from_shadow=True, dry_run=True) == []
+    finally:
+        store.close()
+    code, out = wilson(capsys, location, "stats", "--json")
+    assert code == 0 and json.loads(out)["shadow"] == {}
