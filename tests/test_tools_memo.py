@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -72,3 +73,46 @@ def test_any_sequence_of_tool_lists_encodes_as_fresh(sequence):
     memo = ToolsMemo()
     for tools in sequence:
         assert memo.encode(tuple(tools)) == fresh(tuple(tools))
+
+
+any_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text() | st.sampled_from([ValueError("x"), b"ab"]),
+    lambda inner: st.lists(inner, max_size=4) | st.tuples(inner, inner)
+    | st.dictionaries(st.text(max_size=3) | st.integers(-2, 2) | st.none(), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(any_values)
+def test_dumps_gives_the_text_of_the_json_encoder(value):
+    from wilson_core.store.encoding import _ENCODER
+
+    try:
+        expected = _ENCODER.encode(value)
+    except Exception as exc:  # e.g. keys of mixed types cannot be sorted
+        with pytest.raises(type(exc)):
+            _dumps(value)
+        return
+    assert _dumps(value) == expected
+
+
+def test_dumps_after_a_failure_and_in_threads():
+    import threading
+
+    cycle: list = []
+    cycle.append(cycle)
+    with pytest.raises(ValueError, match="Circular"):
+        _dumps({"a": cycle})
+    shared = {"x": [1, 2.5, "é", None]}
+    assert _dumps(shared) == '{"x":[1,2.5,"é",null]}'
+    results = []
+
+    def work():
+        results.extend(_dumps({"k": shared, "t": TOOLS}) for _ in range(300))
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 1200 and len(set(results)) == 1

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import json.encoder
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,9 +16,36 @@ from wilson_core.records import ToolCall
 _ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str)
 
 
+_local = threading.local()
+
+
+def _c_encoder() -> Any:
+    """This thread's C encoder with ``_ENCODER``'s options: ``encode`` builds one per call."""
+    markers: dict[int, Any] = {}
+    encoder = json.encoder.c_make_encoder(  # type: ignore[attr-defined]
+        markers, _ENCODER.default, json.encoder.encode_basestring, None, ":", ",", True, False, True
+    )
+    _local.c = (encoder, markers)
+    return _local.c
+
+
 def _dumps(value: Any) -> str:
-    """Canonical JSON (sorted keys, no spaces): the hashes of contexts and tools depend on it."""
-    return _ENCODER.encode(value)
+    """Canonical JSON (sorted keys, no spaces): the hashes of contexts and tools depend on it.
+
+    The same text as ``_ENCODER.encode(value)``, with the C encoder kept per thread
+    (its circular-reference markers are per call, so not shared between threads).
+    """
+    if json.encoder.c_make_encoder is None or type(value) is str:  # type: ignore[attr-defined]
+        return _ENCODER.encode(value)
+    try:
+        encoder, markers = _local.c
+    except AttributeError:
+        encoder, markers = _c_encoder()
+    try:
+        return "".join(encoder(value, 0))
+    except BaseException:
+        _c_encoder()  # the markers may hold this call's containers: start clean
+        raise
 
 
 def sha256(text: str) -> str:
