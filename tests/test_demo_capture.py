@@ -114,6 +114,7 @@ def test_the_same_app_is_switched_by_the_proxy_routes_shadow_then_local(tmp_path
     assert teacher_said == [cloud_teacher(finance.categorise_messages(line), None).strip() for line, _ in lines]
     assert agreement["pairs"] == 8
     assert agreement["agreed"] == sum(answer == "Groceries" for answer in teacher_said)
+    assert (agreement["stats"]["pairs"], agreement["stats"]["exact_match"]) == (8, agreement["agreed"])  # wilson stats
     assert [a["answer"] for a in local["answers"]] == ["Groceries"] * 8
     assert route["mode"] == "local" and route["counts"]["answered_locally"] == 8
     by_provider = dict(_rows(db, "SELECT provider, count(*) FROM interactions GROUP BY provider"))

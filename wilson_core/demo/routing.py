@@ -179,7 +179,13 @@ def shadow_agreement(db: Path, local_name: str) -> dict[str, Any]:
         if of:
             pairs.append((store.get_interaction(of), shadow))
     agreed = sum(_same(teacher.response_content or "", local.response_content or "") for teacher, local in pairs)
+    from wilson_core import shadowing
+
+    stats = shadowing.agreement(store).get("categorize")  # what `wilson stats` reports for these pairs
+    if stats:
+        click_echo("      wilson stats, shadow agreement:" + shadowing.agreement_line("categorize", stats))
     return {
+        "stats": stats,
         "pairs": len(pairs),
         "agreed": agreed,
         "agreement": round(agreed / len(pairs), 3) if pairs else None,
