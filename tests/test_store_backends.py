@@ -456,3 +456,37 @@ def test_a_server_that_hangs_does_not_hold_the_app_and_nothing_is_lost(pg_url, t
     prompts = sorted(row[0] for row in store.connection().execute("SELECT user_prompt FROM interactions"))
     assert prompts == ["after", "first", "while locked"]
     sink.forget_stores()
+
+
+def test_a_record_postgresql_refuses_is_quarantined_and_the_spool_replays(pg_url, tmp_path, monkeypatch):
+    """A record the server refuses for good (here a trigger's check_violation) goes to the
+    quarantine file; the records spooled with it are replayed, not held behind it."""
+    from wilson_core import LLM
+    from wilson_core.store import sink
+
+    store = open_store(pg_url)
+    conn = store.connection()
+    conn.execute(
+        "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "IF NEW.call_type = 'poison' THEN RAISE EXCEPTION 'refused' USING ERRCODE = 'check_violation'; "
+        "END IF; RETURN NEW; END $$"
+    )
+    conn.execute("CREATE TRIGGER refuse_poison BEFORE INSERT ON interactions "
+                 "FOR EACH ROW EXECUTE FUNCTION refuse_poison()")
+    store.close()
+    monkeypatch.setenv("WILSON_SPOOL_DIR", str(tmp_path / "spool"))
+    monkeypatch.setenv("WILSON_CAPTURE_RETRY_S", "60")  # after the refusal, the next calls are spooled too
+    sink.forget_stores()
+    llm = LLM("scripted:m", db=pg_url, script=lambda messages, tools: "ok")
+    llm.chat([{"role": "user", "content": "poisoned"}], call_type="poison")
+    for n in range(3):
+        assert llm.chat([{"role": "user", "content": f"good {n}"}]).content == "ok"
+    assert list((tmp_path / "spool").glob("postgresql-*.spool.jsonl"))
+    sink.forget_stores()
+    store = open_store(pg_url)  # opening replays the spool
+    prompts = sorted(row[0] for row in store.connection().execute("SELECT user_prompt FROM interactions"))
+    assert prompts == ["good 0", "good 1", "good 2"]
+    assert store.counters()["quarantined"] == 1
+    assert not list((tmp_path / "spool").glob("*.spool.jsonl"))
+    kept = list((tmp_path / "spool").glob("*.quarantine.jsonl"))
+    assert len(kept) == 1 and "poisoned" in kept[0].read_text()

@@ -13,6 +13,7 @@ import collections
 import logging
 import os
 import sqlite3
+import sys
 import threading
 import time
 from pathlib import Path
@@ -41,6 +42,18 @@ _log = logging.getLogger("wilson.capture")
 #: what a database raises for a record it will never take (as opposed to "not now": locked, full).
 _REFUSED = (sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.DataError, sqlite3.ProgrammingError,
             OverflowError, ValueError, TypeError)
+
+
+def _refused() -> tuple[type[BaseException], ...]:
+    """:data:`_REFUSED`, plus psycopg's refusals once a PostgreSQL store has loaded it.
+
+    A record PostgreSQL will never take (a data or integrity error) is quarantined
+    like one SQLite refuses, instead of blocking its spool file for ever.
+    """
+    psycopg = sys.modules.get("psycopg")
+    if psycopg is None:
+        return _REFUSED
+    return (*_REFUSED, psycopg.DataError, psycopg.IntegrityError, psycopg.ProgrammingError)
 
 
 def _retry_after_s() -> float:
@@ -160,7 +173,7 @@ def replay_spool(store: Store) -> int:
                 store.write_batch(
                     Batch(runs=runs, interactions=interactions, tool_results=results, counters=counters)
                 )
-            except _REFUSED:  # a record the database refuses: find it, keep the others
+            except _refused():  # a record the database refuses: find it, keep the others
                 good = _replay_one_by_one(store, path, [*runs, *interactions, *results], counters)
             replayed += good
             if bad:
@@ -190,7 +203,7 @@ def _replay_one_by_one(store: Store, path: Path, records: list, counters: dict[s
         try:
             store.write_batch(batch)
             written += 1
-        except _REFUSED as exc:
+        except _refused() as exc:
             kept = spool.quarantine(path, record, f"{type(exc).__name__}: {exc}")
             quarantined += 1
             _log.warning("a spooled capture the database refuses (%s) was kept in %s", exc, kept)
