@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import pytest
 
+# A real PostgreSQL server for the store's tests on both backends (tests/postgres_server.py).
+from postgres_server import pg_url, postgres_server, store_location  # noqa: F401
+
 
 @pytest.fixture()
-def sample(store_location):
+def sample(store_location):  # noqa: F811 - the fixture imported above
     """The hand-written sample store of the export tests (``wilson_exporters.samples``),
     once in an SQLite file and once in a PostgreSQL database."""
     samples = pytest.importorskip("wilson_exporters.samples")
     store, ids = samples.build_sample_store(store_location)
     yield store, ids
     store.close()
-
-
-# A real PostgreSQL server for the store's tests on both backends (tests/postgres_server.py).
-from postgres_server import pg_url, postgres_server, store_location  # noqa: E402,F401
