@@ -39,6 +39,44 @@ def provider_params(params: Mapping[str, Any]) -> dict[str, Any]:
         value = merged.get(name)
         if value is not None and target not in out:
             out[target] = [value] if target == "stop" and isinstance(value, str) else value
+    out.update(structured_params(merged))
+    return out
+
+
+def structured_params(request: Mapping[str, Any]) -> dict[str, Any]:
+    """A request's structured-output ask, in the OpenAI shape the local providers enforce
+    (``guided_choice``, ``response_format``, ``tool_choice``: see :mod:`wilson_core.constraints`).
+
+    OpenAI chat passes through; the Responses API's ``text.format``, Ollama's ``format``
+    and Anthropic's ``tool_choice`` are translated.  A shape that is wrong is passed on
+    as it is, so that the provider refuses it with its own message.
+    """
+    out: dict[str, Any] = {}
+    if request.get("guided_choice") is not None:
+        out["guided_choice"] = request["guided_choice"]
+    response_format = request.get("response_format")
+    text = request.get("text")
+    form = request.get("format")
+    if response_format is not None:
+        out["response_format"] = response_format
+    elif isinstance(text, Mapping) and isinstance(text.get("format"), Mapping):
+        spec = text["format"]  # Responses API: {"type": "json_schema", "name": ..., "schema": {...}}
+        if spec.get("type") == "json_schema":
+            out["response_format"] = {"type": "json_schema", "json_schema": {
+                "name": spec.get("name", "answer"), "schema": spec.get("schema")}}
+        elif spec.get("type") == "json_object":
+            out["response_format"] = {"type": "json_object"}
+    elif isinstance(form, Mapping):  # Ollama: format = a JSON schema
+        out["response_format"] = {"type": "json_schema", "json_schema": {"name": "answer", "schema": dict(form)}}
+    elif form == "json":
+        out["response_format"] = {"type": "json_object"}
+    choice = request.get("tool_choice")
+    if isinstance(choice, Mapping) and choice.get("type") in ("tool", "any", "auto", "none"):
+        kind = choice["type"]  # Anthropic's shape
+        choice = ({"type": "function", "function": {"name": choice.get("name")}} if kind == "tool"
+                  else "required" if kind == "any" else kind)
+    if choice is not None:
+        out["tool_choice"] = choice
     return out
 
 
