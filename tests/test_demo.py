@@ -168,5 +168,7 @@ def test_without_node_the_demo_still_closes_the_loop_through_pytorch(tmp_path):
     assert "Node.js (node) is not on PATH" in result.stdout
     summary = json.loads((out / "demo-summary.json").read_text())
     assert set(summary["deploy"]) == {"gguf", "ollama"}
+    assert "Node.js (node) is not on PATH" in summary["skipped"][0]
+    assert "- Skipped (optional runtime missing): " in (out / "summary.md").read_text()
     assert summary["switch"]["provider"] == f"transformers:{out / 'model' / 'merged'}"
     assert summary["switch"]["captured"] == 16 and summary["switch"]["local"]["captured"] == 8

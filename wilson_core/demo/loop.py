@@ -258,6 +258,8 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
         if not node:
             click.echo(f"      skipped: {node_problem}: GGUF written but not run in llama.cpp, "
                        "transformersjs skipped")
+            report["skipped"] = [f"running the GGUF in llama.cpp and the transformersjs deployment "
+                                 f"({node_problem}); the switch runs the merged model in PyTorch instead"]
     with Step(8, total, "Switch: wilson proxy routes the app to the tuned model, shadow then local", timings):
         report["switch"] = switch(db, deployed, config, model_dir / "merged", node)
     timings["total"] = round(time.perf_counter() - started, 1)

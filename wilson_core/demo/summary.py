@@ -147,6 +147,8 @@ def render(report: dict[str, Any]) -> str:
         else:
             verdict = "written, not run in its runtime here (`wilson deploy ... --verify` runs it)"
         lines.append(f"- Deployed {target}: {verdict}; provider {record.get('provider')}")
+    for what in report.get("skipped", []):
+        lines.append(f"- Skipped (optional runtime missing): {what}")
     lines += switch_lines(switch)
     lines.append("- Artefacts:")
     lines += [f"  - {path}: {_human(size)}" for path, size in report.get("artefacts", {}).items()]
