@@ -23,11 +23,12 @@ from wilson_core.errors import ProviderError
 from wilson_core.interfaces import Provider
 from wilson_core.messages import parse_tagged_tool_calls
 from wilson_core.records import ProviderResponse
+from wilson_core.stops import StopText, stop_sequences
 from wilson_core.streams import StreamEvent
 
 DEFAULT_MAX_TOKENS = 256
 _KNOWN_PARAMS = {"max_tokens", "max_new_tokens", "temperature", "seed", "response_format", "guided_choice",
-                 "tool_choice"}
+                 "tool_choice", "stop"}
 
 
 def _eos_ids(folder: Path, tokenizer: Any) -> set[int]:
@@ -100,6 +101,7 @@ class OnnxProvider(Provider):
             matcher = token_matcher(constraint, tokenizer, lm.vocab_size, sorted(self._eos))
         options = {"max_new_tokens": limit, "eos_ids": self._eos, "temperature": float(params.get("temperature") or 0.0),
                    "seed": params.get("seed"), "matcher": matcher}
+        stop_sequences(params.get("stop"))  # a bad value fails before generating
         return prompt_ids, options
 
     def chat(
@@ -112,6 +114,7 @@ class OnnxProvider(Provider):
         lm, tokenizer = self._load()
         new_ids = lm.generate(prompt_ids, **options)
         reply = tokenizer.decode(new_ids, skip_special_tokens=True)
+        reply = StopText(stop_sequences(params.get("stop"))).cut(reply, final=True)[0]
         content, calls = parse_tagged_tool_calls(reply)
         return ProviderResponse(
             content=content if content or not calls else None,
@@ -134,18 +137,25 @@ class OnnxProvider(Provider):
         prompt_ids, options = self._prepare(messages, tools, params)
         lm, tokenizer = self._load()
         text = TaggedTextStream()
+        stopper = StopText(stop_sequences(params.get("stop")))
         new_ids: list[int] = []
         decoded = ""
+        stopped = False
         with self._lock:
             for token in lm.iter_generate(prompt_ids, **options):
                 new_ids.append(token)
                 now = tokenizer.decode(new_ids, skip_special_tokens=True)
                 if now.endswith("\ufffd"):  # an incomplete UTF-8 character: wait for the next token
                     continue
+                now, stopped = stopper.cut(now)
                 yield from text.feed(now[len(decoded):])
                 decoded = now
-        yield from text.feed(tokenizer.decode(new_ids, skip_special_tokens=True)[len(decoded):])
+                if stopped:
+                    break
+        if not stopped:
+            yield from text.feed(stopper.cut(tokenizer.decode(new_ids, skip_special_tokens=True), final=True)[0]
+                                 [len(decoded):])
         yield from text.end()
-        finish = "stop" if new_ids and new_ids[-1] in self._eos else "length"
+        finish = "stop" if stopped or (new_ids and new_ids[-1] in self._eos) else "length"
         yield StreamInfo(input_tokens=len(prompt_ids), output_tokens=len(new_ids),
                          model=f"{self.folder.name} ({self.dtype})", finish_reason=finish)

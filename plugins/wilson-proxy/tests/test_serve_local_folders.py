@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -97,8 +100,14 @@ def test_streamed_equals_non_streamed_with_usage_and_max_tokens(served):
     assert usage and usage[-1].completion_tokens == whole.usage.completion_tokens
     short = app.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=2, temperature=0)
     assert short.usage.completion_tokens <= 2 and short.choices[0].finish_reason == "length"
+    stop = text[len(text) // 2:][:3]  # `stop` ends the reply just before the stop text, streamed or not
+    cut = app.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=6, temperature=0, stop=[stop])
+    assert cut.choices[0].message.content == text[:text.index(stop)] and cut.choices[0].finish_reason == "stop"
+    chunks = list(app.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=6, temperature=0,
+                                              stop=stop, stream=True))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == text[:text.index(stop)]
     rows = stored(proxy, db)[before:]
-    assert [(r.provider, r.status) for r in rows] == [(provider, "ok")] * 3
+    assert [(r.provider, r.status) for r in rows] == [(provider, "ok")] * 5
     assert [r.response_content for r in rows[:2]] == [text, text]
     assert rows[1].ttft_ms is not None and 0 < rows[1].ttft_ms <= rows[1].duration_ms
 
@@ -138,3 +147,47 @@ def test_concurrent_requests_do_not_corrupt_each_other(served):
     for t in threads:
         t.join(120)
     assert together == alone
+
+
+def test_a_forced_tool_call_comes_back_as_openai_tool_calls(served):
+    _, proxy, _ = served
+    app = client(proxy)
+    tools = [{"type": "function", "function": {"name": "lookup", "parameters": {
+        "type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]}}}]
+    forced = {"type": "function", "function": {"name": "lookup"}}
+    whole = app.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=40, temperature=0,
+                                        tools=tools, tool_choice=forced)
+    call = whole.choices[0].message.tool_calls[0]
+    assert whole.choices[0].finish_reason == "tool_calls" and call.function.name == "lookup"
+    assert isinstance(json.loads(call.function.arguments)["q"], str)
+    chunks = list(app.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=40, temperature=0,
+                                              tools=tools, tool_choice=forced, stream=True))
+    pieces = [d for c in chunks if c.choices for d in c.choices[0].delta.tool_calls or ()]
+    assert pieces[0].function.name == "lookup"
+    assert "".join(p.function.arguments or "" for p in pieces) == call.function.arguments
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "tool_calls"
+
+
+def test_the_serve_command_serves_a_transformers_folder(tiny_folder, tmp_path):
+    db = tmp_path / "cli.db"
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; from wilson_core.cli import main; sys.exit(main())",
+                             "--db", str(db), "serve", str(tiny_folder), "--port", "0", "--model-name", "tiny"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        url = None
+        while url is None and (line := proc.stdout.readline()):
+            found = re.search(r"http://127\.0\.0\.1:\d+", line)
+            url = found.group(0) if found else None
+        assert url, proc.stdout.read() if proc.poll() is not None else "no address printed"
+        app = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0, timeout=120)
+        reply = app.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=4, temperature=0)
+        assert reply.choices[0].message.content and 0 < reply.usage.completion_tokens <= 4
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    store = open_store(db)
+    try:
+        rows = list(store.iter_interactions())
+    finally:
+        store.close()
+    assert [(r.provider, r.response_content) for r in rows] == [("transformers", reply.choices[0].message.content)]

@@ -26,6 +26,7 @@ from wilson_core.errors import ProviderError
 from wilson_core.interfaces import Provider
 from wilson_core.messages import parse_tagged_tool_calls
 from wilson_core.records import ProviderResponse
+from wilson_core.stops import StopText, stop_sequences
 from wilson_core.streams import StreamEvent
 
 
@@ -360,6 +361,7 @@ class TransformersProvider(Provider):
                 temperature=float(params.get("temperature") or 0.0), top_p=params.get("top_p"),
                 constraint=constraint,
             )
+        text = StopText(stop_sequences(params.get("stop"))).cut(text, final=True)[0]
         content, calls = parse_tagged_tool_calls(text)
         return ProviderResponse(
             content=content if (content or not calls) else None,
@@ -379,11 +381,13 @@ class TransformersProvider(Provider):
         local = self._loaded()
         max_new = int(params.get("max_tokens") or params.get("max_new_tokens") or self.max_new_tokens)
         text = TaggedTextStream()
+        stopper = StopText(stop_sequences(params.get("stop")))
         with self._lock:
             ids = local.prompt_ids(messages, tools)
             tokens: list[int] = []
             decoded = ""
             finish = "length"
+            stopped = False
             tokens_iter = local.iter_tokens(ids, max_new, float(params.get("temperature") or 0.0),
                                             params.get("top_p"), constraint, params.get("seed"))
             for token in tokens_iter:
@@ -391,11 +395,16 @@ class TransformersProvider(Provider):
                 now = local.tokenizer.decode(tokens, skip_special_tokens=True)
                 if now.endswith("\ufffd"):  # an incomplete UTF-8 character: wait for the next token
                     continue
+                now, stopped = stopper.cut(now)
                 yield from text.feed(now[len(decoded):])
                 decoded = now
-            if len(tokens) < max_new:
+                if stopped:
+                    break
+            if stopped or len(tokens) < max_new:
                 finish = "stop"
-            yield from text.feed(local.tokenizer.decode(tokens, skip_special_tokens=True)[len(decoded):])
+            if not stopped:
+                yield from text.feed(stopper.cut(local.tokenizer.decode(tokens, skip_special_tokens=True),
+                                                 final=True)[0][len(decoded):])
             yield from text.end()
         yield StreamInfo(input_tokens=len(ids), output_tokens=len(tokens), model=self.model, finish_reason=finish)
 
