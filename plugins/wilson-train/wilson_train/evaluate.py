@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import json
 import re
-from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from attrs import frozen
 
+from wilson_core.evaluators.answers import normal as _normal
+from wilson_core.evaluators.answers import token_f1 as token_f1
 from wilson_core.interfaces import TrainError
 from wilson_core.messages import parse_arguments
 from wilson_core.training import check_data
@@ -92,10 +93,6 @@ def answer_of(message: dict[str, Any]) -> Answer:
     return Answer(content=(message.get("content") or "").strip(), calls=tuple(calls))
 
 
-def _normal(text: str) -> str:
-    return " ".join(text.casefold().split())
-
-
 def answer_text(answer: Answer) -> str:
     parts = [answer.content] + [f"{name} {args}" for name, args in answer.calls]
     return " ".join(p for p in parts if p)
@@ -104,22 +101,6 @@ def answer_text(answer: Answer) -> str:
 def exact_match(prediction: Answer, reference: Answer) -> float:
     same_text = _normal(prediction.content) == _normal(reference.content)
     return float(same_text and sorted(prediction.calls) == sorted(reference.calls))
-
-
-_TOKEN = re.compile(r"\w+|[^\w\s]")
-
-
-def token_f1(prediction: str, reference: str) -> float:
-    """F1 over word and punctuation tokens (case-folded); 1.0 when both are empty."""
-    pred = _TOKEN.findall(prediction.casefold())
-    ref = _TOKEN.findall(reference.casefold())
-    if not pred and not ref:
-        return 1.0
-    common = sum((Counter(pred) & Counter(ref)).values())
-    if common == 0:
-        return 0.0
-    precision, recall = common / len(pred), common / len(ref)
-    return 2 * precision * recall / (precision + recall)
 
 
 def tool_scores(prediction: Answer, reference: Answer) -> tuple[float, float]:
