@@ -35,6 +35,7 @@ from wilson_core.errors import ProviderError
 from wilson_core.interfaces import Provider
 from wilson_core.messages import parse_tagged_tool_calls
 from wilson_core.records import ProviderResponse
+from wilson_core.stops import StopText, stop_sequences
 from wilson_core.streams import StreamEvent
 
 from .runner import RunnerError
@@ -185,8 +186,8 @@ class LlamaCppProvider(Provider):
                     options["wrap"] = (TOOL_CALL_OPEN, TOOL_CALL_CLOSE)
         return tokens, options
 
-    def _response(self, tokens: list[int], result: dict[str, Any]) -> ProviderResponse:
-        content, calls = parse_tagged_tool_calls(result["text"])
+    def _response(self, tokens: list[int], result: dict[str, Any], stop: Any = None) -> ProviderResponse:
+        content, calls = parse_tagged_tool_calls(StopText(stop_sequences(stop)).cut(result["text"], final=True)[0])
         return ProviderResponse(
             content=content if content or not calls else None,
             tool_calls=tuple(calls),
@@ -203,7 +204,7 @@ class LlamaCppProvider(Provider):
             result = self._get_runner().generate(tokens, **options)
         except RunnerError as exc:
             raise ProviderError(f"llamacpp: {exc}") from exc
-        return self._response(tokens, result)
+        return self._response(tokens, result, params.get("stop"))
 
     def stream(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
                params: Mapping[str, Any]) -> Iterator[StreamEvent]:
@@ -211,15 +212,26 @@ class LlamaCppProvider(Provider):
         from wilson_core.streams import StreamInfo
         from wilson_core.tagged_stream import TaggedTextStream
 
+        stopper = StopText(stop_sequences(params.get("stop")))  # a bad value fails before generating
         tokens, options = self._request(messages, tools, params)
         text = TaggedTextStream()
         lines = self._get_runner().iter_generate(tokens, **options)
+        generated, shown, produced = "", "", 0
         try:
             for line in lines:
                 if line.get("partial"):
-                    yield from text.feed(str(line.get("text") or ""))
+                    produced += 1
+                    generated += str(line.get("text") or "")
+                    now, stopped = stopper.cut(generated)
+                    yield from text.feed(now[len(shown):])
+                    shown = now
+                    if stopped:  # closing `lines` reads the rest of the runner's answer
+                        yield from text.end()
+                        yield StreamInfo(input_tokens=len(tokens), output_tokens=produced, model=self.path.name,
+                                         finish_reason="stop")
+                        return
                     continue
-                yield from text.feed(line["text"][len(text.text):])  # anything held back as incomplete
+                yield from text.feed(stopper.cut(line["text"], final=True)[0][len(shown):])  # anything held back
                 yield from text.end()
                 yield StreamInfo(input_tokens=len(tokens), output_tokens=len(line["tokens"]),
                                  model=self.path.name, finish_reason="stop" if line["stopped"] == "eog" else "length")

@@ -51,15 +51,20 @@ def test_openai_sdk_streamed_and_not_against_a_real_gguf(served):
     streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert streamed == text  # greedy: the same answer, token by token
     assert sum(1 for c in chunks if c.choices and c.choices[0].delta.content) > 1
+    stop = text[len(text) // 2:][:3]  # `stop` ends the reply just before the stop text
+    cut = app.chat.completions.create(model="smollm2", messages=messages, max_tokens=12, temperature=0, stop=stop,
+                                      stream=True)
+    assert "".join(c.choices[0].delta.content or "" for c in cut if c.choices) == text[:text.index(stop)]
     claude = anthropic.Anthropic(base_url=proxy.url, api_key="unused", max_retries=0, timeout=300)
     message = claude.messages.create(model="smollm2", max_tokens=12, messages=messages)  # greedy by default
     assert message.content[0].text == text
     stats = proxy.wait_recorded(120)
-    assert stats["recorded"] == 3
+    assert stats["recorded"] == 4
     store = open_store(db)
     try:
         rows = sorted(store.iter_interactions(), key=lambda r: r.created_at)
     finally:
         store.close()
-    assert {(r.provider, r.response_content, r.status) for r in rows} == {("llamacpp", text, "ok")}
+    assert {(r.provider, r.response_content, r.status) for r in rows if r is not rows[2]} == {("llamacpp", text, "ok")}
+    assert (rows[2].response_content, rows[2].status) == (text[:text.index(stop)], "ok")
     assert rows[1].ttft_ms is not None and 0 < rows[1].ttft_ms <= rows[1].duration_ms
