@@ -191,3 +191,9 @@ def test_the_serve_command_serves_a_transformers_folder(tiny_folder, tmp_path):
     finally:
         store.close()
     assert [(r.provider, r.response_content) for r in rows] == [("transformers", reply.choices[0].message.content)]
+
+
+def test_a_malformed_stop_is_the_clients_400(served):
+    _, proxy, _ = served
+    with pytest.raises(openai.BadRequestError, match="stop must be a string or a list of strings"):
+        client(proxy).chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=2, stop=[3])

@@ -31,14 +31,20 @@ PARAMS = {
 
 
 def provider_params(params: Mapping[str, Any]) -> dict[str, Any]:
-    """The generation parameters a local provider honours, from any protocol's request."""
+    """The generation parameters a local provider honours, from any protocol's request.
+
+    A ``stop`` that is neither a string nor a list of strings raises
+    :class:`~wilson_core.errors.ProviderError` (the client's 400).
+    """
+    from wilson_core.stops import stop_sequences
+
     out: dict[str, Any] = {}
     options = params.get("options")
     merged = {**(options if isinstance(options, Mapping) else {}), **params}
     for name, target in PARAMS.items():
         value = merged.get(name)
         if value is not None and target not in out:
-            out[target] = [value] if target == "stop" and isinstance(value, str) else value
+            out[target] = list(stop_sequences(value)) if target == "stop" else value
     out.update(structured_params(merged))
     return out
 
