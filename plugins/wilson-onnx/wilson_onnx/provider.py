@@ -28,7 +28,7 @@ from wilson_core.streams import StreamEvent
 
 DEFAULT_MAX_TOKENS = 256
 _KNOWN_PARAMS = {"max_tokens", "max_new_tokens", "temperature", "seed", "response_format", "guided_choice",
-                 "tool_choice", "stop"}
+                 "tool_choice", "stop", "top_p"}
 
 
 def _eos_ids(folder: Path, tokenizer: Any) -> set[int]:
@@ -100,7 +100,7 @@ class OnnxProvider(Provider):
         if constraint is not None:
             matcher = token_matcher(constraint, tokenizer, lm.vocab_size, sorted(self._eos))
         options = {"max_new_tokens": limit, "eos_ids": self._eos, "temperature": float(params.get("temperature") or 0.0),
-                   "seed": params.get("seed"), "matcher": matcher}
+                   "seed": params.get("seed"), "matcher": matcher, "top_p": params.get("top_p")}
         stop_sequences(params.get("stop"))  # a bad value fails before generating
         return prompt_ids, options
 

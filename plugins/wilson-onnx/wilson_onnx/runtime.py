@@ -101,14 +101,16 @@ class OnnxCausalLM:
         temperature: float = 0.0,
         seed: int | None = None,
         matcher: Any = None,
+        top_p: float | None = None,
     ) -> list[int]:
         """New token ids after ``prompt_ids``: greedy (or sampled when ``temperature`` > 0),
         stopping after an id in ``eos_ids`` (included) or ``max_new_tokens``.
 
         ``matcher`` (a :class:`wilson_core.constraints.TokenMatcher`) rules tokens out at each
-        step (a complete reply may only end).
+        step (a complete reply may only end).  ``top_p`` < 1 samples from the smallest set of
+        tokens whose probabilities add up to ``top_p`` (nucleus sampling).
         """
-        return list(self.iter_generate(prompt_ids, max_new_tokens, eos_ids, temperature, seed, matcher))
+        return list(self.iter_generate(prompt_ids, max_new_tokens, eos_ids, temperature, seed, matcher, top_p))
 
     def iter_generate(
         self,
@@ -118,6 +120,7 @@ class OnnxCausalLM:
         temperature: float = 0.0,
         seed: int | None = None,
         matcher: Any = None,
+        top_p: float | None = None,
     ) -> Iterator[int]:
         """:meth:`generate`, one token at a time as each is decoded."""
         import numpy as np
@@ -135,7 +138,14 @@ class OnnxCausalLM:
                 last = _constrain(last, matcher, eos_ids)
             if temperature and temperature > 0:
                 probs = np.exp((last - last.max()) / temperature)
-                token = int(rng.choice(len(probs), p=probs / probs.sum()))
+                probs /= probs.sum()
+                if top_p is not None and 0 < top_p < 1:  # keep the most likely tokens up to top_p
+                    order = np.argsort(-probs, kind="stable")
+                    keep = order[: int(np.searchsorted(np.cumsum(probs[order]), top_p)) + 1]
+                    nucleus = np.zeros_like(probs)
+                    nucleus[keep] = probs[keep]
+                    probs = nucleus / nucleus.sum()
+                token = int(rng.choice(len(probs), p=probs))
             else:
                 token = int(last.argmax())
             if matcher is not None and not matcher.done:

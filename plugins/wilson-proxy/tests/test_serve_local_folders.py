@@ -98,6 +98,9 @@ def test_streamed_equals_non_streamed_with_usage_and_max_tokens(served):
     assert sum(1 for c in chunks if c.choices and c.choices[0].delta.content) > 1
     usage = [c.usage for c in chunks if c.usage is not None]
     assert usage and usage[-1].completion_tokens == whole.usage.completion_tokens
+    nucleus = app.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=6, temperature=1.0,
+                                          top_p=1e-6, seed=7)
+    assert nucleus.choices[0].message.content == text  # a nucleus of one token: the greedy answer
     short = app.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=2, temperature=0)
     assert short.usage.completion_tokens <= 2 and short.choices[0].finish_reason == "length"
     stop = text[len(text) // 2:][:3]  # `stop` ends the reply just before the stop text, streamed or not
@@ -107,7 +110,7 @@ def test_streamed_equals_non_streamed_with_usage_and_max_tokens(served):
                                               stop=stop, stream=True))
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == text[:text.index(stop)]
     rows = stored(proxy, db)[before:]
-    assert [(r.provider, r.status) for r in rows] == [(provider, "ok")] * 5
+    assert [(r.provider, r.status) for r in rows] == [(provider, "ok")] * 6
     assert [r.response_content for r in rows[:2]] == [text, text]
     assert rows[1].ttft_ms is not None and 0 < rows[1].ttft_ms <= rows[1].duration_ms
 
