@@ -14,6 +14,7 @@ import sys
 import threading
 from pathlib import Path
 
+import anthropic
 import openai
 import pytest
 from wilson_proxy.app import ProxySettings, RunningProxy
@@ -200,3 +201,15 @@ def test_a_malformed_stop_is_the_clients_400(served):
     _, proxy, _ = served
     with pytest.raises(openai.BadRequestError, match="stop must be a string or a list of strings"):
         client(proxy).chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=2, stop=[3])
+
+
+def test_the_anthropic_sdk_gets_the_same_greedy_answer_streamed_and_not(served):
+    _, proxy, _ = served
+    text = client(proxy).chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=5,
+                                                 temperature=0).choices[0].message.content
+    claude = anthropic.Anthropic(base_url=proxy.url, api_key="unused", max_retries=0, timeout=120)
+    message = claude.messages.create(model="tiny", max_tokens=5, messages=MESSAGES)  # greedy by default
+    assert message.content[0].text == text and 0 < message.usage.output_tokens <= 5
+    with claude.messages.stream(model="tiny", max_tokens=5, messages=MESSAGES) as stream:
+        assert "".join(stream.text_stream) == text
+        assert stream.get_final_message().usage.output_tokens == message.usage.output_tokens
