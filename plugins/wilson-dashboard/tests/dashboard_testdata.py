@@ -6,6 +6,7 @@ import each other's helpers.)
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 from wilson_core import LLM
@@ -63,3 +64,10 @@ def seed(db: Path) -> dict[str, str]:
     ids["hostile"] = summarize.chat([{"role": "user", "content": "Summarise " + HOSTILE}], call_type="summarize").interaction_id
     ids["long"] = summarize.chat([{"role": "user", "content": "Summarise my statement"}], call_type="summarize").interaction_id
     return ids
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

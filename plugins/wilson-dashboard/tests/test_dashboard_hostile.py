@@ -108,7 +108,7 @@ def test_the_host_check_stays_on_for_every_bind_address(seeded_db):
     assert "127.0.0.1" in hosts and "localhost" in hosts and "evil.example" not in hosts and "*" not in hosts
     assert allowed_hosts("192.0.2.7") == sorted({"127.0.0.1", "localhost", "::1", "[::1]", "192.0.2.7"})
     db, _ = seeded_db
-    from conftest import free_port
+    from dashboard_testdata import free_port
 
     port = free_port()
     app = create_app(Settings(db=str(db), token="t", loopback_only=False, bind_host="0.0.0.0"))

@@ -6,8 +6,8 @@ import time
 from pathlib import Path
 
 import pytest
-from wilson_proxy.app import ProxySettings, RunningProxy
-from wilson_proxy.upstreams import parse_upstream_options
+from proxy_support import start_proxy
+from wilson_proxy.app import RunningProxy
 
 from wilson_core.store import open_store
 from wilson_core.testing.upstreams import FakeUpstream
@@ -52,13 +52,6 @@ class Proxied:
 
     def store(self):
         return open_store(self.db)
-
-
-def start_proxy(upstream: FakeUpstream, db: Path, **settings) -> RunningProxy:
-    upstreams = parse_upstream_options(
-        [f"openai={upstream.openai_url}", f"anthropic={upstream.url}", f"ollama={upstream.url}"]
-    )
-    return RunningProxy(ProxySettings(upstreams=upstreams, port=0, db=str(db), **settings)).start()
 
 
 @pytest.fixture(scope="module")

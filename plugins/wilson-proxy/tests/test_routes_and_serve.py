@@ -15,7 +15,7 @@ import anthropic
 import httpx
 import openai
 import pytest
-from conftest import start_proxy
+from proxy_support import start_proxy
 from wilson_proxy.app import ProxySettings, RunningProxy
 from wilson_proxy.routes import Route, RouteError, load_routes, parse_route_flag
 

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import openai
-from conftest import start_proxy
+from proxy_support import start_proxy
 from wilson_proxy.routes import Route
 
 from wilson_core import annotations
