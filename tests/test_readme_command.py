@@ -49,4 +49,7 @@ def test_the_readme_first_command_runs_the_whole_loop_to_its_summary(tmp_path):
     assert all(summary["deploy"]["gguf"]["checks"].values()) and summary["deploy"]["gguf"]["checks"]
     for name, scores in summary["eval"].items():
         assert scores["tuned"] > scores["base"], (name, scores)
-    assert summary["switch"]["captured"] == 5
+    # the switch: the same app through wilson proxy, a shadow route then a local one
+    from wilson_core.demo.routing import CALLS
+
+    assert summary["switch"]["captured"] == 2 * CALLS and summary["switch"]["local"]["captured"] == CALLS
