@@ -32,8 +32,10 @@ NEAR_TIE = 1e-2
 #: alone moves log-probs by 0.46-0.53, so no Q8_0 file can meet 0.2 there; llama.cpp's CPU
 #: kernels also round each activation block to 8 bits (BF16: to BF16), which measured 1.4-2.9x
 #: the weights' error (see docs/deploy.md).  A conversion error (a wrong permutation, a wrong tensor) is
-#: orders of magnitude larger.  F16 is not listed: it meets its bound with an F32 head.
-ROUNDING_BOUND_TYPES = frozenset({"bf16", "q8_0", "q5_1", "q5_0", "q4_1", "q4_0"})
+#: orders of magnitude larger.  F16 is listed too: the base SmolLM2 meets 2e-2 with an F32 head,
+#: but a merged LoRA measured 0.0245 on one CI machine (llama.cpp also rounds activations to F16
+#: there), so the bound follows the weights' own rounding when that is larger.
+ROUNDING_BOUND_TYPES = frozenset({"f16", "bf16", "q8_0", "q5_1", "q5_0", "q4_1", "q4_0"})
 ROUNDING_FACTOR = 4.0
 GREEDY_TOKENS = 20
 
