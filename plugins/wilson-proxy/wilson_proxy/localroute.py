@@ -30,7 +30,10 @@ from .render import RENDERERS, Renderer, chunk, streamed
 from .routes import Route
 
 if TYPE_CHECKING:
-    from .server import Captured, ClientConnection, Exchange, ProxyServer
+    from .captured import Captured
+    from .client import ClientConnection
+    from .relay import Exchange
+    from .server import ProxyServer
 
 
 def parse_for_local(protocol: str, endpoint: str, request: dict[str, Any]) -> tuple[list, list | None, dict]:
@@ -275,7 +278,7 @@ class LocalExchange:
 
 def shadow_captured(original: Captured, metadata: dict[str, Any]) -> Captured:
     """A second capture of the same request (same messages, so the same context), in a run of its own."""
-    from .server import Captured
+    from .captured import Captured
 
     other = Captured(original.protocol, original.endpoint, original.request_body, original.upstream)
     other.run_id = new_id()

@@ -1,7 +1,7 @@
 """Recording off the request path: a pipe the event loop only writes to, one writer process.
 
 The writer process reads what the pipe holds in batches, turns each
-:class:`~wilson_proxy.server.Captured` into an interaction with the wire
+:class:`~wilson_proxy.captured.Captured` into an interaction with the wire
 protocol converters of :mod:`wilson_core.protocols` (request -> messages,
 tools and parameters; response or stream -> content, tool calls, usage) and
 records it through :mod:`wilson_core.capture`, so every sink receives it,
@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 if TYPE_CHECKING:
-    from .server import Captured
+    from .captured import Captured
 
 log = logging.getLogger("wilson.proxy")
 
@@ -276,7 +276,7 @@ def writer_main(argv: list[str] | None = None) -> int:
     """The writer process: frames from stdin, recorded one by one, counts reported on stdout."""
     import argparse
 
-    from .server import Captured
+    from .captured import Captured
 
     parser = argparse.ArgumentParser(prog="python -m wilson_proxy.recorder")
     parser.add_argument("--db")
