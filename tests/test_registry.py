@@ -15,8 +15,9 @@ from wilson_core.store.registry import Registry, RegistryError, model_id_for
 
 
 @pytest.fixture()
-def store(tmp_path):
-    store = open_store(tmp_path / "data.db")
+def store(store_location):
+    """A store with four interactions, once in an SQLite file and once in a PostgreSQL database."""
+    store = open_store(store_location)
     store.write_interactions([
         Interaction(run_id=f"r{i}", sequence_num=1, call_type="c", provider="p", model="m",
                     messages=[{"role": "user", "content": f"q{i}"}], response_content=f"a{i}")
@@ -148,3 +149,59 @@ def test_the_live_provider_follows_promotion_and_rollback(store):
     assert registry.live_provider() == "transformers:/runs/m-b"
     registry.rollback()
     assert registry.live_provider() == "llamacpp:/deploy/gguf/merged-f32.gguf"
+
+
+def test_the_live_version_changes_with_promotion_rollback_and_deployment(store):
+    registry = Registry(store)
+    assert registry.live_version() is None
+    register(registry, "m-a", [])
+    register(registry, "m-b", [])
+    registry.promote("m-a")
+    first = registry.live_version()
+    assert first is not None and first[0] == "m-a"
+    assert registry.live_version() == first  # nothing changed: the same token
+    registry.record_deployment("m-a", "gguf", "/deploy/gguf", "llamacpp:/deploy/a.gguf", True)
+    deployed = registry.live_version()
+    assert deployed != first and deployed[0] == "m-a"
+    registry.promote("m-b")
+    assert registry.live_version()[0] == "m-b"
+    registry.rollback()
+    assert registry.live_version()[0] == "m-a" and registry.live_version() != deployed  # a new 'since'
+
+
+def test_scores_of_a_run_are_replaced_when_recorded_again(store):
+    registry = Registry(store)
+    register(registry, "m-a", [])
+    registry.record_scores("m-a", "001", {("all", "exact-match"): EvalScore(0.5, 10, 0.2, 0.8)})
+    registry.record_scores("m-a", "001", {("all", "exact-match"): EvalScore(0.7, 12, 0.4, 0.9)})
+    assert [(s["value"], s["count"], s["low"]) for s in registry.scores("m-a")] == [(0.7, 12, 0.4)]
+
+
+def test_registries_opened_at_once_on_a_new_database_make_the_tables_once(store_location):
+    import threading
+
+    open_store(store_location).close()
+    stores = [open_store(store_location) for _ in range(4)]
+    errors: list[BaseException] = []
+
+    def open_registry(one):
+        try:
+            Registry(one)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_registry, args=(one,)) for one in stores]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    registry = Registry(stores[0])
+    register(registry, "m-a", [])
+    assert [m.id for m in Registry(stores[3]).models()] == ["m-a"]
+    if store_location.startswith("postgresql"):
+        rows = stores[0].connection().execute(
+            "SELECT name FROM wilson_migrations WHERE migration_set = 'wilson_registry'").fetchall()
+        assert [r[0] for r in rows] == ["m001_create_registry_tables"]
+    for one in stores:
+        one.close()

@@ -16,11 +16,17 @@ does not carry them:
 - ``ab_items``, ``ab_answers``, ``ab_picks``: blind A/B review (see
   :mod:`wilson_core.pipeline.ab`).
 
-Every SQL statement about these tables is in this module.
+Every SQL statement about these tables is in this module.  It is written once, in
+SQLite's dialect, and runs on both backends (a PostgreSQL store translates it on its way
+to the server); the tables' DDL is the one place where the two differ (:func:`pg_schema`).
+On PostgreSQL the set is recorded in ``wilson_migrations`` (``migration_set =
+'wilson_registry'``) and applied once under an advisory lock, and registry writes take
+turns under another (``wilson-registry``), so two servers promoting at once serialise.
 """
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 import sqlite3
@@ -123,31 +129,70 @@ CREATE INDEX IF NOT EXISTS idx_ab_picks_item ON ab_picks(item_id);
 """
 
 
-def _migrations() -> Any:
-    from sqlite_utils import Database, Migrations
-
-    migrations = Migrations(MIGRATION_SET)
-
-    @migrations()
-    def m001_create_registry_tables(db: Database) -> None:
-        db.executescript(_SCHEMA_V1)
-
-    return migrations
+def _statements(script: str) -> list[str]:
+    return [statement.strip() for statement in script.split(";") if statement.strip()]
 
 
-def ensure_schema(conn: sqlite3.Connection) -> None:
-    """Create the registry's tables on ``conn``'s database when they are missing."""
-    try:
-        done = {r[0] for r in conn.execute(
-            "SELECT name FROM _sqlite_migrations WHERE migration_set = ?", (MIGRATION_SET,))}
-    except sqlite3.OperationalError:
-        done = set()
-    if "m001_create_registry_tables" in done:
+def pg_schema() -> list[str]:
+    """The registry's DDL for PostgreSQL, one statement each (integer keys become ``bigserial``)."""
+    text = (_SCHEMA_V1.replace("INTEGER PRIMARY KEY AUTOINCREMENT", "BIGSERIAL PRIMARY KEY")
+            .replace(" REAL", " DOUBLE PRECISION"))
+    return _statements(text)
+
+
+def _ensure_pg_schema(conn: Any) -> None:
+    applied = "SELECT 1 FROM wilson_migrations WHERE migration_set = ? AND name = ?"
+    name = "m001_create_registry_tables"
+    if conn.execute(applied, (MIGRATION_SET, name)).fetchone():
         return
-    from sqlite_utils import Database
+    from .postgres import _Transaction
 
-    _migrations().apply(Database(conn))
+    with _Transaction(conn, lock="wilson-migrate") as locked:
+        if locked.execute(applied, (MIGRATION_SET, name)).fetchone():
+            return  # another process made them while this one waited for the lock
+        for statement in pg_schema():
+            locked.execute(statement)
+        locked.execute("INSERT INTO wilson_migrations (migration_set, name, applied_at) VALUES (?, ?, ?)",
+                       (MIGRATION_SET, name, utcnow()))
 
+
+def ensure_schema(conn: Any, dialect: str = "sqlite") -> None:
+    """Create the registry's tables on ``conn``'s database when they are missing."""
+    if dialect == "postgresql":
+        _ensure_pg_schema(conn)
+        return
+    name = "m001_create_registry_tables"
+    if _sqlite_applied(conn, name):
+        return
+    # In one write transaction, so that two processes opening the registry at once make the
+    # tables once (the second finds them recorded) and a failure leaves nothing half made.
+    # The ledger is sqlite_utils' own, in its format, beside the store's migration set.
+    with transaction(conn):
+        if _sqlite_applied(conn, name):
+            return
+        conn.execute("CREATE TABLE IF NOT EXISTS [_sqlite_migrations] ([id] INTEGER PRIMARY KEY, "
+                     "[migration_set] TEXT, [name] TEXT, [applied_at] TEXT)")
+        conn.execute("CREATE UNIQUE INDEX IF NOT EXISTS [idx__sqlite_migrations_migration_set_name] "
+                     "ON [_sqlite_migrations] ([migration_set], [name])")
+        for statement in _statements(_SCHEMA_V1):
+            conn.execute(statement)
+        conn.execute("INSERT INTO _sqlite_migrations (migration_set, name, applied_at) VALUES (?, ?, ?)",
+                     (MIGRATION_SET, name, str(datetime.datetime.now(datetime.timezone.utc))))
+
+
+def _sqlite_applied(conn: Any, name: str) -> bool:
+    try:
+        return conn.execute("SELECT 1 FROM _sqlite_migrations WHERE migration_set = ? AND name = ?",
+                            (MIGRATION_SET, name)).fetchone() is not None
+    except sqlite3.OperationalError:  # no ledger yet
+        return False
+
+
+_SCORE_COLUMNS = ("model_id", "pipeline_run", "eval_set", "evaluator", "value", "count", "low", "high",
+                  "created_at")
+_EVENT_COLUMNS = ("id", "model_id", "action", "previous_live", "reason", "created_at")
+_MODEL_COLUMNS = ("id", "created_at", "pipeline_run", "base", "trainer", "train_settings_json", "export_hash",
+                  "export_manifest", "export_counts_json", "path", "status", "gate_json")
 
 #: training settings that do not change the model (how often it logs or saves a checkpoint).
 NOT_IN_ID = ("logging_steps", "save_steps", "eval_steps")
@@ -215,18 +260,26 @@ class Registry:
 
     def __init__(self, store: Any) -> None:
         self.store = store
-        if getattr(store, "dialect", "sqlite") != "sqlite":
-            raise RegistryError("the model registry needs a SQLite database for now "
-                                f"({store.dialect} is not supported yet)")
+        self.dialect = getattr(store, "dialect", "sqlite")
+        if self.dialect not in ("sqlite", "postgresql"):
+            raise RegistryError(f"the model registry does not support {self.dialect} databases")
         if getattr(store, "read_only", False):
             if not _has_schema(store.connection()):
                 self.store = _EmptyStore()  # nothing registered yet; and nothing can be, read-only
             return
-        ensure_schema(store.connection())
+        ensure_schema(store.connection(), self.dialect)
 
     @property
-    def conn(self) -> sqlite3.Connection:
+    def conn(self) -> Any:
         return self.store.connection()
+
+    def _writing(self) -> Any:
+        """A write transaction (on PostgreSQL under the registry's advisory lock)."""
+        if self.dialect == "postgresql":
+            from .postgres import _Transaction
+
+            return _Transaction(self.conn, lock="wilson-registry")
+        return transaction(self.conn)
 
     # -- writing --------------------------------------------------------
 
@@ -240,7 +293,7 @@ class Registry:
         Returns ``False`` (and changes nothing) when the model is already registered:
         the same export trained with the same settings is the same model.
         """
-        with transaction(self.conn) as conn:
+        with self._writing() as conn:
             if conn.execute("SELECT 1 FROM models WHERE id = ?", (model_id,)).fetchone():
                 return False
             conn.execute(
@@ -260,17 +313,19 @@ class Registry:
     def record_scores(self, model_id: str, pipeline_run: str, scores: Mapping[tuple[str, str], Any]) -> None:
         """Store ``{(eval_set, evaluator): EvalScore}`` of ``model_id`` (or ``base:NAME``) for a run."""
         now = utcnow()
-        with transaction(self.conn) as conn:
+        with self._writing() as conn:
             conn.executemany(
-                "INSERT OR REPLACE INTO model_scores (model_id, pipeline_run, eval_set, evaluator, value, "
-                "count, low, high, created_at) VALUES (?,?,?,?,?,?,?,?,?)",
+                "INSERT INTO model_scores (model_id, pipeline_run, eval_set, evaluator, value, "
+                "count, low, high, created_at) VALUES (?,?,?,?,?,?,?,?,?) "
+                "ON CONFLICT (model_id, pipeline_run, eval_set, evaluator) DO UPDATE SET value = excluded.value, "
+                "count = excluded.count, low = excluded.low, high = excluded.high, created_at = excluded.created_at",
                 [(model_id, pipeline_run, s, e, v.value, v.count, v.low, v.high, now)
                  for (s, e), v in scores.items()],
             )
 
     def record_deployment(self, model_id: str, target: str, out: str, provider: str | None,
                           passed: bool | None) -> None:
-        with transaction(self.conn) as conn:
+        with self._writing() as conn:
             self._require(conn, model_id)
             conn.execute(
                 "INSERT INTO model_deployments (model_id, target, out, provider, passed, created_at) "
@@ -280,7 +335,7 @@ class Registry:
 
     def record_gate(self, model_id: str, decision: Mapping[str, Any]) -> None:
         """Keep the gate's decision; a refused candidate gets status ``refused``."""
-        with transaction(self.conn) as conn:
+        with self._writing() as conn:
             self._require(conn, model_id)
             conn.execute("UPDATE models SET gate_json = ? WHERE id = ?", (json.dumps(dict(decision)), model_id))
             if not decision.get("promote"):
@@ -290,7 +345,7 @@ class Registry:
 
     def promote(self, model_id: str, reason: str = "promoted by hand") -> str | None:
         """Make ``model_id`` live; returns the model that was live before (``None``: none)."""
-        with transaction(self.conn) as conn:
+        with self._writing() as conn:
             self._require(conn, model_id)
             previous = self._live(conn)
             if previous == model_id:
@@ -298,8 +353,7 @@ class Registry:
             if previous:
                 conn.execute("UPDATE models SET status = ? WHERE id = ?", (RETIRED, previous))
             conn.execute("UPDATE models SET status = ? WHERE id = ?", (LIVE, model_id))
-            conn.execute("INSERT OR REPLACE INTO registry_live (name, model_id, since) VALUES ('live', ?, ?)",
-                         (model_id, utcnow()))
+            self._set_live(conn, model_id)
             self._event(conn, model_id, "promote", reason, previous)
         return previous
 
@@ -308,7 +362,7 @@ class Registry:
 
         :raises RegistryError: no model is live, or the live one was the first.
         """
-        with transaction(self.conn) as conn:
+        with self._writing() as conn:
             current = self._live(conn)
             if current is None:
                 raise RegistryError("no model is live: nothing to roll back")
@@ -320,8 +374,7 @@ class Registry:
                 raise RegistryError(f"{current} was the first live model: there is no earlier one to roll back to")
             conn.execute("UPDATE models SET status = ? WHERE id = ?", (ROLLED_BACK, current))
             conn.execute("UPDATE models SET status = ? WHERE id = ?", (LIVE, previous))
-            conn.execute("INSERT OR REPLACE INTO registry_live (name, model_id, since) VALUES ('live', ?, ?)",
-                         (previous, utcnow()))
+            self._set_live(conn, previous)
             # the new live model's own rollback target is what preceded it when it was promoted
             before = conn.execute(
                 "SELECT previous_live FROM model_events WHERE model_id = ? AND action IN ('promote', 'rollback') "
@@ -335,6 +388,14 @@ class Registry:
     def live(self) -> str | None:
         """The id of the live model, or ``None``."""
         return self._live(self.conn)
+
+    def live_version(self) -> tuple[Any, ...] | None:
+        """A token that changes whenever :meth:`live_provider` may: the live model, since when,
+        and its newest deployment (one small query; ``None`` when no model is live)."""
+        row = self.conn.execute(
+            "SELECT l.model_id, l.since, (SELECT max(d.id) FROM model_deployments d WHERE d.model_id = l.model_id) "
+            "FROM registry_live l WHERE l.name = 'live'").fetchone()
+        return tuple(row) if row and row[0] is not None else None
 
     def live_provider(self, prefer: Sequence[str] = ("llamacpp", "onnx", "ollama")) -> str | None:
         """The ``LLM(provider=...)`` string that runs the live model now, or ``None`` when none is live.
@@ -364,7 +425,7 @@ class Registry:
         :raises NotFound: no model has that id.
         """
         full = self.resolve(model_id)
-        row = self.conn.execute("SELECT * FROM models WHERE id = ?", (full,)).fetchone()
+        row = self.conn.execute(f"SELECT {', '.join(_MODEL_COLUMNS)} FROM models WHERE id = ?", (full,)).fetchone()
         return self._entry(row)
 
     def resolve(self, model_id: str) -> str:
@@ -380,7 +441,7 @@ class Registry:
 
     def models(self) -> list[ModelEntry]:
         """Every registered model, oldest first."""
-        rows = self.conn.execute("SELECT * FROM models ORDER BY created_at, id").fetchall()
+        rows = self.conn.execute(f"SELECT {', '.join(_MODEL_COLUMNS)} FROM models ORDER BY created_at, id").fetchall()
         return [self._entry(row) for row in rows]
 
     def examples(self, model_id: str, split: str | None = None) -> list[dict[str, Any]]:
@@ -392,17 +453,17 @@ class Registry:
                 for r in self.conn.execute(sql, params)]
 
     def scores(self, model_id: str, pipeline_run: str | None = None) -> list[dict[str, Any]]:
-        sql = "SELECT * FROM model_scores WHERE model_id = ?" + (" AND pipeline_run = ?" if pipeline_run else "")
+        sql = (f"SELECT {', '.join(_SCORE_COLUMNS)} FROM model_scores WHERE model_id = ?"
+               + (" AND pipeline_run = ?" if pipeline_run else ""))
         params: Sequence[Any] = (model_id, pipeline_run) if pipeline_run else (model_id,)
         cursor = self.conn.execute(sql + " ORDER BY pipeline_run, eval_set, evaluator", params)
-        names = [d[0] for d in cursor.description]
-        return [dict(zip(names, r, strict=True)) for r in cursor]
+        return [dict(zip(_SCORE_COLUMNS, r, strict=True)) for r in cursor]
 
     def events(self, model_id: str | None = None) -> list[dict[str, Any]]:
-        sql = "SELECT * FROM model_events" + (" WHERE model_id = ?" if model_id else "") + " ORDER BY id"
+        sql = (f"SELECT {', '.join(_EVENT_COLUMNS)} FROM model_events"
+               + (" WHERE model_id = ?" if model_id else "") + " ORDER BY id")
         cursor = self.conn.execute(sql, (model_id,) if model_id else ())
-        names = [d[0] for d in cursor.description]
-        return [dict(zip(names, r, strict=True)) for r in cursor]
+        return [dict(zip(_EVENT_COLUMNS, r, strict=True)) for r in cursor]
 
     def labels_since(self, since: str | None) -> int:
         """How many labels (annotation versions and pairs) were added after ``since`` (all when ``None``)."""
@@ -430,7 +491,7 @@ class Registry:
     def add_ab_item(self, item_id: str, batch: str, case_id: str, eval_set: str,
                     answers: Sequence[tuple[str, str]]) -> None:
         """An A/B item: ``answers`` are ``(system, interaction_id)`` in the order they are shown."""
-        with transaction(self.conn) as conn:
+        with self._writing() as conn:
             conn.execute("INSERT INTO ab_items (id, batch, case_id, eval_set, created_at) VALUES (?,?,?,?,?)",
                          (item_id, batch, case_id, eval_set, utcnow()))
             conn.executemany("INSERT INTO ab_answers (item_id, slot, system, interaction_id) VALUES (?,?,?,?)",
@@ -464,7 +525,7 @@ class Registry:
         return {"items": items, "picked": picked}
 
     def add_ab_pick(self, item_id: str, chosen_slot: int | None, reviewer: str, pair_ids: Sequence[str]) -> None:
-        with transaction(self.conn) as conn:
+        with self._writing() as conn:
             conn.execute("INSERT INTO ab_picks (item_id, chosen_slot, reviewer, pair_ids_json, created_at) "
                          "VALUES (?,?,?,?,?)", (item_id, chosen_slot, reviewer, json.dumps(list(pair_ids)), utcnow()))
 
@@ -485,25 +546,29 @@ class Registry:
     # -- helpers ----------------------------------------------------------
 
     @staticmethod
-    def _live(conn: sqlite3.Connection) -> str | None:
+    def _live(conn: Any) -> str | None:
         row = conn.execute("SELECT model_id FROM registry_live WHERE name = 'live'").fetchone()
         return row[0] if row else None
 
     @staticmethod
-    def _require(conn: sqlite3.Connection, model_id: str) -> None:
+    def _set_live(conn: Any, model_id: str) -> None:
+        conn.execute("INSERT INTO registry_live (name, model_id, since) VALUES ('live', ?, ?) "
+                     "ON CONFLICT (name) DO UPDATE SET model_id = excluded.model_id, since = excluded.since",
+                     (model_id, utcnow()))
+
+    @staticmethod
+    def _require(conn: Any, model_id: str) -> None:
         if not conn.execute("SELECT 1 FROM models WHERE id = ?", (model_id,)).fetchone():
             raise NotFound(f"no model {model_id!r} in the registry (see 'wilson models')")
 
     @staticmethod
-    def _event(conn: sqlite3.Connection, model_id: str | None, action: str, reason: str | None,
+    def _event(conn: Any, model_id: str | None, action: str, reason: str | None,
                previous: str | None = None) -> None:
         conn.execute("INSERT INTO model_events (model_id, action, previous_live, reason, created_at) "
                      "VALUES (?,?,?,?,?)", (model_id, action, previous, reason, utcnow()))
 
     def _entry(self, row: sqlite3.Row | tuple[Any, ...]) -> ModelEntry:
-        keys = ("id", "created_at", "pipeline_run", "base", "trainer", "train_settings_json", "export_hash",
-                "export_manifest", "export_counts_json", "path", "status", "gate_json")
-        data = dict(zip(keys, tuple(row), strict=True))
+        data = dict(zip(_MODEL_COLUMNS, tuple(row), strict=True))
         deployments = [dict(zip(("target", "out", "provider", "passed", "created_at"), r, strict=True))
                        for r in self.conn.execute(
                            "SELECT target, out, provider, passed, created_at FROM model_deployments "
