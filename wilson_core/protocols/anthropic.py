@@ -27,19 +27,26 @@ from .common import (
     ProtocolError,
     Request,
     Result,
+    answer,
     as_object,
     error_message,
     function_tool,
     http_error_text,
     integer,
-    status_of,
+    joined,
+    mapping,
+    request_of,
+    string,
+    tool_call,
     tool_entry,
-    total,
 )
 
 NAME = "anthropic"
 PATH = "/v1/messages"
 _NOT_PARAMS = {"model", "messages", "system", "tools", "stream"}
+
+#: a readable error from an HTTP error body.
+error_text = http_error_text
 
 
 def _text_blocks(blocks: Any) -> str:
@@ -54,7 +61,7 @@ def _text_blocks(blocks: Any) -> str:
 
 
 def _image_part(block: Mapping[str, Any]) -> dict[str, Any]:
-    source = block.get("source") if isinstance(block.get("source"), Mapping) else {}
+    source = mapping(block.get("source"))
     if source.get("type") == "base64":
         url = f"data:{source.get('media_type', 'image/png')};base64,{source.get('data', '')}"
     else:
@@ -145,12 +152,8 @@ def tools_of(tools: Any) -> list[dict[str, Any]]:
 
 def parse_request(body: Any) -> Request:
     data = as_object(body, "messages request")
-    return Request(
-        messages=anthropic_messages(data.get("messages"), data.get("system")),
-        tools=tools_of(data.get("tools")),
-        params={k: v for k, v in data.items() if k not in _NOT_PARAMS},
-        model=data.get("model") if isinstance(data.get("model"), str) else None,
-        stream=bool(data.get("stream")),
+    return request_of(
+        data, anthropic_messages(data.get("messages"), data.get("system")), tools_of(data.get("tools")), _NOT_PARAMS
     )
 
 
@@ -163,14 +166,11 @@ def _input_tokens(usage: Mapping[str, Any]) -> int | None:
 
 
 def _tool_call(block: Mapping[str, Any], raw_json: str | None = None) -> ToolCall:
-    source = raw_json if raw_json else block.get("input")
-    arguments, raw = parse_arguments(source)
-    return ToolCall(
-        id=str(block.get("id") or f"toolu_{new_id()[:12]}"),
-        name=block.get("name") or "?",
-        arguments=arguments,
-        raw_arguments=raw,
-    )
+    return tool_call(block.get("id"), block.get("name"), raw_json or block.get("input"), prefix="toolu")
+
+
+def _tokens(usage: Mapping[str, Any]) -> dict[str, int | None]:
+    return {"input_tokens": _input_tokens(usage), "output_tokens": integer(usage.get("output_tokens"))}
 
 
 def parse_response(body: Any, request: Request | None = None) -> Result:
@@ -180,21 +180,13 @@ def parse_response(body: Any, request: Request | None = None) -> Result:
     blocks = [b for b in data.get("content") or () if isinstance(b, Mapping)]
     texts = [b["text"] for b in blocks if b.get("type") == "text" and isinstance(b.get("text"), str)]
     calls = [_tool_call(b) for b in blocks if b.get("type") == "tool_use"]
-    usage = data.get("usage") if isinstance(data.get("usage"), Mapping) else {}
-    input_tokens, output_tokens = _input_tokens(usage), integer(usage.get("output_tokens"))
-    return Result(
-        content="".join(texts) if texts else None,
-        tool_calls=calls,
-        input_tokens=input_tokens,
-        output_tokens=output_tokens,
-        total_tokens=total(input_tokens, output_tokens),
-        model=data.get("model") if isinstance(data.get("model"), str) else None,
+    return answer(
+        joined(texts),
+        calls,
+        **_tokens(mapping(data.get("usage"))),
+        model=string(data.get("model")),
         finish_reason=data.get("stop_reason"),
     )
-
-
-def error_text(status: int, body: Any) -> str:
-    return http_error_text(status, body)
 
 
 class Assembler(_Assembler):
@@ -215,18 +207,18 @@ class Assembler(_Assembler):
             self.error = error_message(data) or "error event in the stream"
             return False
         if kind == "message_start":
-            message = data.get("message") if isinstance(data.get("message"), Mapping) else {}
+            message = mapping(data.get("message"))
             self._model = message.get("model") or self._model
             if isinstance(message.get("usage"), Mapping):
                 self._usage.update({k: v for k, v in message["usage"].items() if v is not None})
             return False
         if kind == "content_block_start":
-            block = data.get("content_block") if isinstance(data.get("content_block"), Mapping) else {}
+            block = mapping(data.get("content_block"))
             index = data.get("index") if isinstance(data.get("index"), int) else len(self._blocks)
             self._blocks[index] = {"block": dict(block), "text": [block.get("text") or ""], "json": []}
             return block.get("type") == "tool_use" or bool(block.get("text"))
         if kind == "content_block_delta":
-            delta = data.get("delta") if isinstance(data.get("delta"), Mapping) else {}
+            delta = mapping(data.get("delta"))
             index = data.get("index") if isinstance(data.get("index"), int) else max(self._blocks, default=0)
             entry = self._blocks.setdefault(index, {"block": {"type": "text"}, "text": [], "json": []})
             if delta.get("type") == "text_delta" and isinstance(delta.get("text"), str):
@@ -237,7 +229,7 @@ class Assembler(_Assembler):
                 return True
             return False
         if kind == "message_delta":
-            delta = data.get("delta") if isinstance(data.get("delta"), Mapping) else {}
+            delta = mapping(data.get("delta"))
             self._stop = delta.get("stop_reason") or self._stop
             if isinstance(data.get("usage"), Mapping):
                 self._usage.update({k: v for k, v in data["usage"].items() if v is not None})
@@ -255,17 +247,12 @@ class Assembler(_Assembler):
                 texts.append("".join(entry["text"]))
             elif block.get("type") == "tool_use":
                 calls.append(_tool_call(block, "".join(entry["json"]) or None))
-        status, error = status_of(self.error, self.finished, interrupted)
-        input_tokens, output_tokens = _input_tokens(self._usage), integer(self._usage.get("output_tokens"))
-        return Result(
-            content="".join(texts) if texts else None,
-            tool_calls=calls,
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            total_tokens=total(input_tokens, output_tokens),
+        return self.assembled(
+            joined(texts),
+            calls,
+            interrupted=interrupted,
+            **_tokens(self._usage),
             model=self._model,
             finish_reason=self._stop,
-            status=status,
-            error=error,
         )
 

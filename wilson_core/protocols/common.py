@@ -17,12 +17,13 @@ has the same four parts, all pure (no I/O, no SDK import):
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from attrs import field, frozen
 
-from wilson_core.records import STATUS_ERROR, STATUS_INCOMPLETE, STATUS_OK, ToolCall
+from wilson_core.messages import parse_arguments
+from wilson_core.records import STATUS_ERROR, STATUS_INCOMPLETE, STATUS_OK, ToolCall, new_id
 
 
 def _tupled(value: Any) -> tuple:
@@ -104,6 +105,71 @@ def total(input_tokens: int | None, output_tokens: int | None, given: Any = None
     if input_tokens is None and output_tokens is None:
         return None
     return (input_tokens or 0) + (output_tokens or 0)
+
+
+def mapping(value: Any) -> Mapping[str, Any]:
+    """``value`` when it is a JSON object, else an empty one."""
+    return value if isinstance(value, Mapping) else {}
+
+
+def string(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def joined(pieces: Sequence[str]) -> str | None:
+    """Text pieces as one text; ``None`` when no piece came (an empty piece counts)."""
+    return "".join(pieces) if pieces else None
+
+
+def request_of(
+    data: Mapping[str, Any], messages: Any, tools: Any, not_params: set[str], stream: bool | None = None
+) -> Request:
+    """A :class:`Request`: the keys of ``data`` not in ``not_params`` are its parameters."""
+    return Request(
+        messages=messages,
+        tools=tools,
+        params={k: v for k, v in data.items() if k not in not_params},
+        model=string(data.get("model")),
+        stream=bool(data.get("stream")) if stream is None else stream,
+    )
+
+
+def tool_call(call_id: Any, name: Any, arguments: Any, *, prefix: str = "call") -> ToolCall:
+    """A tool call of a response: ``arguments`` (JSON text or an object) parsed,
+    an id made up (``PREFIX_...``) when none came, ``?`` when it has no name."""
+    parsed, raw = parse_arguments(arguments)
+    return ToolCall(
+        id=str(call_id or f"{prefix}_{new_id()[:12]}"),
+        name=name or "?",
+        arguments=parsed,
+        raw_arguments=raw,
+    )
+
+
+def answer(
+    content: str | None,
+    tool_calls: Sequence[ToolCall],
+    *,
+    input_tokens: int | None = None,
+    output_tokens: int | None = None,
+    total_tokens: Any = None,
+    model: str | None = None,
+    finish_reason: str | None = None,
+    status: str = STATUS_OK,
+    error: str | None = None,
+) -> Result:
+    """A :class:`Result`; its total is ``total_tokens`` when the body gave one, else input + output."""
+    return Result(
+        content=content,
+        tool_calls=tool_calls,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        total_tokens=total(input_tokens, output_tokens, total_tokens),
+        model=model,
+        finish_reason=finish_reason,
+        status=status,
+        error=error,
+    )
 
 
 def tool_entry(call_id: str, name: str, arguments: dict[str, Any], raw: str | None = None) -> dict[str, Any]:
@@ -238,6 +304,20 @@ class Assembler:
 
     def result(self, interrupted: str | None = None) -> Result:
         raise NotImplementedError
+
+    def assembled(
+        self,
+        content: str | None,
+        tool_calls: Sequence[ToolCall],
+        *,
+        interrupted: str | None = None,
+        finished: bool | None = None,
+        **parts: Any,
+    ) -> Result:
+        """What came, as a :class:`Result` (``parts``: tokens, model, finish reason) with the
+        stream's status (see :func:`status_of`; ``finished`` defaults to :attr:`finished`)."""
+        status, error = status_of(self.error, self.finished if finished is None else finished, interrupted)
+        return answer(content, tool_calls, status=status, error=error, **parts)
 
     def feed_text(self, data: str, event: str | None = None) -> bool:
         """One event's data as text (``[DONE]`` ends an OpenAI stream)."""

@@ -28,18 +28,24 @@ from .common import (
     ProtocolError,
     Request,
     Result,
+    answer,
     as_object,
     error_message,
     http_error_text,
     integer,
-    status_of,
+    joined,
+    mapping,
+    request_of,
+    string,
     tool_entry,
-    total,
 )
 
 NAME = "ollama"
 PATH = "/api/chat"
 _NOT_PARAMS = {"model", "messages", "tools", "stream"}
+
+#: a readable error from an HTTP error body.
+error_text = http_error_text
 
 
 def _key(message: Mapping[str, Any]) -> list[Any]:
@@ -62,7 +68,7 @@ def _calls(raw: Any, context: Sequence[Mapping[str, Any]], offset: int = 0) -> l
     for position, call in enumerate(raw or (), start=offset):
         if not isinstance(call, Mapping):
             continue
-        function = call.get("function") if isinstance(call.get("function"), Mapping) else {}
+        function = mapping(call.get("function"))
         name = function.get("name") or "?"
         arguments, raw_text = parse_arguments(function.get("arguments"))
         call_id = call.get("id") or derived_call_id(context, name, arguments if raw_text is None else raw_text, position)
@@ -105,13 +111,17 @@ def ollama_messages(messages: Any) -> list[dict[str, Any]]:
 
 def parse_request(body: Any) -> Request:
     data = as_object(body, "/api/chat request")
-    return Request(
-        messages=ollama_messages(data.get("messages")),
-        tools=[dict(t) for t in data.get("tools") or () if isinstance(t, Mapping)],
-        params={k: v for k, v in data.items() if k not in _NOT_PARAMS},
-        model=data.get("model") if isinstance(data.get("model"), str) else None,
+    return request_of(
+        data,
+        ollama_messages(data.get("messages")),
+        [dict(t) for t in data.get("tools") or () if isinstance(t, Mapping)],
+        _NOT_PARAMS,
         stream=data.get("stream", True) is not False,  # Ollama streams unless told not to
     )
+
+
+def _tokens(data: Mapping[str, Any]) -> dict[str, int | None]:
+    return {"input_tokens": integer(data.get("prompt_eval_count")), "output_tokens": integer(data.get("eval_count"))}
 
 
 def _context(request: Request | None) -> Sequence[Mapping[str, Any]]:
@@ -122,22 +132,14 @@ def parse_response(body: Any, request: Request | None = None) -> Result:
     data = as_object(body, "/api/chat response")
     if data.get("error"):
         return Result(status=STATUS_ERROR, error=error_message(data))
-    message = data.get("message") if isinstance(data.get("message"), Mapping) else {}
-    input_tokens, output_tokens = integer(data.get("prompt_eval_count")), integer(data.get("eval_count"))
-    content = message.get("content")
-    return Result(
-        content=content if isinstance(content, str) and content else None,
-        tool_calls=_calls(message.get("tool_calls"), _context(request)),
-        input_tokens=input_tokens,
-        output_tokens=output_tokens,
-        total_tokens=total(input_tokens, output_tokens),
-        model=data.get("model") if isinstance(data.get("model"), str) else None,
+    message = mapping(data.get("message"))
+    return answer(
+        string(message.get("content")) or None,
+        _calls(message.get("tool_calls"), _context(request)),
+        **_tokens(data),
+        model=string(data.get("model")),
         finish_reason=data.get("done_reason"),
     )
-
-
-def error_text(status: int, body: Any) -> str:
-    return http_error_text(status, body)
 
 
 class Assembler(_Assembler):
@@ -158,7 +160,7 @@ class Assembler(_Assembler):
             self.error = error_message(data) or "error in the stream"
             return False
         self._model = data.get("model") or self._model
-        message = data.get("message") if isinstance(data.get("message"), Mapping) else {}
+        message = mapping(data.get("message"))
         output = False
         if isinstance(message.get("content"), str) and message["content"]:
             self._text.append(message["content"])
@@ -173,17 +175,11 @@ class Assembler(_Assembler):
 
     def result(self, interrupted: str | None = None) -> Result:
         self.end()
-        status, error = status_of(self.error, self.finished, interrupted)
-        input_tokens = integer(self._final.get("prompt_eval_count"))
-        output_tokens = integer(self._final.get("eval_count"))
-        return Result(
-            content="".join(self._text) if self._text else None,
-            tool_calls=self._calls,
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            total_tokens=total(input_tokens, output_tokens),
+        return self.assembled(
+            joined(self._text),
+            self._calls,
+            interrupted=interrupted,
+            **_tokens(self._final),
             model=self._model,
             finish_reason=self._final.get("done_reason"),
-            status=status,
-            error=error,
         )

@@ -16,30 +16,35 @@ from collections.abc import Mapping
 from typing import Any
 
 from wilson_core.errors import RecordError
-from wilson_core.messages import normalize_messages, parse_arguments
-from wilson_core.records import STATUS_ERROR, ToolCall, new_id
+from wilson_core.messages import normalize_messages
+from wilson_core.records import STATUS_ERROR, ToolCall
 
-from .common import (
-    Assembler as _Assembler,
-)
+from .common import Assembler as _Assembler
 from .common import (
     ProtocolError,
     Request,
     Result,
+    answer,
     as_object,
     error_message,
     function_tool,
     http_error_text,
     integer,
-    status_of,
+    joined,
+    mapping,
+    request_of,
+    string,
     text_of,
-    total,
+    tool_call,
 )
 
 NAME = "openai-chat"
 PATH = "/chat/completions"
 #: request keys that are not parameters of the call.
 _NOT_PARAMS = {"model", "messages", "tools", "functions", "stream", "stream_options"}
+
+#: a readable error from an HTTP error body.
+error_text = http_error_text
 
 
 def _content(value: Any) -> Any:
@@ -78,52 +83,39 @@ def parse_request(body: Any) -> Request:
     messages = data.get("messages")
     if not isinstance(messages, list):
         raise ProtocolError("chat completions request without a 'messages' list")
-    return Request(
-        messages=normalize_chat_messages(messages),
-        tools=tools_of(data),
-        params={k: v for k, v in data.items() if k not in _NOT_PARAMS},
-        model=data.get("model") if isinstance(data.get("model"), str) else None,
-        stream=bool(data.get("stream")),
-    )
+    return request_of(data, normalize_chat_messages(messages), tools_of(data), _NOT_PARAMS)
 
 
 def _tool_call(data: Any) -> ToolCall | None:
     if not isinstance(data, Mapping):
         return None
-    function = data.get("function") if isinstance(data.get("function"), Mapping) else {}
-    name = function.get("name")
-    arguments, raw = parse_arguments(function.get("arguments"))
-    return ToolCall(
-        id=str(data.get("id") or f"call_{new_id()[:12]}"),
-        name=name if isinstance(name, str) and name else "?",
-        arguments=arguments,
-        raw_arguments=raw,
-    )
+    function = mapping(data.get("function"))
+    return tool_call(data.get("id"), string(function.get("name")), function.get("arguments"))
+
+
+def _tokens(usage: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "input_tokens": integer(usage.get("prompt_tokens")),
+        "output_tokens": integer(usage.get("completion_tokens")),
+        "total_tokens": usage.get("total_tokens"),
+    }
 
 
 def parse_response(body: Any, request: Request | None = None) -> Result:
     data = as_object(body, "chat completions response")
     if data.get("error"):
         return Result(status=STATUS_ERROR, error=error_message(data), model=data.get("model"))
-    usage = data.get("usage") if isinstance(data.get("usage"), Mapping) else {}
     choices = data.get("choices") if isinstance(data.get("choices"), list) else []
     choice = choices[0] if choices and isinstance(choices[0], Mapping) else {}
-    message = choice.get("message") if isinstance(choice.get("message"), Mapping) else {}
+    message = mapping(choice.get("message"))
     calls = [_tool_call(c) for c in message.get("tool_calls") or ()]
-    input_tokens, output_tokens = integer(usage.get("prompt_tokens")), integer(usage.get("completion_tokens"))
-    return Result(
-        content=text_of(message.get("content")),
-        tool_calls=[c for c in calls if c is not None],
-        input_tokens=input_tokens,
-        output_tokens=output_tokens,
-        total_tokens=total(input_tokens, output_tokens, usage.get("total_tokens")),
-        model=data.get("model") if isinstance(data.get("model"), str) else None,
+    return answer(
+        text_of(message.get("content")),
+        [c for c in calls if c is not None],
+        **_tokens(mapping(data.get("usage"))),
+        model=string(data.get("model")),
         finish_reason=choice.get("finish_reason"),
     )
-
-
-def error_text(status: int, body: Any) -> str:
-    return http_error_text(status, body)
 
 
 class Assembler(_Assembler):
@@ -152,7 +144,7 @@ class Assembler(_Assembler):
         for choice in data.get("choices") or ():
             if not isinstance(choice, Mapping) or choice.get("index", 0) not in (0, None):
                 continue
-            delta = choice.get("delta") if isinstance(choice.get("delta"), Mapping) else {}
+            delta = mapping(choice.get("delta"))
             content = delta.get("content")
             if isinstance(content, str) and content:
                 self._text.append(content)
@@ -174,7 +166,7 @@ class Assembler(_Assembler):
         if isinstance(call_id, str) and call_id and not entry["id"]:
             entry["id"] = call_id
             self._ids[call_id] = index
-        function = fragment.get("function") if isinstance(fragment.get("function"), Mapping) else {}
+        function = mapping(fragment.get("function"))
         if isinstance(function.get("name"), str) and function["name"] and not entry["name"]:
             entry["name"] = function["name"]
         if isinstance(function.get("arguments"), str):
@@ -182,30 +174,16 @@ class Assembler(_Assembler):
 
     def result(self, interrupted: str | None = None) -> Result:
         self.end()
-        calls = []
-        for index in sorted(self._calls):
-            entry = self._calls[index]
-            arguments, raw = parse_arguments("".join(entry["arguments"]))
-            calls.append(
-                ToolCall(
-                    id=entry["id"] or f"call_{new_id()[:12]}",
-                    name=entry["name"] or "?",
-                    arguments=arguments,
-                    raw_arguments=raw,
-                )
-            )
-        finished = self.finished or self._finish is not None
-        status, error = status_of(self.error, finished, interrupted)
-        usage = self._usage
-        input_tokens, output_tokens = integer(usage.get("prompt_tokens")), integer(usage.get("completion_tokens"))
-        return Result(
-            content="".join(self._text) if self._text else None,
-            tool_calls=calls,
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            total_tokens=total(input_tokens, output_tokens, usage.get("total_tokens")),
+        calls = [
+            tool_call(entry["id"], entry["name"], "".join(entry["arguments"]))
+            for entry in (self._calls[index] for index in sorted(self._calls))
+        ]
+        return self.assembled(
+            joined(self._text),
+            calls,
+            interrupted=interrupted,
+            finished=self.finished or self._finish is not None,
+            **_tokens(self._usage),
             model=self._model,
             finish_reason=self._finish,
-            status=status,
-            error=error,
         )

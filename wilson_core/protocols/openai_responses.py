@@ -25,21 +25,29 @@ from .common import (
     ProtocolError,
     Request,
     Result,
+    answer,
     as_object,
     error_message,
     function_tool,
     http_error_text,
     integer,
+    joined,
+    mapping,
+    request_of,
     status_of,
+    string,
     text_of,
+    tool_call,
     tool_entry,
-    total,
 )
 
 NAME = "openai-responses"
 PATH = "/responses"
 _NOT_PARAMS = {"model", "input", "instructions", "tools", "stream", "stream_options"}
 _TEXT = ("input_text", "output_text", "text")
+
+#: a readable error from an HTTP error body.
+error_text = http_error_text
 
 
 def _message_content(content: Any) -> Any:
@@ -131,23 +139,13 @@ def parse_request(body: Any) -> Request:
     data = as_object(body, "responses request")
     if "input" not in data:
         raise ProtocolError("responses request without 'input'")
-    return Request(
-        messages=input_messages(data.get("input"), data.get("instructions")),
-        tools=tools_of(data.get("tools")),
-        params={k: v for k, v in data.items() if k not in _NOT_PARAMS},
-        model=data.get("model") if isinstance(data.get("model"), str) else None,
-        stream=bool(data.get("stream")),
+    return request_of(
+        data, input_messages(data.get("input"), data.get("instructions")), tools_of(data.get("tools")), _NOT_PARAMS
     )
 
 
 def _call_of(item: Mapping[str, Any]) -> ToolCall:
-    arguments, raw = parse_arguments(item.get("arguments"))
-    return ToolCall(
-        id=str(item.get("call_id") or item.get("id") or f"call_{new_id()[:12]}"),
-        name=item.get("name") or "?",
-        arguments=arguments,
-        raw_arguments=raw,
-    )
+    return tool_call(item.get("call_id") or item.get("id"), item.get("name"), item.get("arguments"))
 
 
 def _output_text(item: Mapping[str, Any]) -> str:
@@ -166,17 +164,16 @@ def _from_response(data: Mapping[str, Any]) -> Result:
             texts.append(_output_text(item))
         elif item.get("type") == "function_call":
             calls.append(_call_of(item))
-    usage = data.get("usage") if isinstance(data.get("usage"), Mapping) else {}
-    input_tokens, output_tokens = integer(usage.get("input_tokens")), integer(usage.get("output_tokens"))
-    details = data.get("incomplete_details") if isinstance(data.get("incomplete_details"), Mapping) else {}
+    usage = mapping(data.get("usage"))
+    details = mapping(data.get("incomplete_details"))
     failed = data.get("status") == "failed" or data.get("error")
-    return Result(
-        content="".join(texts) if texts else None,
-        tool_calls=calls,
-        input_tokens=input_tokens,
-        output_tokens=output_tokens,
-        total_tokens=total(input_tokens, output_tokens, usage.get("total_tokens")),
-        model=data.get("model") if isinstance(data.get("model"), str) else None,
+    return answer(
+        joined(texts),
+        calls,
+        input_tokens=integer(usage.get("input_tokens")),
+        output_tokens=integer(usage.get("output_tokens")),
+        total_tokens=usage.get("total_tokens"),
+        model=string(data.get("model")),
         finish_reason=details.get("reason") or data.get("status"),
         status=STATUS_ERROR if failed else STATUS_OK,
         error=(error_message(data) or "response failed") if failed else None,
@@ -185,10 +182,6 @@ def _from_response(data: Mapping[str, Any]) -> Result:
 
 def parse_response(body: Any, request: Request | None = None) -> Result:
     return _from_response(as_object(body, "responses response"))
-
-
-def error_text(status: int, body: Any) -> str:
-    return http_error_text(status, body)
 
 
 class Assembler(_Assembler):
@@ -215,14 +208,14 @@ class Assembler(_Assembler):
             self._model = data["response"].get("model") or self._model
             return False
         if kind in ("response.completed", "response.incomplete", "response.failed"):
-            response = data.get("response") if isinstance(data.get("response"), Mapping) else {}
+            response = mapping(data.get("response"))
             self._final = _from_response(response)
             self.finished = True
             if kind == "response.failed":
                 self.error = self._final.error or "response failed"
             return False
         if kind == "response.output_item.added" or kind == "response.output_item.done":
-            item = data.get("item") if isinstance(data.get("item"), Mapping) else {}
+            item = mapping(data.get("item"))
             entry = self._item(data.get("output_index"))
             entry["type"] = item.get("type")
             if kind.endswith(".done"):
@@ -255,10 +248,4 @@ class Assembler(_Assembler):
                 if item is None:
                     item = dict(entry.get("item_start") or {}, arguments="".join(entry["arguments"]))
                 calls.append(_call_of(item))
-        return Result(
-            content="".join(texts) if texts else None,
-            tool_calls=calls,
-            model=self._model,
-            status=status,
-            error=error,
-        )
+        return answer(joined(texts), calls, model=self._model, status=status, error=error)
