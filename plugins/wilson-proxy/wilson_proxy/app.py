@@ -16,6 +16,7 @@ from typing import Any
 
 from attrs import frozen
 
+from .live import CHECK_S, LiveModel
 from .recorder import Recorder
 from .routes import RouteError, load_routes
 from .server import ProxyServer
@@ -84,6 +85,8 @@ class ProxySettings:
     config: Path | None = None
     #: ``wilson serve``: the model name /v1/models lists
     served_model: str | None = None
+    #: seconds between two reads of the registry's live model (``registry:live`` routes)
+    live_check_s: float = CHECK_S
 
 
 class RunningProxy:
@@ -102,6 +105,11 @@ class RunningProxy:
         )
         self.server.served_model = settings.served_model
         self.server.set_routes(load_routes(settings.config, settings.route_flags))
+        #: the registry's live model, for ``registry:live`` routes (:mod:`.live`)
+        self.live = LiveModel(settings.db, settings.live_check_s)
+        if self.server.uses_live():
+            self.live.check_later().result()
+            self.server.set_live(self.live.spec)
         self._config_stamp = self._stamp()
         self.reloads = 0
         self.loop = event_loop_factory()()
@@ -131,12 +139,14 @@ class RunningProxy:
         self._stopped = self.loop.create_future()
         if self.settings.config is not None:
             self.loop.call_later(RELOAD_CHECK_S, self._watch)
+        self.loop.call_later(self.live.check_s, self._watch_live)
         gc.freeze()  # what start-up made is never garbage: keep it out of every collection
         self._ready.set()
         await self._stopped
         await self.server.close()
         for model in self.server.local_models.values():
             model.close()
+        self.live.close()
         if self.recorder:
             await self.recorder.close()
 
@@ -188,6 +198,29 @@ class RunningProxy:
         if self._stopped is not None and not self._stopped.done():
             self.loop.call_later(RELOAD_CHECK_S, self._watch)
 
+    def _watch_live(self) -> None:
+        self.check_live()
+        if self._stopped is not None and not self._stopped.done():
+            self.loop.call_later(self.live.check_s, self._watch_live)
+
+    def check_live(self) -> None:
+        """Read the registry's live model now, off the event loop (when a route serves it)."""
+        if not self.server.uses_live():
+            return
+        loop = self.loop
+
+        def checked(future: Any) -> None:
+            if future.exception() is None and not loop.is_closed():
+                try:
+                    loop.call_soon_threadsafe(self.server.set_live, self.live.spec)
+                except RuntimeError:
+                    pass  # the loop closed meanwhile
+
+        try:
+            self.live.check_later().add_done_callback(checked)
+        except RuntimeError:
+            pass  # shutting down
+
     def reload(self) -> bool:
         """Read the routes again (on the event loop: between two requests); keep the old ones on error."""
         try:
@@ -196,6 +229,7 @@ class RunningProxy:
             log.error("routes not reloaded, the old ones stay: %s", exc)
             return False
         self.server.set_routes(routes)
+        self.check_live()  # a reload (SIGHUP) also reads the registry's live model at once
         self.reloads += 1
         log.warning("routes reloaded from %s: %s", self.settings.config,
                     ", ".join(f"{r.name} ({r.mode})" for r in routes) or "none")

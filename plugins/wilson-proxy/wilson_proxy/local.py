@@ -23,6 +23,7 @@ PARAMS = {
     "top_p": "top_p",
     "max_tokens": "max_tokens",
     "max_completion_tokens": "max_tokens",
+    "max_output_tokens": "max_tokens",
     "num_predict": "max_tokens",
     "stop": "stop",
     "stop_sequences": "stop",
@@ -77,6 +78,8 @@ def structured_params(request: Mapping[str, Any]) -> dict[str, Any]:
     elif form == "json":
         out["response_format"] = {"type": "json_object"}
     choice = request.get("tool_choice")
+    if isinstance(choice, Mapping) and choice.get("type") == "function" and "function" not in choice:
+        choice = {"type": "function", "function": {"name": choice.get("name")}}  # Responses API: flat
     if isinstance(choice, Mapping) and choice.get("type") in ("tool", "any", "auto", "none"):
         kind = choice["type"]  # Anthropic's shape
         choice = ({"type": "function", "function": {"name": choice.get("name")}} if kind == "tool"
@@ -84,6 +87,27 @@ def structured_params(request: Mapping[str, Any]) -> dict[str, Any]:
     if choice is not None:
         out["tool_choice"] = choice
     return out
+
+
+class Failure(str):
+    """Why a local answer failed (the text); ``client_fault`` when the request was refused for
+    what it asks (a :class:`~wilson_core.errors.ParameterError`: the client's 400), ``param``
+    the request field it names."""
+
+    client_fault = False
+    param: str | None = None
+
+
+def failure(exc: BaseException) -> Failure:
+    """The :class:`Failure` for an exception a provider raised."""
+    from wilson_core.errors import parameter_error
+
+    refused = parameter_error(exc)
+    if refused is None:
+        return Failure(f"{type(exc).__name__}: {exc}")
+    text = Failure(str(exc))
+    text.client_fault, text.param = True, refused.param
+    return text
 
 
 class Job:
@@ -172,7 +196,7 @@ class LocalModel:
                     if close is not None:
                         close()
             except Exception as exc:  # the local model failed: the route decides what the client sees
-                error = f"{type(exc).__name__}: {exc}"
+                error = failure(exc)
             finally:
                 try:
                     loop.call_soon_threadsafe(on_done, error)
@@ -184,6 +208,18 @@ class LocalModel:
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
+        self._close_provider()
+
+    def retire(self) -> None:
+        """Take no more requests: those already queued are answered, then the model is closed
+        (a route change or a new live model never drops a call in flight)."""
+        try:
+            self.executor.submit(self._close_provider)
+        except RuntimeError:
+            return  # already closed
+        self.executor.shutdown(wait=False)
+
+    def _close_provider(self) -> None:
         if self.provider is not None:
             try:
                 self.provider.close()

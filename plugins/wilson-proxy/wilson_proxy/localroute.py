@@ -138,11 +138,13 @@ class LocalExchange:
         self.head_sent = False
         self.started = time.perf_counter()
         self.timer: Any = None
+        self.spec = route.provider
 
     def start(self, messages: list, tools: list | None, params: dict) -> None:
         proxy = self.client.proxy
         assert proxy.loop is not None
         model = proxy.local_model(self.route)
+        self.spec = model.spec  # what answers (a registry:live route: the live model's provider)
         self.job = model.submit(proxy.loop, messages, tools, params, self.on_event, self.on_done)
         if self.fallback is not None:
             self.timer = proxy.loop.call_later(self.route.timeout, self.on_timeout)
@@ -251,7 +253,7 @@ class LocalExchange:
         if captured is not None:
             captured.status = status
             captured.content_type = (renderer.stream_type if renderer.stream else renderer.content_type).encode()
-            captured.answered_by = self.route.provider
+            captured.answered_by = self.spec
             captured.ended = time.perf_counter()
             captured.outcome = "ok" if outcome == "ok" or (renderer.stream and error and not self.client_gone) else outcome
             captured.error = None if outcome == "ok" else (error or "the client disconnected")
@@ -270,7 +272,7 @@ class LocalExchange:
         status, body = self.renderer.end(None)
         attempt.parts, attempt.times = [body], [time.perf_counter()]
         attempt.status, attempt.content_type = status, b"application/json"
-        attempt.answered_by = self.route.provider
+        attempt.answered_by = self.spec
         attempt.ended = time.perf_counter()
         attempt.outcome, attempt.error = "error", f"fallback to upstream: {problem}"
         proxy.submit(attempt)
@@ -312,6 +314,7 @@ def start_shadow(proxy: ProxyServer, route: Route, original: Captured) -> bool:
     def on_event(event: Any) -> None:
         box["renderer"].take(event)
 
+    model = proxy.local_model(route)  # chosen now: a new live model only answers later calls
     proxy.shadow_inflight[route.name] = proxy.shadow_inflight.get(route.name, 0) + 1
     started = time.perf_counter()
 
@@ -323,13 +326,13 @@ def start_shadow(proxy: ProxyServer, route: Route, original: Captured) -> bool:
         status, body = renderer.end(error)
         captured.parts, captured.times = [body], [time.perf_counter()]
         captured.status, captured.content_type = status, b"application/json"
-        captured.answered_by = route.provider
+        captured.answered_by = model.spec
         captured.ended = time.perf_counter()
         captured.outcome, captured.error = ("ok", None) if error is None else ("error", error)
         if proxy.submit is not None:
             proxy.submit(captured)
 
     assert proxy.loop is not None
-    proxy.local_model(route).submit(proxy.loop, [], None, {}, on_event, on_done, prepare=prepare)
+    model.submit(proxy.loop, [], None, {}, on_event, on_done, prepare=prepare)
     stats.count("shadowed")
     return True

@@ -17,6 +17,10 @@ In ``pyproject.toml``::
 
 or with ``--route "MODE PROVIDER [KEY=VALUE ...]"`` (same keys).  The first
 route that matches a call wins; a call no route matches goes upstream.
+
+``provider = "registry:live"`` names the model registry's live model (:mod:`.live`):
+promotion and rollback switch the route's traffic with no restart, and while no
+model is live the route matches nothing (its calls go upstream).
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from attrs import field, frozen
+
+from .live import LIVE
 
 MODES = ("local", "shadow", "fallback")
 KEYS = {"name", "mode", "provider", "model", "call_type", "header", "sample", "max_concurrency", "timeout",
@@ -83,6 +89,8 @@ def route_from(data: dict[str, Any], index: int, where: str) -> Route:
     provider = data.get("provider")
     if not isinstance(provider, str) or ":" not in provider:
         raise RouteError(f"{where}: provider must be written NAME:MODEL (e.g. llamacpp:model.gguf), got {provider!r}")
+    if provider.startswith("registry:") and provider != LIVE:
+        raise RouteError(f"{where}: the registry's model is named {LIVE!r} (the live model), got {provider!r}")
     header = data.get("header")
     parsed_header = None
     if header is not None:

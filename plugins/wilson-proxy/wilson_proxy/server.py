@@ -26,6 +26,7 @@ from typing import Any
 from .captured import Captured, error_body
 from .client import LOCAL_ONLY, WILSON_HEADERS, ClientConnection
 from .http import Header
+from .live import LIVE
 from .local import LocalModel
 from .relay import Exchange, UpstreamConnection
 from .routes import Route, RouteStats
@@ -82,22 +83,42 @@ class ProxyServer:
         self.shadow_inflight: dict[str, int] = {}
         #: ``wilson serve``: the model name /v1/models lists
         self.served_model: str | None = None
+        #: what ``registry:live`` routes resolve to now (:mod:`.live`; set on the event loop)
+        self.live_spec: str | None = None
 
     # -- routes ---------------------------------------------------------------
 
     def set_routes(self, routes: list[Route]) -> None:
         """Use ``routes`` from the next request on (calls in flight keep theirs)."""
-        wanted = {route.provider for route in routes}
-        for spec in list(self.local_models):
-            if spec not in wanted:
-                self.local_models.pop(spec).close()
         self.routes_by_model = any(route.model is not None for route in routes)
         self.routes = list(routes)
+        self._retire_unused()
+
+    def set_live(self, spec: str | None) -> None:
+        """``registry:live`` routes go to ``spec`` from the next request on (``None``: upstream)."""
+        if spec != self.live_spec:
+            self.live_spec = spec
+            self._retire_unused()
+
+    def uses_live(self) -> bool:
+        return any(route.provider == LIVE for route in self.routes)
+
+    def provider_for(self, route: Route) -> str | None:
+        """The ``NAME:MODEL`` that answers ``route`` now (``None``: no model is live)."""
+        return self.live_spec if route.provider == LIVE else route.provider
+
+    def _retire_unused(self) -> None:
+        wanted = {self.provider_for(route) for route in self.routes}
+        for spec in list(self.local_models):
+            if spec not in wanted:
+                self.local_models.pop(spec).retire()  # its queued calls are answered first
 
     def local_model(self, route: Route) -> LocalModel:
-        model = self.local_models.get(route.provider)
+        spec = self.provider_for(route)
+        assert spec is not None, "pick_route never picks a registry:live route while no model is live"
+        model = self.local_models.get(spec)
         if model is None:
-            model = self.local_models[route.provider] = LocalModel(route.provider, route.options)
+            model = self.local_models[spec] = LocalModel(spec, route.options)
         return model
 
     def stats_for(self, route: Route) -> RouteStats:
@@ -110,6 +131,8 @@ class ProxyServer:
         model = request.get("model") if isinstance(request, dict) else None
         present = {lower: value for lower, value, _ in headers}
         for candidate in self.routes:
+            if candidate.provider == LIVE and self.live_spec is None:
+                continue  # no model is live yet: these calls go upstream
             if candidate.matches(model if isinstance(model, str) else None, call_type, present):
                 return candidate
         return None
@@ -195,7 +218,8 @@ class ProxyServer:
 
     def routes_json(self) -> dict[str, Any]:
         return {"routes": [
-            {"name": r.name, "mode": r.mode, "provider": r.provider, "match": r.describe(), "sample": r.sample,
+            {"name": r.name, "mode": r.mode, "provider": r.provider, "serves": self.provider_for(r),
+             "match": r.describe(), "sample": r.sample,
              "max_concurrency": r.max_concurrency, "timeout": r.timeout, **self.stats_for(r).as_json()}
             for r in self.routes
         ]}
