@@ -17,6 +17,7 @@ import pytest
 from proxy_support import start_proxy
 from wilson_proxy.routes import RouteError, parse_route_flag
 
+from wilson_core.cli import main
 from wilson_core.store import open_store
 from wilson_core.store.registry import Registry
 from wilson_core.testing.upstreams import FakeUpstream, Scripted
@@ -113,7 +114,7 @@ def test_a_live_route_follows_promotion_and_rollback_without_a_restart(models, t
     registry.store.close()
 
 
-def test_a_reload_reads_the_live_model_at_once_and_a_deployment_is_preferred(models, tmp_path):
+def test_a_reload_reads_the_live_model_at_once_and_a_deployment_is_preferred(models, tmp_path, capsys):
     db = tmp_path / "live.db"
     registry = registered(db, models)
     with FakeUpstream(default=Scripted(text="from upstream")) as upstream:
@@ -123,8 +124,13 @@ def test_a_reload_reads_the_live_model_at_once_and_a_deployment_is_preferred(mod
             registry.promote("m-a")
             time.sleep(0.5)
             assert serves(proxy) is None
+            capsys.readouterr()
+            assert main(["proxy", "routes", "--port", str(proxy.port)]) == 0
+            assert "serves nothing: no model is live" in capsys.readouterr().out
             assert proxy.reload()
             assert wait_serving(proxy, f"transformers:{models['a']}", within=10) < 10
+            assert main(["proxy", "routes", "--port", str(proxy.port)]) == 0
+            assert f"serves transformers:{models['a']}" in capsys.readouterr().out
             # a deployment of the live model (here: the other folder, as a transformers deployment) wins
             # over its training folder once it is recorded, on the next check
             registry.record_deployment("m-a", "transformers", str(models["b"]), f"transformers:{models['b']}", True)

@@ -157,6 +157,8 @@ def routes_command(port: int, host: str, token: str | None, config: str | None, 
         return
     for route in data["routes"]:
         click.echo(f"{route['name']}: {route['mode']} -> {route['provider']} for {route['match']}")
+        if running and route["provider"] == "registry:live":  # what the registry's live model is now
+            click.echo(f"  serves {route.get('serves') or 'nothing: no model is live, calls go upstream'}")
         if running:
             counts = ", ".join(f"{k} {v}" for k, v in sorted(route["counts"].items())) or "no calls yet"
             latency = [f"local p50 {route['p50_ms']} ms"] if route.get("p50_ms") is not None else []
