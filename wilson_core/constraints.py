@@ -28,7 +28,7 @@ from typing import Any
 
 from attrs import field, frozen
 
-from wilson_core.errors import WilsonError
+from wilson_core.errors import ParameterError
 
 CHOICE = "choice"
 JSON = "json"
@@ -38,8 +38,8 @@ TOOL_CALL_OPEN = "<tool_call>"
 TOOL_CALL_CLOSE = "</tool_call>"
 
 
-class ConstraintError(WilsonError):
-    """A constraint that cannot be understood or enforced (bad shape, unknown tool...)."""
+class ConstraintError(ParameterError):
+    """A constraint that cannot be understood or enforced (bad shape, unknown tool...): the request's fault."""
 
 
 @frozen

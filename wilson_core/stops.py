@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from .errors import ProviderError
+from .errors import ParameterError
 
 
 def stop_sequences(value: Any) -> tuple[str, ...]:
@@ -20,7 +20,7 @@ def stop_sequences(value: Any) -> tuple[str, ...]:
         return ()
     items: Iterable[Any] = [value] if isinstance(value, str) else value
     if not isinstance(items, (list, tuple)) or not all(isinstance(s, str) for s in items):
-        raise ProviderError(f"stop must be a string or a list of strings, not {value!r}")
+        raise ParameterError(f"stop must be a string or a list of strings, not {value!r}", "stop")
     return tuple(s for s in items if s)
 
 

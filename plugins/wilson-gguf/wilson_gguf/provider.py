@@ -31,7 +31,7 @@ from wilson_core.constraints import (
     gbnf_choice,
     keywords,
 )
-from wilson_core.errors import ProviderError
+from wilson_core.errors import ParameterError, ProviderError
 from wilson_core.interfaces import Provider
 from wilson_core.messages import parse_tagged_tool_calls
 from wilson_core.records import ProviderResponse
@@ -165,7 +165,7 @@ class LlamaCppProvider(Provider):
         tokens = self.prompt_tokens(messages, tools)
         max_tokens = int(params.get("max_tokens") or 256)
         if len(tokens) + max_tokens > self.context:
-            raise ProviderError(
+            raise ParameterError(
                 f"llamacpp: prompt ({len(tokens)} tokens) + max_tokens ({max_tokens}) exceed the "
                 f"context of {self.context}; pass context=... to LLM()"
             )
@@ -177,7 +177,7 @@ class LlamaCppProvider(Provider):
             else:
                 unsupported = sorted(keywords(constraint.schema) & LLAMACPP_UNSUPPORTED)
                 if unsupported:
-                    raise ProviderError(
+                    raise ParameterError(
                         f"llamacpp: the JSON schema uses {', '.join(unsupported)}, which llama.cpp's grammar "
                         "(node-llama-cpp) cannot enforce; the transformers: and onnx: providers can"
                     )

@@ -85,6 +85,8 @@ class ProxySettings:
     config: Path | None = None
     #: ``wilson serve``: the model name /v1/models lists
     served_model: str | None = None
+    #: the longest answer a local model gives; a request asking more is refused (400)
+    max_tokens_limit: int | None = None
     #: seconds between two reads of the registry's live model (``registry:live`` routes)
     live_check_s: float = CHECK_S
 
@@ -104,6 +106,7 @@ class RunningProxy:
             stats=self.recorder.stats if self.recorder else None,
         )
         self.server.served_model = settings.served_model
+        self.server.max_tokens_limit = settings.max_tokens_limit
         self.server.set_routes(load_routes(settings.config, settings.route_flags))
         #: the registry's live model, for ``registry:live`` routes (:mod:`.live`)
         self.live = LiveModel(settings.db, settings.live_check_s)

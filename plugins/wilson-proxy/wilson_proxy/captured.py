@@ -58,12 +58,17 @@ class Captured:
         return captured
 
 
-def error_body(protocol: str, message: str, kind: str) -> bytes:
-    """An error in the shape the client's SDK reads for its protocol."""
+#: ``error.type`` of a request refused for what it asks (both OpenAI and Anthropic name it so)
+INVALID_REQUEST = "invalid_request_error"
+
+
+def error_body(protocol: str, message: str, kind: str, param: str | None = None) -> bytes:
+    """An error in the shape the client's SDK reads for its protocol (``param``: OpenAI's field)."""
     if protocol == "anthropic":
         data: Any = {"type": "error", "error": {"type": kind, "message": message}}
     elif protocol == "ollama":
         data = {"error": message}
     else:
-        data = {"error": {"message": message, "type": kind, "param": None, "code": kind}}
+        code = "invalid_value" if kind == INVALID_REQUEST and param else None if kind == INVALID_REQUEST else kind
+        data = {"error": {"message": message, "type": kind, "param": param, "code": code}}
     return json.dumps(data).encode()

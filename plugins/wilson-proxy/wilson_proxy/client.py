@@ -14,9 +14,10 @@ import hmac
 import json
 from typing import TYPE_CHECKING, Any
 
+from wilson_core.errors import parameter_error
 from wilson_core.records import new_id
 
-from .captured import Captured, error_body
+from .captured import INVALID_REQUEST, Captured, error_body
 from .http import (
     HOP_BY_HOP,
     MAX_BODY,
@@ -140,11 +141,13 @@ class ClientConnection(asyncio.Protocol):
         except HttpError as exc:
             self.fail(exc.status, exc.message)
 
-    def fail(self, status: int, message: str, protocol: str = "openai", keep_alive: bool = False) -> None:
-        """Answer the request with an error of the proxy's own."""
+    def fail(self, status: int, message: str, protocol: str = "openai", keep_alive: bool = False,
+             param: str | None = None) -> None:
+        """Answer the request with an error of the proxy's own (400: the request's fault, naming ``param``)."""
         if self.transport is None or self.transport.is_closing():
             return
-        body = error_body(protocol, f"wilson proxy: {message}", "proxy_error" if status != 401 else "authentication_error")
+        kind = {400: INVALID_REQUEST, 401: "authentication_error"}.get(status, "proxy_error")
+        body = error_body(protocol, f"wilson proxy: {message}", kind, param)
         headers = [("content-type", "application/json")]
         if not keep_alive:
             headers.append(("connection", "close"))
@@ -216,6 +219,9 @@ class ClientConnection(asyncio.Protocol):
             if local_route is not None and local_route.mode != "shadow" and request_json is None:
                 request_json = _json_object(body)
                 if request_json is None:
+                    if upstream is None:  # nothing but the local model answers: the body is the client's fault
+                        self.fail(400, "the request body is not a JSON object", protocol, keep_alive=keep_alive)
+                        return
                     local_route = None
         if upstream is None and (local_route is None or local_route.mode == "shadow"):
             self.fail(404, f"nothing answers {path.decode('latin-1')[:200]} here (no upstream for {protocol})",
@@ -262,9 +268,16 @@ class ClientConnection(asyncio.Protocol):
         proxy = self.proxy
         proxy.stats_for(route).count("calls")
         try:
-            messages, tools, params = parse_for_local(protocol, endpoint, request)
-        except Exception as exc:  # a request the converter cannot read: the protocol's 400
-            self.fail(400, f"cannot read the request: {exc}", protocol, keep_alive=keep_alive)
+            messages, tools, params = parse_for_local(protocol, endpoint, request, proxy.max_tokens_limit)
+        except Exception as exc:  # a request the converter cannot read, or a parameter out of range: a 400
+            if fallback is not None:  # the upstream judges what the local model cannot take
+                proxy.stats_for(route).count("fallback_to_upstream")
+                self.exchange = fallback
+                proxy.send(fallback)
+                return
+            refused = parameter_error(exc)
+            message = str(exc) if refused is not None else f"cannot read the request: {exc}"
+            self.fail(400, message, protocol, keep_alive=keep_alive, param=refused.param if refused else None)
             return
         model_name = str(request.get("model") or route.provider)
         renderer = RENDERERS[(protocol, endpoint)](model_name, streamed(protocol, request), request)

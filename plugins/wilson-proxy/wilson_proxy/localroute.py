@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from wilson_core.records import new_id
 
+from .captured import INVALID_REQUEST, error_body
 from .local import Job, provider_params
 from .recorder import converter
 from .render import RENDERERS, Renderer, chunk, streamed
@@ -36,9 +37,18 @@ if TYPE_CHECKING:
     from .server import ProxyServer
 
 
-def parse_for_local(protocol: str, endpoint: str, request: dict[str, Any]) -> tuple[list, list | None, dict]:
-    """Messages, tools and provider parameters of a request, through the protocol's converter."""
-    parsed = converter(protocol, endpoint).parse_request(request)
+def parse_for_local(protocol: str, endpoint: str, request: dict[str, Any],
+                    max_tokens_limit: int | None = None) -> tuple[list, list | None, dict]:
+    """Messages, tools and provider parameters of a request, through the protocol's converter.
+
+    The parameters are checked first (:func:`wilson_core.protocols.params.check`): one that
+    is wrong raises :class:`~wilson_core.errors.ParameterError`, the client's 400.
+    """
+    from wilson_core.protocols.params import check
+
+    module = converter(protocol, endpoint)
+    request = check(module.NAME, request, max_tokens_limit=max_tokens_limit)
+    parsed = module.parse_request(request)
     return list(parsed.messages), list(parsed.tools) or None, provider_params({**request, **parsed.params})
 
 
@@ -74,6 +84,10 @@ def schema_problem(request: dict[str, Any], renderer: Renderer) -> str | None:
 
 def _answer_schema(request: dict[str, Any]) -> tuple[Any, bool]:
     form = request.get("response_format")
+    text = request.get("text")
+    if form is None and isinstance(text, dict) and isinstance(text.get("format"), dict):
+        spec = text["format"]  # the Responses API: the schema sits beside the type
+        form = {"type": spec.get("type"), "json_schema": {"schema": spec.get("schema")}}
     if isinstance(form, dict):
         if form.get("type") == "json_schema":
             spec = form.get("json_schema") or {}
@@ -232,6 +246,9 @@ class LocalExchange:
 
     def finish(self, error: str | None) -> None:
         renderer = self.renderer
+        if getattr(error, "client_fault", False) and not self.head_sent and not self.client_gone:
+            self.refuse(error)
+            return
         status, tail = renderer.end(error if not self.client_gone else "the client disconnected")
         captured = self.captured
         if self.client_gone:
@@ -261,6 +278,21 @@ class LocalExchange:
             if submit is not None:
                 submit(captured)
         self.client.exchange_done(self.keep_alive and not self.client_gone)
+
+    def refuse(self, error: Any) -> None:
+        """The model refused the request for what it asks, before answering: the client's 400."""
+        body = error_body(self.renderer.protocol, str(error), INVALID_REQUEST, error.param)
+        self.write(self.renderer.whole(400, body, self.keep_alive))
+        captured = self.captured
+        if captured is not None:
+            self.capture(body)
+            captured.status, captured.content_type = 400, b"application/json"
+            captured.answered_by = self.spec
+            captured.ended = time.perf_counter()
+            captured.outcome, captured.error = "error", str(error)
+            if self.client.proxy.submit is not None:
+                self.client.proxy.submit(captured)
+        self.client.exchange_done(self.keep_alive)
 
     def record_attempt(self, problem: str) -> None:
         """The local try of a fallback that did not pass, recorded as an error of its own."""

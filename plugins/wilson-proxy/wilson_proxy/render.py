@@ -3,7 +3,8 @@
 A local route and ``wilson serve`` run a Wilson provider, which yields
 :mod:`wilson_core.streams` events (text deltas, tool-call deltas, usage).  A
 renderer turns them into what the client's SDK expects: OpenAI chat
-completions (JSON, or SSE chunks ending with ``[DONE]``), Anthropic messages
+completions (JSON, or SSE chunks ending with ``[DONE]``), OpenAI responses
+(a ``response`` object, or its typed SSE events), Anthropic messages
 (JSON, or the ``message_start`` ... ``message_stop`` event sequence) and
 Ollama's ``/api/chat`` (JSON, or NDJSON lines).  The rendered bytes are also
 what is recorded, through the same converters as upstream answers.
@@ -44,6 +45,8 @@ class Renderer:
     non-streamed answer the whole body.
     """
 
+    #: the protocol whose error shape the client reads (:func:`.captured.error_body`)
+    protocol = "openai"
     content_type = "application/json"
     stream_type = "text/event-stream"
 
@@ -196,6 +199,8 @@ class OpenAIChat(Renderer):
 
 
 class AnthropicMessages(Renderer):
+    protocol = "anthropic"
+
     def error_body(self, message: str) -> bytes:
         return _dumps({"type": "error", "error": {"type": "api_error", "message": message}})
 
@@ -277,6 +282,7 @@ class AnthropicMessages(Renderer):
 
 
 class OllamaChat(Renderer):
+    protocol = "ollama"
     stream_type = "application/x-ndjson"
 
     def error_body(self, message: str) -> bytes:
@@ -316,9 +322,136 @@ class OllamaChat(Renderer):
                 "prompt_eval_count": self.input_tokens or 0, "eval_count": self.output_tokens or 0}
 
 
+class OpenAIResponses(Renderer):
+    """The OpenAI Responses API (``POST /v1/responses``): a ``response`` object, or its typed SSE events
+    (``response.created`` ... ``response.completed``), which the openai SDK's stream helpers rebuild."""
+
+    def __init__(self, model: str, stream: bool, request: dict[str, Any]) -> None:
+        super().__init__(model, stream, request)
+        self._sequence = 0
+        self._started = False
+        self._items: list[dict[str, Any]] = []  # the output items streamed so far (the open one last)
+        self._open: Any = None  # "text", or the index of the tool call whose item is open
+
+    def _event(self, kind: str, **data: Any) -> bytes:
+        data = {"type": kind, "sequence_number": self._sequence, **data}
+        self._sequence += 1
+        return _sse(data, kind)
+
+    @property
+    def _incomplete(self) -> bool:
+        return self.finish_reason == "length" and not self.calls
+
+    def _message(self, text: str, status: str = "completed") -> dict[str, Any]:
+        return {"type": "message", "id": f"msg_{self.id}", "status": status, "role": "assistant",
+                "content": [{"type": "output_text", "text": text, "annotations": []}] if status == "completed" else []}
+
+    def _call(self, index: int, status: str = "completed") -> dict[str, Any]:
+        call = self.calls[index]
+        return {"type": "function_call", "id": f"fc_{self.id[-12:]}_{index}", "call_id": self.call_id(index),
+                "name": call["name"], "arguments": call["arguments"] if status == "completed" else "",
+                "status": status}
+
+    def response(self, status: str, output: list[dict[str, Any]], error: str | None = None) -> dict[str, Any]:
+        request = self.request
+        data: dict[str, Any] = {
+            "id": f"resp_{self.id}", "object": "response", "created_at": self.created, "status": status,
+            "model": self.model, "output": output, "error": None, "incomplete_details": None,
+            "instructions": request.get("instructions"), "max_output_tokens": request.get("max_output_tokens"),
+            "metadata": request.get("metadata") or {}, "parallel_tool_calls": request.get("parallel_tool_calls", True),
+            "previous_response_id": None, "reasoning": {"effort": None, "summary": None}, "store": False,
+            "temperature": request.get("temperature"), "top_p": request.get("top_p"),
+            "text": request.get("text") or {"format": {"type": "text"}},
+            "tool_choice": request.get("tool_choice", "auto"), "tools": request.get("tools") or [],
+            "truncation": "disabled", "user": None, "usage": None,
+        }
+        if status in ("completed", "incomplete"):
+            data["usage"] = self.usage()
+        if status == "incomplete":
+            data["incomplete_details"] = {"reason": "max_output_tokens"}
+        if error is not None:
+            data["error"] = {"code": "server_error", "message": error}
+        return data
+
+    def usage(self) -> dict[str, Any]:
+        prompt, completion = self.input_tokens or 0, self.output_tokens or 0
+        return {"input_tokens": prompt, "input_tokens_details": {"cached_tokens": 0},
+                "output_tokens": completion, "output_tokens_details": {"reasoning_tokens": 0},
+                "total_tokens": prompt + completion}
+
+    def _start(self) -> bytes:
+        if self._started:
+            return b""
+        self._started = True
+        pending = self.response("in_progress", [])
+        return (self._event("response.created", response=pending)
+                + self._event("response.in_progress", response=pending))
+
+    def _close(self) -> bytes:
+        opened, self._open = self._open, None
+        if opened is None:
+            return b""
+        index = len(self._items) - 1
+        if opened == "text":
+            item = self._items[index] = self._message(self._items[index]["_text"])
+            part = item["content"][0]
+            return (self._event("response.output_text.done", item_id=item["id"], output_index=index,
+                                content_index=0, text=part["text"], logprobs=[])
+                    + self._event("response.content_part.done", item_id=item["id"], output_index=index,
+                                  content_index=0, part=part)
+                    + self._event("response.output_item.done", output_index=index, item=item))
+        item = self._items[index] = self._call(opened)
+        return (self._event("response.function_call_arguments.done", item_id=item["id"], output_index=index,
+                            arguments=item["arguments"])
+                + self._event("response.output_item.done", output_index=index, item=item))
+
+    def stream_piece(self, event: Any) -> bytes:
+        out = self._start()
+        if isinstance(event, TextDelta) and event.text:
+            if self._open != "text":
+                out += self._close()
+                self._open = "text"
+                item = self._message("", "in_progress")
+                self._items.append({**item, "_text": ""})
+                index = len(self._items) - 1
+                out += self._event("response.output_item.added", output_index=index, item=item)
+                out += self._event("response.content_part.added", item_id=item["id"], output_index=index,
+                                   content_index=0, part={"type": "output_text", "text": "", "annotations": []})
+            index = len(self._items) - 1
+            self._items[index]["_text"] += event.text
+            out += self._event("response.output_text.delta", item_id=self._items[index]["id"], output_index=index,
+                               content_index=0, delta=event.text, logprobs=[])
+        elif isinstance(event, ToolCallDelta):
+            if self._open != event.index:
+                out += self._close()
+                self._open = event.index
+                item = self._call(event.index, "in_progress")
+                self._items.append(item)
+                out += self._event("response.output_item.added", output_index=len(self._items) - 1, item=item)
+            if event.arguments:
+                out += self._event("response.function_call_arguments.delta", item_id=self._items[-1]["id"],
+                                   output_index=len(self._items) - 1, delta=event.arguments)
+        return out
+
+    def stream_end(self, error: str | None) -> bytes:
+        out = self._start()
+        if error is not None:
+            return out + self._event("response.failed", response=self.response("failed", [], error))
+        out += self._close()
+        if self._incomplete:
+            return out + self._event("response.incomplete", response=self.response("incomplete", self._items))
+        return out + self._event("response.completed", response=self.response("completed", self._items))
+
+    def body(self) -> dict[str, Any]:
+        output = [self._message(self.text)] if self.text or not self.calls else []
+        output += [self._call(index) for index in range(len(self.calls))]
+        return self.response("incomplete" if self._incomplete else "completed", output)
+
+
 #: (protocol, endpoint) -> renderer class; endpoints without one are never answered locally.
 RENDERERS: dict[tuple[str, str], type[Renderer]] = {
     ("openai", "chat"): OpenAIChat,
+    ("openai", "responses"): OpenAIResponses,
     ("anthropic", "messages"): AnthropicMessages,
     ("ollama", "chat"): OllamaChat,
 }

@@ -83,6 +83,8 @@ class ProxyServer:
         self.shadow_inflight: dict[str, int] = {}
         #: ``wilson serve``: the model name /v1/models lists
         self.served_model: str | None = None
+        #: the longest answer a local model gives (``wilson serve --max-tokens``); asking more is a 400
+        self.max_tokens_limit: int | None = None
         #: what ``registry:live`` routes resolve to now (:mod:`.live`; set on the event loop)
         self.live_spec: str | None = None
 
