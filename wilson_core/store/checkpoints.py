@@ -25,6 +25,8 @@ class _Checkpointer:
 
     def __init__(self, store: Store) -> None:
         self.path = store.path
+        #: the store's write turn: held for the short second checkpoint (see :meth:`_checkpoint`).
+        self._write_lock = store._write_lock
         self._writes = 0
         self._event = threading.Event()
         self._thread: threading.Thread | None = None
@@ -53,11 +55,34 @@ class _Checkpointer:
                 self._event.wait()
                 self._event.clear()
                 try:
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    self._checkpoint(conn)
                 except sqlite3.Error:
                     pass
         finally:
             conn.close()
+
+    def _checkpoint(self, conn: sqlite3.Connection) -> None:
+        """Copy the WAL back into the database, so that the next write starts the WAL over.
+
+        SQLite writes the WAL from its start again only when a write begins
+        with every frame copied back.  Under steady capture, frames are added
+        while a checkpoint runs, so that moment never came and the WAL grew
+        without end (every write extending the file: slower, and as large as
+        everything captured since the store opened).  So a first PASSIVE
+        checkpoint copies the bulk while the capture threads go on, then a
+        second one copies the few frames added meanwhile while holding this
+        process's write turn (other processes' writers are not waited for).
+        """
+        # (its counts describe the WAL as it was when it began: frames may have come since)
+        busy = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[0]
+        if busy:
+            return  # another connection is checkpointing
+        if not self._write_lock.acquire(timeout=1.0):
+            return  # the next round tries again
+        try:
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        finally:
+            self._write_lock.release()
 
     def stop(self) -> None:
         """Run a last checkpoint and end the thread (a later write starts it again)."""

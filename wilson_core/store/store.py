@@ -79,10 +79,10 @@ class Store(WritePath, ReadPath):
         #: a Wilson database this process cannot write: opened read-only, never migrated.
         self.read_only = state == "read-only"
         self._local = threading.local()
-        self._checkpointer = _Checkpointer(self) if background_checkpoint else None
         # Threads of one process take turns here rather than in SQLite's busy
         # handler, which sleeps at least a millisecond before retrying.
         self._write_lock = threading.Lock()
+        self._checkpointer = _Checkpointer(self) if background_checkpoint else None
         self._busy_s = busy_timeout_ms() / 1000
         self._write_conn: sqlite3.Connection | None = None
         self._write_pid = 0
