@@ -16,3 +16,13 @@ def sample(store_location):  # noqa: F811 - the fixture imported above
     store, ids = samples.build_sample_store(store_location)
     yield store, ids
     store.close()
+
+
+@pytest.fixture()
+def upstream():
+    """A real local HTTP server that answers as OpenAI, Anthropic and Ollama do
+    (:class:`wilson_core.testing.upstreams.FakeUpstream`); push replies onto it."""
+    from wilson_core.testing.upstreams import FakeUpstream
+
+    with FakeUpstream() as server:
+        yield server
