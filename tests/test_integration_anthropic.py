@@ -13,7 +13,7 @@ openai = pytest.importorskip("openai")
 import wilson_core  # noqa: E402
 from wilson_core.integrations import anthropic as wrapper  # noqa: E402
 from wilson_core.integrations import openai as openai_wrapper  # noqa: E402
-from wilson_core.testing.upstreams import FakeUpstream, Scripted  # noqa: E402
+from wilson_core.testing.upstreams import Scripted  # noqa: E402
 
 SYSTEM = "You are Wilson, a finance assistant."
 QUESTION = "What is my balance, and what did I spend in May?"
@@ -25,12 +25,6 @@ TOOLS = [
 ]
 CALLS = [("get_balance", {"account": "chk-1"}), ("get_transactions", {"month": "2025-05", "note": "ünï"})]
 FINAL = "Balance 1,204.50 EUR; May spending 412.50 EUR."
-
-
-@pytest.fixture()
-def upstream():
-    with FakeUpstream() as server:
-        yield server
 
 
 @pytest.fixture()

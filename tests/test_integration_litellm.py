@@ -14,18 +14,12 @@ litellm = pytest.importorskip("litellm")
 import wilson_core  # noqa: E402
 from wilson_core.errors import StoreError  # noqa: E402
 from wilson_core.integrations.litellm import WilsonCallback  # noqa: E402
-from wilson_core.testing.upstreams import FakeUpstream, Scripted  # noqa: E402
+from wilson_core.testing.upstreams import Scripted  # noqa: E402
 
 TOOLS = [{"type": "function", "function": {"name": "get_balance", "description": "Balance",
                                            "parameters": {"type": "object", "properties": {"account": {"type": "string"}}}}}]
 MESSAGES = [{"role": "system", "content": "You are Wilson."}, {"role": "user", "content": "My balance?"}]
 CALLS = [("get_balance", {"account": "chk-1"}), ("get_balance", {"account": "sav-2"})]
-
-
-@pytest.fixture()
-def upstream():
-    with FakeUpstream() as server:
-        yield server
 
 
 @pytest.fixture()

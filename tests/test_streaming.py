@@ -37,12 +37,6 @@ def db(tmp_path, monkeypatch):
     sink.forget_stores()
 
 
-@pytest.fixture
-def upstream():
-    with FakeUpstream() as server:
-        yield server
-
-
 def openai(upstream, db, **options):
     return wilson_core.LLM("openai:gpt-test", db=str(db), base_url=upstream.openai_url, api_key="sk-test", **options)
 
