@@ -12,7 +12,8 @@ Without ``--json`` the rows are only printed, so each script still runs on its
 own exactly as before.
 
 Also here: the peak resident set of this process (:func:`peak_rss_mib`) and
-of a child process tree (:func:`run_measured`, through ``os.wait4``).
+of a child process tree (:func:`run_measured`, through ``os.wait4``), the
+nearest-rank :func:`percentile` and :func:`apply_quick` (the ``--quick`` sizes).
 """
 
 from __future__ import annotations
@@ -89,6 +90,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "figures are indicative only")
     parser.add_argument("--json", metavar="PATH", dest="json_path",
                         help="append one JSON line per result row to PATH (what bench/run_all.py reads)")
+
+
+def apply_quick(parser: argparse.ArgumentParser, args: argparse.Namespace, quick: dict) -> None:
+    """With ``--quick``: each option named in ``quick`` that was left at its default takes the quick value."""
+    if args.quick:
+        for name, value in quick.items():
+            if getattr(args, name) == parser.get_default(name):
+                setattr(args, name, value)
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The ``q`` quantile (0 to 1) of ``values``: the nearest rank, no interpolation."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 class Report:

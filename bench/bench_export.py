@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _report import Report, Target, add_arguments
+from _report import Report, Target, add_arguments, apply_quick
 
 SYSTEM = "You are Wilson, a personal-finance assistant. " * 20
 TOOLS = [
@@ -201,10 +201,7 @@ def main() -> int:
     if args.child:
         child(*args.child)
         return 0
-    if args.quick:  # smaller sizes unless given explicitly
-        for name, value in QUICK.items():
-            if getattr(args, name) == parser.get_default(name):
-                setattr(args, name, value)
+    apply_quick(parser, args, QUICK)  # smaller sizes unless given explicitly
     report = Report.from_args("export", args)
     work = Path(args.dir or tempfile.mkdtemp(prefix="wilson-bench-export-"))
     work.mkdir(parents=True, exist_ok=True)

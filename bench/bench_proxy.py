@@ -41,7 +41,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from _report import Report, Target, add_arguments
+from _report import Report, Target, add_arguments, percentile
+from _upstream import ChatUpstream, free_port, serve, stop, wait_port
 
 HERE = Path(__file__).resolve().parent
 REQUEST = json.dumps({
@@ -65,60 +66,14 @@ STREAM_CHUNKS = 8
 # -- the upstream (run as: bench_proxy.py --serve-upstream PORT) ------------------------
 
 
-def _sse(data: dict | str) -> bytes:
-    event = b"data: " + (data.encode() if isinstance(data, str) else json.dumps(data).encode()) + b"\n\n"
-    return b"%x\r\n%s\r\n" % (len(event), event)
-
-
-class UpstreamProtocol(asyncio.Protocol):
-    def connection_made(self, transport):
-        self.transport, self.buffer = transport, b""
-
-    def data_received(self, data):
-        self.buffer += data
-        while True:
-            end = self.buffer.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            length = 0
-            for line in self.buffer[:end].split(b"\r\n")[1:]:
-                name, _, value = line.partition(b":")
-                if name.strip().lower() == b"content-length":
-                    length = int(value)
-            if len(self.buffer) < end + 4 + length:
-                return
-            body, self.buffer = self.buffer[end + 4:end + 4 + length], self.buffer[end + 4 + length:]
-            if b'"stream": true' in body:
-                self.stream()
-            else:
-                self.transport.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
-                                     b"content-length: %d\r\n\r\n%s" % (len(ANSWER), ANSWER))
-
-    def stream(self):
-        loop = asyncio.get_running_loop()
-        self.transport.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
-                             + _sse({"id": "c", "object": "chat.completion.chunk", "model": "gpt-4o-mini",
-                                     "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}))
-
-        def chunk(k):
-            if self.transport.is_closing():
-                return
-            if k < STREAM_CHUNKS:
-                self.transport.write(_sse({"id": "c", "object": "chat.completion.chunk", "model": "gpt-4o-mini",
-                                           "choices": [{"index": 0, "delta": {"content": f"tok{k} "}}]}))
-                loop.call_later(0.001, chunk, k + 1)
-            else:
-                self.transport.write(_sse({"id": "c", "object": "chat.completion.chunk", "model": "gpt-4o-mini",
-                                           "choices": [], "usage": {"prompt_tokens": 180, "completion_tokens": 8,
-                                                                    "total_tokens": 188}})
-                                     + _sse("[DONE]") + b"0\r\n\r\n")
-
-        loop.call_later(0.001, chunk, 0)
+class UpstreamProtocol(ChatUpstream):
+    answer = ANSWER
+    chunks = STREAM_CHUNKS
+    prompt_tokens = 180
 
 
 async def serve_upstream(port: int) -> None:
-    server = await asyncio.get_running_loop().create_server(UpstreamProtocol, "127.0.0.1", port, backlog=1024)
-    await server.serve_forever()
+    await serve(UpstreamProtocol, port)
 
 
 # -- clients ------------------------------------------------------------------------------
@@ -214,25 +169,6 @@ def run_load(port: int, connections: int, seconds: float) -> tuple[int, float]:
 # -- helpers ----------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_port(port: int, process: subprocess.Popen, what: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{what} exited with {process.returncode}: {process.stderr.read()[-800:]}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{what} did not listen on {port} within {timeout} s")
-
-
 def health(port: int) -> dict:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/wilson/health", timeout=10) as answer:
         return json.loads(answer.read())
@@ -251,20 +187,6 @@ def start_proxy(upstream_port: int, db: Path, *extra: str) -> tuple[subprocess.P
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_port(port, process, "wilson proxy")
     return process, port
-
-
-def stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(60)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
 
 
 def alternate(direct: RawClient, proxied: RawClient, body: bytes, rounds: int, block: int, index: int):
@@ -452,8 +374,8 @@ def main() -> int:
             assert direct.call(REQUEST)[2].endswith(ANSWER) and proxied.call(REQUEST)[2].endswith(ANSWER)
 
         times, per_round = alternate(direct, proxied, REQUEST, rounds, block, 1)
-        d50, p50 = percentile(times["direct"], 50), percentile(times["proxied"], 50)
-        d99, p99 = percentile(times["direct"], 99), percentile(times["proxied"], 99)
+        d50, p50 = percentile(times["direct"], 0.5), percentile(times["proxied"], 0.5)
+        d99, p99 = percentile(times["direct"], 0.99), percentile(times["proxied"], 0.99)
         calls = len(times["proxied"])
         report.add("Non-streaming latency added, p50", f"proxied minus direct, {calls} calls each in "
                    f"{rounds} alternating blocks, capture on", p50 - d50, unit="ms", baseline=d50,
@@ -466,7 +388,7 @@ def main() -> int:
             direct.call(STREAM_REQUEST)
             proxied.call(STREAM_REQUEST)
         first, first_rounds = alternate(direct, proxied, STREAM_REQUEST, stream_rounds, stream_block, 0)
-        sd50, sp50 = percentile(first["direct"], 50), percentile(first["proxied"], 50)
+        sd50, sp50 = percentile(first["direct"], 0.5), percentile(first["proxied"], 0.5)
         streamed = direct.call(STREAM_REQUEST)[2]
         relayed = proxied.call(STREAM_REQUEST)[2]
         same = streamed.split(b"\r\n\r\n", 1)[1] == relayed.split(b"\r\n\r\n", 1)[1]
@@ -522,7 +444,7 @@ def main() -> int:
                 no_route.call(REQUEST)
                 with_shadow.call(REQUEST)
             stimes, sper_round = alternate(no_route, with_shadow, REQUEST, max(2, rounds // 2), block, 1)
-            s50, n50 = percentile(stimes["proxied"], 50), percentile(stimes["direct"], 50)
+            s50, n50 = percentile(stimes["proxied"], 0.5), percentile(stimes["direct"], 0.5)
             deadline = time.monotonic() + 60
             shadow_stats = health(shadow_port)
             while shadow_stats["pending"] and time.monotonic() < deadline:
@@ -558,7 +480,7 @@ def main() -> int:
                     other.call(REQUEST)
                 lrounds = max(2, rounds // 4)
                 ltimes, lper_round = alternate(direct, other, REQUEST, lrounds, block // 2, 1)
-                added = percentile(ltimes["proxied"], 50) - percentile(ltimes["direct"], 50)
+                added = percentile(ltimes["proxied"], 0.5) - percentile(ltimes["direct"], 0.5)
                 ours = p50 - d50
                 report.add("LiteLLM proxy latency added, p50", f"its proxy, one worker, same upstream and client, "
                            f"{len(ltimes['proxied'])} calls", added, unit="ms", baseline=ours,

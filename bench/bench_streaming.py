@@ -30,9 +30,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from _report import Report, Target, add_arguments, peak_rss_mib
-from bench_capture import percentile, raw_insert_times, raw_table
-from bench_proxy import free_port, stop, wait_port
+from _report import Report, Target, add_arguments, peak_rss_mib, percentile
+from _upstream import ChatUpstream, free_port, serve, stop, wait_port
+from bench_capture import raw_insert_times, raw_table
 
 HERE = Path(__file__).resolve().parent
 CHUNKS = 8
@@ -42,59 +42,14 @@ TEXT = "".join(f"tok{k} " for k in range(CHUNKS))
 # -- the upstream (run as: bench_streaming.py --serve-upstream PORT) -----------------------
 
 
-def _sse(data: dict | str) -> bytes:
-    event = b"data: " + (data.encode() if isinstance(data, str) else json.dumps(data).encode()) + b"\n\n"
-    return b"%x\r\n%s\r\n" % (len(event), event)
-
-
-def _chunk(delta: dict | None, usage: dict | None = None) -> bytes:
-    return _sse({"id": "c", "object": "chat.completion.chunk", "model": "gpt-4o-mini",
-                 "choices": [] if delta is None else [{"index": 0, "delta": delta}], "usage": usage})
-
-
-class Upstream(asyncio.Protocol):
+class Upstream(ChatUpstream):
     """Answers every request with the same SSE stream, chunks 1 ms apart."""
 
-    def connection_made(self, transport):
-        self.transport, self.buffer = transport, b""
-
-    def data_received(self, data):
-        self.buffer += data
-        while True:
-            end = self.buffer.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            length = 0
-            for line in self.buffer[:end].split(b"\r\n")[1:]:
-                name, _, value = line.partition(b":")
-                if name.strip().lower() == b"content-length":
-                    length = int(value)
-            if len(self.buffer) < end + 4 + length:
-                return
-            self.buffer = self.buffer[end + 4 + length:]
-            self.stream()
-
-    def stream(self):
-        loop = asyncio.get_running_loop()
-        self.transport.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
-                             b"transfer-encoding: chunked\r\n\r\n" + _chunk({"role": "assistant", "content": ""}))
-
-        def later(k):
-            if self.transport.is_closing():
-                return
-            if k < CHUNKS:
-                self.transport.write(_chunk({"content": f"tok{k} "}))
-                loop.call_later(0.001, later, k + 1)
-            else:
-                usage = {"prompt_tokens": 12, "completion_tokens": CHUNKS, "total_tokens": 12 + CHUNKS}
-                self.transport.write(_chunk(None, usage) + _sse("[DONE]") + b"0\r\n\r\n")
-
-        loop.call_later(0.001, later, 0)
+    chunks = CHUNKS
 
 
 async def serve_upstream(port: int) -> None:
-    server = await asyncio.get_running_loop().create_server(Upstream, "127.0.0.1", port, backlog=1024)
-    await server.serve_forever()
+    await serve(Upstream, port)
 
 
 # -- clients ---------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _report import Report, Target, add_arguments
+from _report import Report, Target, add_arguments, apply_quick
 
 HERE = Path(__file__).resolve().parent
 
@@ -198,10 +198,7 @@ def main() -> int:
     parser.add_argument("--max-length", type=int, default=512)
     add_arguments(parser)
     options = parser.parse_args()
-    if options.quick:  # fewer steps and runs unless given explicitly; no warm-up, the order alternates instead
-        for name, value in QUICK.items():
-            if getattr(options, name) == parser.get_default(name):
-                setattr(options, name, value)
+    apply_quick(parser, options, QUICK)  # fewer steps and runs unless given explicitly; no warm-up, the order alternates instead
     report = Report.from_args("train", options)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

@@ -28,14 +28,10 @@ import time
 import uuid
 from pathlib import Path
 
-from _report import Report, Target, add_arguments, peak_rss_mib
+from _report import Report, Target, add_arguments, apply_quick, peak_rss_mib, percentile
+from bench_capture import raw_table
 
 SYSTEM_PROMPT = ("You are a finance assistant. " + "Follow the house rules carefully. " * 80)[:2048]
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def messages_for(n: int) -> list[dict]:
@@ -43,20 +39,6 @@ def messages_for(n: int) -> list[dict]:
         {"role": "system", "content": SYSTEM_PROMPT},
         {"role": "user", "content": f"How much did I spend on groceries in month {n}?"},
     ]
-
-
-def raw_table(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA synchronous = NORMAL")
-    conn.execute(
-        "CREATE TABLE llm_interactions (id TEXT PRIMARY KEY, run_id TEXT, sequence_num INTEGER,"
-        " call_type TEXT, model TEXT, provider TEXT, system_prompt TEXT, user_prompt TEXT,"
-        " response_content TEXT, tool_calls_json TEXT, tool_defs_json TEXT, input_tokens INTEGER,"
-        " output_tokens INTEGER, total_tokens INTEGER, duration_ms REAL, status TEXT, error TEXT,"
-        " created_at TEXT)"
-    )
-    return conn
 
 
 def raw_insert_times(conn: sqlite3.Connection, calls: int, offset: int) -> list[float]:
@@ -204,10 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--http-calls", type=int, default=1000, help="calls over HTTP for (b)")
     add_arguments(parser)
     args = parser.parse_args(argv)
-    if args.quick:
-        for name, value in QUICK.items():
-            if getattr(args, name) == parser.get_default(name):
-                setattr(args, name, value)
+    apply_quick(parser, args, QUICK)
     report = Report.from_args("wrappers", args)
     with tempfile.TemporaryDirectory(prefix="wilson-bench-") as tmp:
         folder = Path(tmp)
