@@ -81,3 +81,30 @@ def test_rows_with_different_starts_or_a_label_at_the_start_take_trls_path():
     labels[:, 3] = 7
     assert shared_prefix_length(torch.arange(40).repeat(3, 1), labels, None) == 2
     assert shared_prefix_length(torch.arange(40).repeat(1, 1), labels, None) == 0
+
+
+def test_loss_only_evaluation_takes_the_shared_path_and_gives_trls_eval_loss(tiny_model, data_dir, tmp_path):
+    from datasets import Dataset
+    from wilson_train import data as data_mod
+    from wilson_train.base import load_tokenizer, resolve_base
+
+    rows = [json.loads(line) for line in (data_dir / "sft.jsonl").read_text().splitlines()][:8]
+    plain = _trainer(tiny_model, rows, tmp_path, shared=False)
+    shared = _trainer(tiny_model, rows, tmp_path, shared=True)
+    shared.model.load_state_dict(plain.model.state_dict())
+    built, _ = data_mod.sft_rows(load_tokenizer(resolve_base(str(tiny_model))), rows, 256, True)
+    calls = []
+    original = type(shared).compute_loss
+
+    def counting(self, *args, **kwargs):
+        calls.append(kwargs.get("return_outputs"))
+        return original(self, *args, **kwargs)
+
+    type(shared).compute_loss = counting
+    try:
+        got = shared.evaluate(eval_dataset=Dataset.from_list(built))
+    finally:
+        type(shared).compute_loss = original
+    expected = plain.evaluate(eval_dataset=Dataset.from_list(built))
+    assert calls == [], "every eval batch shares its system prompt: TRL's full forward must not run"
+    assert got["eval_loss"] == pytest.approx(expected["eval_loss"], rel=1e-5)

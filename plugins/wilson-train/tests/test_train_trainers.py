@@ -20,6 +20,16 @@ def test_sft_loss_goes_down_on_a_small_overfit_set(sft_run):
     assert metrics["tokens_per_s"] > 0 and metrics["peak_rss_mb"] > 0 and metrics["wall_seconds"] > 0
 
 
+def test_an_evaluation_at_the_last_step_is_not_run_again_after_training(sft_run):
+    state = json.loads(sorted((sft_run / "checkpoints").glob("checkpoint-*/trainer_state.json"))[-1].read_text())
+    evaluations = [e for e in state["log_history"] if "eval_loss" in e]
+    metrics = json.loads((sft_run / "metrics.json").read_text())
+    assert evaluations and evaluations[-1]["step"] == metrics["steps"], "the trainer evaluates at its last step"
+    # the very same evaluation (its own runtime), not a second pass over the eval set
+    assert metrics["eval_runtime"] == evaluations[-1]["eval_runtime"]
+    assert metrics["eval_loss"] == evaluations[-1]["eval_loss"]
+
+
 def test_the_run_folder_holds_adapter_merged_model_metrics_and_card(sft_run, data_dir):
     assert (sft_run / "adapter" / "adapter_config.json").exists()
     assert (sft_run / "adapter" / "adapter_model.safetensors").exists()

@@ -281,7 +281,7 @@ def run(kind: str, config: TrainConfig) -> TrainReport:
     metrics = _metrics(trainer, result, kind, tokens_per_epoch, train_seconds, len(train_ds), dropped, first_step)
     metrics["train_cpu_seconds"] = round(train_cpu_seconds, 3)
     if eval_ds is not None and not interrupt.requested:
-        evaluation = trainer.evaluate()
+        evaluation = _final_evaluation(trainer)
         metrics.update({k: v for k, v in evaluation.items() if isinstance(v, (int, float))})
         metrics.update({f"{k}_before": v for k, v in before.items() if k in ("eval_loss", "eval_rewards/accuracies", "eval_rewards/margins")})
     report = _write_outputs(trainer, tokenizer, spec, config, out, metrics, targets, interrupt.requested)
@@ -294,6 +294,18 @@ def run(kind: str, config: TrainConfig) -> TrainReport:
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
         _write_card(out, config, spec, metrics, targets, interrupt.requested)
     return report
+
+
+def _final_evaluation(trainer: Any) -> dict[str, Any]:
+    """The eval metrics of the trained model: those the trainer logged at its last step when it
+    evaluated there (the same weights), else a new evaluation."""
+    step = trainer.state.global_step
+    for entry in reversed(trainer.state.log_history):
+        if "eval_loss" in entry:
+            if entry.get("step") == step:
+                return {k: v for k, v in entry.items() if k.startswith("eval_")}
+            break
+    return trainer.evaluate()
 
 
 def _metrics(trainer: Any, result: Any, kind: str, tokens_per_epoch: int, seconds: float,

@@ -10,9 +10,9 @@ gradients of the repeated cache add up over the rows as they would.  The loss is
 TRL's (summed token log-loss over the assistant tokens, divided by
 ``num_items_in_batch``), and logits are computed only where a label is.
 
-It is used for training steps only; evaluation, packing, padding-free batches and
-batches whose rows share fewer than :data:`MIN_PREFIX` loss-free tokens take TRL's
-own path.
+It is used for training steps and for loss-only evaluation; packing, padding-free
+batches and batches whose rows share fewer than :data:`MIN_PREFIX` loss-free tokens
+take TRL's own path.
 """
 
 from __future__ import annotations
@@ -91,5 +91,20 @@ def shared_prefix_trainer(base: type) -> type:
                     return loss
             return super().compute_loss(model, inputs, return_outputs=return_outputs,
                                         num_items_in_batch=num_items_in_batch)
+
+        def prediction_step(self, model: Any, inputs: dict[str, Any], prediction_loss_only: bool,
+                            ignore_keys: list[str] | None = None) -> Any:
+            # Eval loss only (no compute_metrics): the shared start runs once here too.  The loss
+            # is the batch's mean token loss, as TRL's eval path gives it; TRL's eval-only
+            # extras (entropy, token accuracy) are not computed for such batches.
+            if prediction_loss_only:
+                import torch  # noqa: TID251 - lazy import
+
+                prepared = self._prepare_inputs(inputs)
+                with torch.no_grad():
+                    loss = shared_prefix_loss(model, prepared)
+                if loss is not None:
+                    return loss.detach(), None, None
+            return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys)
 
     return SharedPrefixSFTTrainer
