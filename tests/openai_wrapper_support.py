@@ -1,11 +1,11 @@
 """What the OpenAI wrapper tests share: the request, tools and scripted replies, and the
-two clients (the plain SDK and the wrapped one) pointed at the same local upstream."""
+two clients (the plain SDK and the wrapped one) pointed at the same local upstream.
+(What the calls stored: :mod:`stored_calls`.)"""
 
 from __future__ import annotations
 
 import openai
 
-import wilson_core
 from wilson_core.integrations import openai as wrapper
 from wilson_core.testing.upstreams import Scripted
 
@@ -24,22 +24,6 @@ PARALLEL = Scripted(
     tool_calls=[("get_balance", {"account": "chk-1"}), ("get_transactions", {"month": "2025-05", "note": "ünï"})],
     serial=7,
 )
-
-
-def stored(db):
-    store = wilson_core.open_store(db)
-    try:
-        return list(store.iter_interactions(order_by="i.created_at, i.rowid"))
-    finally:
-        store.close()
-
-
-def tool_results(db, interaction_id):
-    store = wilson_core.open_store(db)
-    try:
-        return store.tool_results(interaction_id)
-    finally:
-        store.close()
 
 
 def clients(upstream, db, cls=None, **kwargs):

@@ -10,6 +10,8 @@ import pytest
 anthropic = pytest.importorskip("anthropic")
 openai = pytest.importorskip("openai")
 
+from stored_calls import stored, tool_results  # noqa: E402
+
 import wilson_core  # noqa: E402
 from wilson_core.integrations import anthropic as wrapper  # noqa: E402
 from wilson_core.integrations import openai as openai_wrapper  # noqa: E402
@@ -30,22 +32,6 @@ FINAL = "Balance 1,204.50 EUR; May spending 412.50 EUR."
 @pytest.fixture()
 def db(tmp_path):
     return str(tmp_path / "wilson.db")
-
-
-def stored(db):
-    store = wilson_core.open_store(db)
-    try:
-        return list(store.iter_interactions(order_by="i.created_at, i.rowid"))
-    finally:
-        store.close()
-
-
-def tool_results(db, interaction_id):
-    store = wilson_core.open_store(db)
-    try:
-        return store.tool_results(interaction_id)
-    finally:
-        store.close()
 
 
 def clients(upstream, db, asynchronous=False):

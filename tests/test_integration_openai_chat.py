@@ -15,7 +15,8 @@ import pytest
 
 openai = pytest.importorskip("openai")
 
-from openai_wrapper_support import MESSAGES, PARALLEL, TOOLS, clients, stored, tool_results  # noqa: E402
+from openai_wrapper_support import MESSAGES, PARALLEL, TOOLS, clients  # noqa: E402
+from stored_calls import stored, tool_results  # noqa: E402
 
 import wilson_core  # noqa: E402
 from wilson_core import capture  # noqa: E402

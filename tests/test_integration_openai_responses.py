@@ -8,7 +8,8 @@ import pytest
 
 openai = pytest.importorskip("openai")
 
-from openai_wrapper_support import MESSAGES, clients, dumps, stored, tool_results  # noqa: E402
+from openai_wrapper_support import MESSAGES, clients, dumps  # noqa: E402
+from stored_calls import stored, tool_results  # noqa: E402
 
 import wilson_core  # noqa: E402
 from wilson_core.testing.upstreams import Scripted  # noqa: E402

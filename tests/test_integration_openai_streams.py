@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 
 openai = pytest.importorskip("openai")
 
-from openai_wrapper_support import MESSAGES, PARALLEL, TOOLS, clients, dumps, stored  # noqa: E402
+from openai_wrapper_support import MESSAGES, PARALLEL, TOOLS, clients, dumps  # noqa: E402
+from stored_calls import stored  # noqa: E402
 
 from wilson_core.integrations import openai as wrapper  # noqa: E402
 from wilson_core.testing.upstreams import Scripted  # noqa: E402
@@ -98,21 +99,23 @@ def test_async_client_streamed_and_not(upstream, db):
 # -- errors --------------------------------------------------------------------------------
 
 
+def read_stream(client):
+    """What the app reads from a stream: the chunks, then the exception it raised (class, message) or None."""
+    seen = []
+    try:
+        for chunk in client.chat.completions.create(model="m", messages=MESSAGES, stream=True):
+            seen.append(chunk.model_dump())
+    except Exception as exc:
+        return seen, type(exc), str(exc)
+    return seen, None, None
+
+
 def test_error_event_mid_stream(upstream, db):
     raw, wrapped = clients(upstream, db)
     reply = Scripted(text="Partial answer then trouble", error_after=4, serial=2, error="upstream overloaded")
     upstream.push(reply, reply)
 
-    def consume(client):
-        seen = []
-        try:
-            for chunk in client.chat.completions.create(model="m", messages=MESSAGES, stream=True):
-                seen.append(chunk.model_dump())
-        except Exception as exc:
-            return seen, type(exc), str(exc)
-        return seen, None, None
-
-    expected, got = consume(raw), consume(wrapped)
+    expected, got = read_stream(raw), read_stream(wrapped)
     assert got == expected and expected[1] is openai.APIError
     [row] = stored(db)
     assert row.status == "error" and "upstream overloaded" in row.error
@@ -124,16 +127,7 @@ def test_dropped_connection_mid_stream(upstream, db):
     reply = Scripted(text="This answer is cut short", drop_after=3, serial=5)
     upstream.push(reply, reply)
 
-    def consume(client):
-        seen = []
-        try:
-            for chunk in client.chat.completions.create(model="m", messages=MESSAGES, stream=True):
-                seen.append(chunk.model_dump())
-        except Exception as exc:
-            return seen, type(exc)
-        return seen, None
-
-    expected, got = consume(raw), consume(wrapped)
+    expected, got = read_stream(raw), read_stream(wrapped)
     assert got == expected and expected[1] is openai.APIConnectionError
     [row] = stored(db)
     assert row.status == "incomplete" and row.response_content == "This answer "[:8]
