@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-import ipaddress
 import secrets
 import socket
 import sys
 
 import click
 
+from wilson_core.hosts import is_loopback
 from wilson_core.store import default_db_path, search
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import ipaddress
 import logging
 import os
 import signal
@@ -15,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from attrs import frozen
+
+from wilson_core.hosts import is_loopback
 
 from .live import CHECK_S, LiveModel
 from .recorder import Recorder
@@ -28,15 +29,6 @@ RELOAD_CHECK_S = 1.0
 
 class ProxyConfigError(ValueError):
     """A proxy setting that cannot be used (the message says why and what to do)."""
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def check_binding(host: str, allow_remote: bool, token: str | None) -> None:
