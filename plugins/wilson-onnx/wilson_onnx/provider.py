@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from wilson_core.constraints import ConstraintError, from_params, token_matcher
-from wilson_core.errors import ProviderError
+from wilson_core.errors import ParameterError, ProviderError
 from wilson_core.interfaces import Provider
 from wilson_core.messages import parse_tagged_tool_calls
 from wilson_core.records import ProviderResponse
@@ -93,7 +93,7 @@ class OnnxProvider(Provider):
                 messages, tools=tools or None, add_generation_prompt=True, tokenize=False
             )
         except Exception as exc:  # the template's own error message
-            raise ProviderError(f"onnx:{self.model}: the chat template rejects this conversation: {exc}") from exc
+            raise ParameterError(f"onnx:{self.model}: the chat template rejects this conversation: {exc}") from exc
         prompt_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
         limit = int(params.get("max_tokens") or params.get("max_new_tokens") or DEFAULT_MAX_TOKENS)
         matcher = None

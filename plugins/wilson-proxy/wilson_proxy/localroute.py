@@ -22,6 +22,7 @@ import random
 import time
 from typing import TYPE_CHECKING, Any
 
+from wilson_core.errors import ParameterError
 from wilson_core.records import new_id
 
 from .captured import INVALID_REQUEST, error_body
@@ -49,6 +50,9 @@ def parse_for_local(protocol: str, endpoint: str, request: dict[str, Any],
     module = converter(protocol, endpoint)
     request = check(module.NAME, request, max_tokens_limit=max_tokens_limit)
     parsed = module.parse_request(request)
+    if not parsed.messages:
+        raise ParameterError("the request has no message to answer", "input" if module.NAME == "openai-responses"
+                             else "messages")
     return list(parsed.messages), list(parsed.tools) or None, provider_params({**request, **parsed.params})
 
 

@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from wilson_core.constraints import Constraint, ConstraintError, TokenMatcher, from_params
-from wilson_core.errors import ProviderError
+from wilson_core.errors import ParameterError, ProviderError
 from wilson_core.interfaces import Provider
 from wilson_core.messages import parse_tagged_tool_calls
 from wilson_core.records import ProviderResponse
@@ -91,9 +91,12 @@ class LocalModel:
             self.tokenizer.pad_token = self.tokenizer.eos_token
 
     def prompt_ids(self, messages: list[dict[str, Any]], tools: Any) -> list[int]:
-        out = self.tokenizer.apply_chat_template(
-            messages, tools=tools or None, add_generation_prompt=True, tokenize=True, return_dict=True
-        )
+        try:
+            out = self.tokenizer.apply_chat_template(
+                messages, tools=tools or None, add_generation_prompt=True, tokenize=True, return_dict=True
+            )
+        except Exception as exc:  # the template's own error (no messages, roles out of order...): the request's
+            raise ParameterError(f"the chat template rejects this conversation: {exc}") from exc
         return list(out["input_ids"])
 
     def stop_ids(self) -> list[int]:
@@ -266,7 +269,9 @@ def _pick(logits: Any, temperature: float, top_p: float | None, generator: Any) 
 
     if not temperature or temperature <= 0:
         return int(logits.argmax())
-    probs = torch.softmax(logits / temperature, dim=-1)
+    # in float64 and shifted so that the best logit is 0: a temperature near 0 (1e-300) tends to greedy,
+    # never 0/0 or inf - inf = nan
+    probs = torch.softmax((logits.double() - logits.max().double()) / temperature, dim=-1)
     if top_p is not None and 0 < float(top_p) < 1:
         ordered, order = probs.sort(descending=True)
         keep = ordered.cumsum(0) - ordered < float(top_p)
