@@ -200,7 +200,7 @@ def test_an_explicit_result_goes_to_the_database_of_the_call_that_asked(db, tmp_
 
 
 def test_a_long_run_remembers_a_bounded_number_of_tool_calls(db, monkeypatch):
-    monkeypatch.setattr(capture, "RUN_CALLS", 3)
+    monkeypatch.setattr(capture.runs, "RUN_CALLS", 3)  # (the module that uses it)
     with wilson_core.run() as r:
         made = [record(db, None, tool_calls=[{"id": f"c{n}", "function": {"name": "f", "arguments": "{}"}}])
                 for n in range(5)]
