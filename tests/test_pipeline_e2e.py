@@ -178,6 +178,34 @@ def test_no_new_labels_means_nothing_to_do(app, capsys):
     assert sorted((app / "app" / "runs").iterdir()) == before
 
 
+def test_round_one_on_postgresql_keeps_its_registry_there(app, pg_url, capsys):
+    """The same app's data copied into PostgreSQL: the pipeline runs on it, and the registry
+    (model, lineage, scores, live model) is in that database, not in the SQLite file."""
+    assert main(["db", "copy", str(app / "data.db"), pg_url]) == 0
+    other = app / "pg"
+    other.mkdir()
+    (other / "pyproject.toml").write_text(pyproject(pg_url, "runs"), encoding="utf-8")  # type: ignore[arg-type]
+    capsys.readouterr()
+    assert main(["pipeline", "run", "--config", str(other / "pyproject.toml")]) == 0
+    assert "PROMOTED" in capsys.readouterr().out
+    run = latest(other / "runs")
+    store = open_store(pg_url)
+    try:
+        registry = Registry(store)
+        [entry] = registry.models()
+        assert registry.live() == entry.id and entry.status == "live"
+        assert entry.id == json.loads((run / "state.json").read_text())["stages"]["train"]["model_id"]
+        manifest = json.loads((run / "export" / "sft.jsonl.manifest.json").read_text())
+        assert sorted(r["interaction_id"] for r in registry.examples(entry.id, "train")) == sorted(
+            manifest["interaction_ids"]["train"])
+        assert {(s["eval_set"], s["evaluator"]) for s in entry.scores} >= {("fixed", "exact-match")}
+        assert registry.live_provider() == f"transformers:{run / 'train'}"
+    finally:
+        store.close()
+    # the SQLite file's registry is untouched: one model, round 1's
+    assert len(Registry(open_store(app / "data.db")).models()) == 1
+
+
 def test_a_run_killed_during_training_resumes_from_its_checkpoint_and_gives_the_same_entry(app, capsys):
     other = app / "resume"
     other.mkdir()

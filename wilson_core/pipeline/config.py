@@ -52,7 +52,8 @@ class PipelineConfig:
 
     root: Path
     runs: Path
-    db: Path | None
+    #: a file path, or a PostgreSQL URL
+    db: Path | str | None
     formats: tuple[str, ...]
     export_filters: dict[str, Any]
     exporter_options: dict[str, dict[str, Any]]
@@ -139,6 +140,15 @@ def _path(root: Path, value: Any, where: str, key: str) -> Path:
     return path if path.is_absolute() else root / path
 
 
+def _db(value: Any, root: Path | None = None) -> Path | str:
+    """The database: a PostgreSQL URL as it is (a path would fold its ``//``), else a path."""
+    from wilson_core.store.postgres import is_postgres_url
+
+    if is_postgres_url(value):
+        return str(value)
+    return Path(value) if root is None else _path(root, value, TABLE, "db")
+
+
 def resolve(table: Mapping[str, Any], root: Path, db: str | None = None) -> PipelineConfig:
     """Check ``table`` and resolve it against the folder ``root`` of its pyproject.toml."""
     from wilson_core.interfaces import DEPLOYERS, EXPORTERS, TRAINERS
@@ -146,7 +156,7 @@ def resolve(table: Mapping[str, Any], root: Path, db: str | None = None) -> Pipe
     top = _keys(table)
     _unknown(top, TOP_KEYS, TABLE)
     runs = _path(root, top.get("runs", "wilson-runs"), TABLE, "runs")
-    db_path = Path(db) if db else (_path(root, top["db"], TABLE, "db") if "db" in top else None)
+    db_path = _db(db) if db else (_db(top["db"], root) if "db" in top else None)
 
     # export
     where = f"{TABLE}.export"
