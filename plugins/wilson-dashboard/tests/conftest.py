@@ -7,9 +7,12 @@ import time
 from pathlib import Path
 
 import pytest
-from dashboard_testdata import free_port, seed
+from dashboard_testdata import BACKENDS, free_port, seed
 
 from wilson_core import open_store
+
+if "postgresql" in BACKENDS:
+    from postgres_server import pg_url, postgres_server  # noqa: F401
 
 
 class Served:

@@ -7,9 +7,21 @@ import each other's helpers.)
 from __future__ import annotations
 
 import socket
+import sys
 from pathlib import Path
 
 from wilson_core import LLM
+
+# The repository's PostgreSQL fixture (tests/postgres_server.py), when it is there: the tests
+# parametrized over BACKENDS run on an SQLite file and on a PostgreSQL database (conftest.py
+# provides the pg_url fixture).
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests"))
+try:
+    import postgres_server  # noqa: F401
+except ImportError:
+    BACKENDS = ["sqlite"]
+else:
+    BACKENDS = ["sqlite", "postgresql"]
 
 HOSTILE = "<script>window.__pwned = 1</script><img src=x onerror=\"window.__pwned = 2\"> {{ 7*7 }} {% if 1 %}jinja{% endif %} ${7*7}"
 SYSTEM = "You are Wilson, a careful personal-finance assistant. Use the tools to look up real numbers."

@@ -4,28 +4,19 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
-from dashboard_testdata import HOSTILE, seed
+from dashboard_testdata import BACKENDS, HOSTILE, seed
 from wilson_dashboard.queries import SORTS
 
 from wilson_core import annotations
 from wilson_core.annotations import judge
 
+
 # Every API test runs on an SQLite file and on a PostgreSQL database, when the repository's
 # PostgreSQL fixture (tests/postgres_server.py) is there.
-sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests"))
-try:
-    from postgres_server import pg_url, postgres_server  # noqa: F401
-except ImportError:
-    BACKENDS = ["sqlite"]
-else:
-    BACKENDS = ["sqlite", "postgresql"]
-
-
 @pytest.fixture(params=BACKENDS)
 def seeded_db(request, tmp_path: Path) -> tuple[Path | str, dict[str, str]]:
     db = tmp_path / "wilson.db" if request.param == "sqlite" else request.getfixturevalue("pg_url")

@@ -6,23 +6,14 @@ proxy's shadow metadata, on an SQLite file and on a PostgreSQL database.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
-from dashboard_testdata import seed
+from dashboard_testdata import BACKENDS, seed
 
 import wilson_core
 from wilson_core.store import sink
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests"))
-try:
-    from postgres_server import pg_url, postgres_server  # noqa: F401
-except ImportError:
-    BACKENDS = ["sqlite"]
-else:
-    BACKENDS = ["sqlite", "postgresql"]
 
 SYSTEM = {"role": "system", "content": "Categorise the transaction."}
 
