@@ -89,12 +89,7 @@ class Exchange:
                 messages=request.messages,
                 tools=request.tools,
                 params=request.params,
-                content=result.content,
-                tool_calls=result.tool_calls,
-                input_tokens=result.input_tokens,
-                output_tokens=result.output_tokens,
-                total_tokens=result.total_tokens,
-                status=result.status,
+                **result.answer_parts(),
                 error=result.error,
             )
         except Exception as exc:

@@ -61,6 +61,17 @@ class Result:
     status: str = STATUS_OK
     error: str | None = None
 
+    def answer_parts(self) -> dict[str, Any]:
+        """The answer as keywords of a capture's ``finish`` (what came, its tokens, its status)."""
+        return {
+            "content": self.content,
+            "tool_calls": self.tool_calls,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "total_tokens": self.total_tokens,
+            "status": self.status,
+        }
+
 
 class ProtocolError(ValueError):
     """A body that is not what the protocol says (not JSON, not an object, no messages)."""

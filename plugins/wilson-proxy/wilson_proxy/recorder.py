@@ -90,14 +90,7 @@ def parts_of(captured: Captured) -> dict[str, Any]:
             parts["status"] = "error"
             errors.append(f"response: {exc}")
     if result is not None:
-        parts.update(
-            content=result.content,
-            tool_calls=result.tool_calls,
-            input_tokens=result.input_tokens,
-            output_tokens=result.output_tokens,
-            total_tokens=result.total_tokens,
-            status=result.status,
-        )
+        parts.update(result.answer_parts())
         if result.error:
             errors.append(result.error)
         if result.model and parts["model"] == "unknown":
