@@ -121,6 +121,25 @@ def test_full_text_search_on_both_backends(store_location):
     assert search.search(store, "') OR 1=1 --") == []
 
 
+def test_search_folds_accents_and_case_alike_on_both_backends(store_location):
+    """SQLite's index folds diacritics (unicode61 remove_diacritics 2); PostgreSQL's does the same (m009)."""
+    store = open_store(store_location)
+    texts = ["Café CRÈME at the façade", "naïve Ångström", "Łódź søster Straße", "plain words"]
+    store.write_interactions([call(n, response_content=text) for n, text in enumerate(texts)])
+    ids = {c.response_content: c.id for c in store.run_interactions("run-a")}
+
+    def found(query: str) -> list[str]:
+        return sorted(search.search(store, query))
+
+    for query in ("cafe creme", "CAFÉ crème", "cafe facade", "CRÈ*", "crem*", "facad*"):
+        assert found(query) == [ids[texts[0]]], query
+    assert found("naive angstrom") == found("NAÏVE ÅNGSTRÖM") == [ids[texts[1]]]
+    # letters with no decomposed accent (ł, ø, ß) are kept as they are, on both backends
+    assert found("łódź") == found("łodz") == found("søster straße") == [ids[texts[2]]]
+    assert found("lodz") == found("soster") == found("strasse") == []
+    assert len(found("uber")) == len(texts)  # every prompt says "über"
+
+
 def _sample(tmp_path: Path):
     samples = pytest.importorskip("wilson_exporters.samples")
     return samples.build_sample_store(tmp_path / "sample.db")
@@ -207,12 +226,15 @@ def test_migrations_on_a_blank_database_and_on_the_previous_version(pg_url):
     conn = Connection(pg_url)
     assert pg_schema.migrate(conn, upto="m007_add_interaction_ttft")[-1] == "m007_add_interaction_ttft"
     with psycopg.connect(pg_url, autocommit=True) as raw:
-        raw.execute("INSERT INTO interactions (id, run_id, sequence_num, messages_json, created_at) "
-                    "VALUES ('old', 'r', 1, '[]', '2026-01-01')")
+        raw.execute("INSERT INTO interactions (id, run_id, sequence_num, messages_json, response_content, "
+                    "created_at) VALUES ('old', 'r', 1, '[]', 'Café crème', '2026-01-01')")
         raw.execute("INSERT INTO annotations (id, interaction_id, rating, created_at) VALUES ('l', 'old', 3, 'x')")
+    assert pg_schema.migrate(conn, upto="m008_create_effective_labels_view") == ["m008_create_effective_labels_view"]
     store = open_store(pg_url)
     assert pg_schema.applied(store.connection()) == pg_schema.names()
     assert annotations.effective_label(store, "old").rating == 3
+    # m009: rows indexed before it are found without their accents too (the index was rebuilt)
+    assert search.search(store, "cafe creme") == search.search(store, "Café") == ["old"]
     from wilson_core.store.schema import migrations
 
     assert pg_schema.names() == [m.name for m in migrations._migrations]

@@ -153,6 +153,39 @@ MIGRATIONS: list[tuple[str, str]] = [
     ),
     ("m007_add_interaction_ttft", "ALTER TABLE interactions ADD COLUMN IF NOT EXISTS ttft_ms DOUBLE PRECISION;"),
     ("m008_create_effective_labels_view", _view(EFFECTIVE_LABELS_VIEW)),
+    (
+        "m009_fold_search_accents",
+        r"""
+        -- search folds accents as SQLite's unicode61 remove_diacritics does: 'cafe' finds 'Café'.
+        -- normalize() is PostgreSQL 13+ and needs a UTF8 database; elsewhere words stay as written.
+        DO $do$
+        BEGIN
+            IF current_setting('server_encoding') = 'UTF8'
+               AND current_setting('server_version_num')::int >= 130000 THEN
+                CREATE OR REPLACE FUNCTION wilson_fold(t TEXT) RETURNS TEXT AS $f$
+                    SELECT regexp_replace(normalize(t, NFD), '[\u0300-\u036f]', '', 'g')
+                $f$ LANGUAGE sql IMMUTABLE STRICT;
+            ELSE
+                CREATE OR REPLACE FUNCTION wilson_fold(t TEXT) RETURNS TEXT AS $f$
+                    SELECT t
+                $f$ LANGUAGE sql IMMUTABLE STRICT;
+            END IF;
+        END $do$;
+        CREATE OR REPLACE FUNCTION wilson_fts_doc(a TEXT, b TEXT, c TEXT) RETURNS tsvector AS $$
+            SELECT to_tsvector('simple', wilson_fold(translate(left(coalesce(a, ''), 100000) || ' ' ||
+                                                               left(coalesce(b, ''), 100000) || ' ' ||
+                                                               left(coalesce(c, ''), 100000), '<>&', '   ')))
+        $$ LANGUAGE sql IMMUTABLE;
+        CREATE OR REPLACE FUNCTION wilson_tsquery(q TEXT) RETURNS tsquery AS $$
+            SELECT to_tsquery('simple', coalesce(string_agg(
+                quote_literal(wilson_fold(replace(substring(t FROM '^"(.*)"\*?$'), '""', '"')))
+                || CASE WHEN right(t, 1) = '*' THEN ':*' ELSE '' END, ' & '), ''))
+            FROM regexp_split_to_table(q, '\s+') AS t WHERE t <> ''
+        $$ LANGUAGE sql IMMUTABLE;
+        -- the index holds the words as the old function made them
+        REINDEX INDEX idx_interactions_fts;
+        """,
+    ),
 ]
 
 _LEDGER = """

@@ -221,6 +221,15 @@ def m008_create_effective_labels_view(db: Database) -> None:
     db.executescript(EFFECTIVE_LABELS_VIEW + ";")
 
 
+@migrations()
+def m009_fold_search_accents(db: Database) -> None:
+    """Nothing to do on SQLite: its index already folds accents (``remove_diacritics 2``).
+
+    On PostgreSQL (:mod:`.pg_schema`, same name) search learns to fold them too.
+    """
+    del db
+
+
 def apply(db: Database) -> None:
     """Bring ``db`` to the current schema."""
     migrations.apply(db)
