@@ -14,6 +14,9 @@ is compared with a baseline measured in the same run and printed as a ratio:
 (c) database size for N interactions sharing 3 system prompts of 2 KB and a
     4 KB tool-schema set, against a naive one-row-per-call table.
     Target: <= 0.4x.
+(d) the floor of (a), informational: Wilson's INSERT statement alone (rows built
+    beforehand, the run row made by the ``interactions_create_run`` trigger, three
+    secondary indexes) against the raw INSERT, interleaved; p50 ratio.
 """
 
 from __future__ import annotations
@@ -154,6 +157,44 @@ def bench_overhead(folder: Path, calls: int, rounds: int) -> dict:
     result["raw_insert_cpu_us"] = cpu[0] / n * us
     result["overhead_cpu_us"] = (cpu[1] - cpu[2]) / n * us
     result["ratio_overhead_cpu_to_raw_cpu"] = result["overhead_cpu_us"] / result["raw_insert_cpu_us"]
+    return result
+
+
+# -- (d) the floor: Wilson's INSERT alone ---------------------------------------
+
+
+def bench_insert_floor(folder: Path, calls: int, rounds: int) -> dict:
+    """Wilson's INSERT of rows built beforehand (one new run each, as a standalone call makes)
+    against the raw INSERT of (a), same pragmas, in interleaved chunks."""
+    from wilson_core.records import Interaction, new_id
+    from wilson_core.store import open_store
+    from wilson_core.store.writing import _INSERT_INTERACTION
+
+    store = open_store(folder / "floor.db")
+
+    def interaction(n: int) -> Interaction:
+        return Interaction(run_id=new_id(), sequence_num=1, call_type="agent", provider="scripted", model="bench",
+                           messages=messages_for(n), response_content="ok", tools=TOOLS, input_tokens=10,
+                           output_tokens=1, total_tokens=11, duration_ms=0.01)
+
+    store.write_interactions([interaction(n) for n in range(3)])  # the blobs, as after a warm-up
+    store.close()
+    conn = sqlite3.connect(folder / "floor.db", isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    raw_conn = raw_table(folder / "floor-raw.db")
+    wilson, raw = [], []
+    for _ in range(rounds):
+        raw += raw_insert_times(raw_conn, calls)
+        rows = [store.interaction_row(interaction(n))[0] for n in range(calls)]
+        for row in rows:
+            started = time.perf_counter()
+            conn.execute(_INSERT_INTERACTION, row)
+            wilson.append(time.perf_counter() - started)
+    conn.close()
+    raw_conn.close()
+    result = {"wilson_insert_p50_us": percentile(wilson, 0.5) * 1e6, "raw_insert_p50_us": percentile(raw, 0.5) * 1e6}
+    result["ratio_p50"] = result["wilson_insert_p50_us"] / result["raw_insert_p50_us"]
     return result
 
 
@@ -301,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--processes", type=int, default=2, help="processes for (b)")
     parser.add_argument("--threads", type=int, default=4, help="threads per process for (b)")
     parser.add_argument("--size", type=int, default=100_000, help="interactions for (c)")
-    parser.add_argument("--only", choices=["overhead", "throughput", "size"])
+    parser.add_argument("--only", choices=["overhead", "throughput", "size", "floor"])
     add_arguments(parser)
     args = parser.parse_args(argv)
     if args.quick:  # smaller sizes unless given explicitly
@@ -332,6 +373,18 @@ def main(argv: list[str] | None = None) -> int:
                      f"({o['ratio_overhead_p50_to_raw_p50']:.2f}x); CPU per call {o['overhead_cpu_us']:.0f} us "
                      f"vs {o['raw_insert_cpu_us']:.0f} us ({o['ratio_overhead_cpu_to_raw_cpu']:.2f}x)",
                 extra=o,
+            )
+        if args.only in (None, "floor"):
+            f = bench_insert_floor(folder, args.calls, max(10, args.rounds // 2))
+            print(f"(d) Wilson's INSERT alone p50 {f['wilson_insert_p50_us']:.1f} us vs raw INSERT "
+                  f"{f['raw_insert_p50_us']:.1f} us ({f['ratio_p50']:.2f}x)")
+            report.add(
+                "capture INSERT floor",
+                "Wilson's INSERT statement alone, rows built beforehand (run row by trigger, 3 secondary "
+                "indexes), p50",
+                f["wilson_insert_p50_us"], unit="us", baseline=f["raw_insert_p50_us"],
+                baseline_name="raw sqlite3 INSERT p50", extra=f,
+                note="informational: the part of the capture overhead that is SQLite's work",
             )
         if args.only in (None, "throughput"):
             t = bench_throughput(folder, args.concurrent_calls, args.processes, args.threads)
