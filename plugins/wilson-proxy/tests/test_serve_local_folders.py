@@ -175,7 +175,8 @@ def test_a_forced_tool_call_comes_back_as_openai_tool_calls(served):
 def test_the_serve_command_serves_a_transformers_folder(tiny_folder, tmp_path):
     db = tmp_path / "cli.db"
     proc = subprocess.Popen([sys.executable, "-c", "import sys; from wilson_core.cli import main; sys.exit(main())",
-                             "--db", str(db), "serve", str(tiny_folder), "--port", "0", "--model-name", "tiny"],
+                             "--db", str(db), "serve", str(tiny_folder), "--port", "0", "--model-name", "tiny",
+                             "--max-tokens", "4"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         url = None
@@ -186,6 +187,8 @@ def test_the_serve_command_serves_a_transformers_folder(tiny_folder, tmp_path):
         app = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0, timeout=120)
         reply = app.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=4, temperature=0)
         assert reply.choices[0].message.content and 0 < reply.usage.completion_tokens <= 4
+        with pytest.raises(openai.BadRequestError, match="at most 4 tokens"):  # --max-tokens: the ceiling
+            app.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=5)
     finally:
         proc.terminate()
         proc.wait(30)
@@ -213,3 +216,25 @@ def test_the_anthropic_sdk_gets_the_same_greedy_answer_streamed_and_not(served):
     with claude.messages.stream(model="tiny", max_tokens=5, messages=MESSAGES) as stream:
         assert "".join(stream.text_stream) == text
         assert stream.get_final_message().usage.output_tokens == message.usage.output_tokens
+
+
+def test_the_responses_api_gets_the_same_greedy_answer_streamed_and_not(served):
+    provider, proxy, db = served
+    app = client(proxy)
+    text = app.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=5,
+                                       temperature=0).choices[0].message.content
+    before = len(stored(proxy, db))
+    whole = app.responses.create(model="tiny", input=MESSAGES[0]["content"], max_output_tokens=5, temperature=0)
+    assert whole.output_text == text and 0 < whole.usage.output_tokens <= 5
+    with app.responses.stream(model="tiny", input=MESSAGES[0]["content"], max_output_tokens=5,
+                              temperature=0) as stream:
+        events = list(stream)
+    deltas = [e.delta for e in events if e.type == "response.output_text.delta"]
+    # the last event is response.completed, or response.incomplete when max_output_tokens cut the answer
+    # (as OpenAI's; the SDK's get_final_response() then raises, as it does against OpenAI)
+    final = events[-1].response
+    assert events[-1].type == f"response.{whole.status}" and whole.status in ("completed", "incomplete")
+    assert "".join(deltas) == text == final.output_text and len(deltas) > 1
+    assert final.usage.output_tokens == whole.usage.output_tokens
+    rows = stored(proxy, db)[before:]
+    assert [(r.provider, r.status, r.response_content) for r in rows] == [(provider, "ok", text)] * 2

@@ -179,6 +179,9 @@ def routes_command(port: int, host: str, token: str | None, config: str | None, 
 @click.option("--call-type", default="agent", show_default=True,
               help="Call type of requests without an X-Wilson-Call-Type header.")
 @click.option("--no-record", is_flag=True, help="Serve only; record nothing.")
+@click.option("--max-tokens", "max_tokens_limit", type=click.IntRange(min=1),
+              help="The longest answer served: requests that ask for more get a 400, those that do not say "
+                   "get this many tokens at most.")
 @click.pass_context
 def serve_command(
     ctx: click.Context,
@@ -191,6 +194,7 @@ def serve_command(
     token: str | None,
     call_type: str,
     no_record: bool,
+    max_tokens_limit: int | None,
 ) -> None:
     """Serve a deployed model as an OpenAI-compatible (and Anthropic /v1/messages) endpoint.
 
@@ -199,7 +203,7 @@ def serve_command(
     queued and answered one at a time; every call is recorded like any other.
 
     \b
-    OPENAI_BASE_URL=http://127.0.0.1:8788/v1       /v1/chat/completions, /v1/models
+    OPENAI_BASE_URL=http://127.0.0.1:8788/v1       /v1/chat/completions, /v1/responses, /v1/models
     ANTHROPIC_BASE_URL=http://127.0.0.1:8788       /v1/messages
     OLLAMA_HOST=http://127.0.0.1:8788              /api/chat
     """
@@ -223,7 +227,7 @@ def serve_command(
     db = (ctx.find_root().obj or {}).get("db")
     settings = ProxySettings(upstreams={}, host=host, port=port, db=db, token=token, call_type=call_type,
                              record=not no_record, route_flags=(f"local {_quote(spec)} options={_quote(route)}",),
-                             served_model=name)
+                             served_model=name, max_tokens_limit=max_tokens_limit)
     _run(settings, f"Wilson serve ({spec})")
 
 
