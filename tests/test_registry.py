@@ -205,3 +205,21 @@ def test_registries_opened_at_once_on_a_new_database_make_the_tables_once(store_
         assert [r[0] for r in rows] == ["m001_create_registry_tables"]
     for one in stores:
         one.close()
+
+
+def test_ab_items_picks_and_outcomes(store):
+    registry = Registry(store)
+    first, second, third, fourth = ids(store)
+    registry.add_ab_item("ab-1", "001", "fixed:1", "fixed", [("candidate", first), ("base", second)])
+    registry.add_ab_item("ab-2", "001", "fixed:2", "fixed", [("base", third), ("candidate", fourth)])
+    assert registry.ab_counts() == {"items": 2, "picked": 0} and registry.next_ab_item("001") == "ab-1"
+    item = registry.ab_item("ab-1")
+    assert [(a["slot"], a["system"]) for a in item["answers"]] == [(0, "candidate"), (1, "base")]
+    registry.add_ab_pick("ab-1", 0, "local", ["p-1"])  # the candidate chosen
+    registry.add_ab_pick("ab-2", None, "local", [])  # a tie
+    assert registry.ab_counts("001") == {"items": 2, "picked": 2} and registry.next_ab_item() is None
+    assert registry.ab_outcomes("candidate") == [1.0, 0.5]
+    assert registry.ab_outcomes("base", against="candidate") == [0.0, 0.5]
+    assert registry.ab_outcomes("upstream") == []
+    with pytest.raises(NotFound):
+        registry.ab_item("ab-zzz")
