@@ -17,7 +17,15 @@ def pyproject_table(name: str, directory: Path | None = None,
 
     :raises error: the file cannot be read or the entry is not a table.
     """
-    path = (directory or Path.cwd()) / "pyproject.toml"
+    return tool_table((directory or Path.cwd()) / "pyproject.toml", name, error)
+
+
+def tool_table(path: Path, name: str, error: type[Exception] = WilsonError) -> dict[str, Any]:
+    """The ``[tool.wilson.NAME]`` table of the TOML file ``path``; empty when there is no such
+    file or table.
+
+    :raises error: the file cannot be read or the entry is not a table.
+    """
     if not path.is_file():
         return {}
     try:

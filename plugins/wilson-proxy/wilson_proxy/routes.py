@@ -139,20 +139,9 @@ def parse_route_flag(text: str, index: int) -> Route:
 
 def read_config(path: Path) -> dict[str, Any]:
     """``[tool.wilson.proxy]`` of ``path`` (empty when the file or table is missing)."""
-    if not path.is_file():
-        return {}
-    try:
-        import tomllib
-    except ImportError:  # Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef]
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise RouteError(f"cannot read {path}: {exc}") from None
-    table = data.get("tool", {}).get("wilson", {}).get("proxy", {})
-    if not isinstance(table, dict):
-        raise RouteError(f"{path}: [tool.wilson.proxy] must be a table")
-    return table
+    from wilson_core.settings import tool_table
+
+    return tool_table(path, "proxy", RouteError)
 
 
 def load_routes(path: Path | None, flags: tuple[str, ...] | list[str] = ()) -> list[Route]:
