@@ -124,6 +124,8 @@ def test_a_reload_reads_the_live_model_at_once_and_a_deployment_is_preferred(mod
             registry.promote("m-a")
             time.sleep(0.5)
             assert serves(proxy) is None
+            app = openai.OpenAI(base_url=proxy.url + "/v1", api_key="sk-x", max_retries=0, timeout=120)
+            assert ask(app) == "from upstream"  # calls never read the registry: only the check does
             capsys.readouterr()
             assert main(["proxy", "routes", "--port", str(proxy.port)]) == 0
             assert "serves nothing: no model is live" in capsys.readouterr().out
@@ -136,7 +138,6 @@ def test_a_reload_reads_the_live_model_at_once_and_a_deployment_is_preferred(mod
             registry.record_deployment("m-a", "transformers", str(models["b"]), f"transformers:{models['b']}", True)
             assert proxy.reload()
             wait_serving(proxy, f"transformers:{models['b']}", within=10)
-            app = openai.OpenAI(base_url=proxy.url + "/v1", api_key="sk-x", max_retries=0, timeout=120)
             ask(app)
             assert answered_by(proxy, db, 1) == [("transformers", str(models["b"]))]
             assert proxy.live.describe()["model_id"] == "m-a"
