@@ -119,7 +119,10 @@ def wheels(session: nox.Session) -> None:
 
 @nox.session(python=False)
 def version(session: nox.Session) -> None:
-    """Set the one version of every distribution: ``nox -s version -- 0.2.0`` (plugins' bounds follow)."""
+    """Set the one version of every distribution: ``nox -s version -- 0.2.0`` (plugins' bounds follow).
+
+    Why eight literals rather than one file: docs/release.md.
+    """
     import re
 
     if len(session.posargs) != 1 or not re.fullmatch(r"\d+\.\d+\.\d+", session.posargs[0]):
