@@ -4,6 +4,8 @@ classifiers, URLs, and the Node runner files declared as package data."""
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -78,3 +80,22 @@ def test_the_changelog_and_the_license_reason_are_there():
     assert "## [Unreleased]" in (ROOT / "CHANGELOG.md").read_text()
     assert "Apache License" in (ROOT / "LICENSE").read_text()
     assert "Apache-2.0" in (ROOT / "README.md").read_text()
+
+
+@pytest.mark.skipif(shutil.which("nox") is None, reason="nox is not installed")
+def test_the_version_session_moves_every_version_and_bound_together(tmp_path):
+    """`nox -s version -- X.Y.Z` on a copy of the tree: afterwards the checks above hold for X.Y.Z."""
+    shutil.copy(ROOT / "noxfile.py", tmp_path)
+    for project in PROJECTS:
+        target = tmp_path / project.relative_to(ROOT)
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copy(project / "pyproject.toml", target)
+    run = subprocess.run(["nox", "-f", str(tmp_path / "noxfile.py"), "-s", "version", "--", "0.7.3"],
+                         capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    for project in PROJECTS:
+        meta = tomllib.loads((tmp_path / project.relative_to(ROOT) / "pyproject.toml").read_text(encoding="utf-8"))
+        assert meta["project"]["version"] == "0.7.3"
+        deps = meta["project"]["dependencies"] + sum(meta["project"].get("optional-dependencies", {}).values(), [])
+        for dep in (d for d in deps if re.match(r"wilson-[a-z]+", d)):
+            assert dep.endswith(">=0.7,<0.8"), (project.name, dep)
