@@ -150,3 +150,32 @@ def test_only_the_live_model_can_be_named_from_the_registry():
     assert parse_route_flag("local registry:live", 0).provider == "registry:live"
     with pytest.raises(RouteError, match="registry:live"):
         parse_route_flag("local registry:m-123", 0)
+
+
+def test_a_registry_that_cannot_be_read_keeps_the_last_live_model(tmp_path, caplog):
+    from wilson_proxy.live import LiveModel
+
+    folders = {"a": tmp_path / "a", "b": tmp_path / "b"}  # never loaded here: only resolved
+    db = tmp_path / "live.db"
+    registry = registered(db, folders)
+    registry.promote("m-a")
+    live = LiveModel(str(db), check_s=3600)
+    try:
+        assert live.check() and live.spec == f"transformers:{folders['a']}" and live.error is None
+        assert not live.check() and live.checks == 2  # nothing changed: nothing resolved again
+        registry.store.connection().execute("DROP TABLE registry_live")  # e.g. an old backup restored under it
+        with caplog.at_level("WARNING", logger="wilson.proxy"):
+            assert not live.check()
+        assert live.spec == f"transformers:{folders['a']}" and "registry_live" in live.error
+        assert "the last one stays" in caplog.text
+    finally:
+        live.close()
+        registry.store.close()
+    not_wilson = tmp_path / "notes.db"
+    not_wilson.write_text("my notes, not a database\n")
+    other = LiveModel(str(not_wilson))
+    try:
+        assert not other.check() and other.spec is None and other.error
+        assert not_wilson.read_text() == "my notes, not a database\n"  # never changed
+    finally:
+        other.close()
