@@ -26,3 +26,15 @@ def upstream():
 
     with FakeUpstream() as server:
         yield server
+
+
+@pytest.fixture()
+def captured_db(tmp_path, monkeypatch):
+    """A database path for captured calls, with its own spool folder and no ``$WILSON_DB``;
+    the capture sink's open stores are let go afterwards."""
+    from wilson_core.store import sink
+
+    monkeypatch.setenv("WILSON_SPOOL_DIR", str(tmp_path / "spool"))
+    monkeypatch.delenv("WILSON_DB", raising=False)
+    yield tmp_path / "data.db"
+    sink.forget_stores()

@@ -30,11 +30,8 @@ LONG = "The quick brown fox jumps over the lazy dog, twice: ünïcödé ✓ incl
 
 
 @pytest.fixture
-def db(tmp_path, monkeypatch):
-    monkeypatch.setenv("WILSON_SPOOL_DIR", str(tmp_path / "spool"))
-    monkeypatch.delenv("WILSON_DB", raising=False)
-    yield tmp_path / "data.db"
-    sink.forget_stores()
+def db(captured_db):
+    return captured_db
 
 
 def openai(upstream, db, **options):
