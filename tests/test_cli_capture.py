@@ -1,4 +1,4 @@
-"""The command line: fast start, runs/show/stats (also as JSON), clear errors."""
+"""The command line: a light start, runs/show/stats (also as JSON), clear errors."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from types import SimpleNamespace
 
 import pytest
@@ -14,7 +13,8 @@ import pytest
 import wilson_core
 from wilson_core.store import sink
 
-HEAVY = ("torch", "transformers", "numpy", "pandas", "trl", "peft", "gguf", "onnx", "datasets")
+HEAVY = ("torch", "transformers", "numpy", "pandas", "trl", "peft", "gguf", "onnx", "datasets",
+         "openai", "anthropic", "litellm", "psycopg", "starlette", "uvloop", "llguidance")
 
 
 def wilson(*args, db=None, env=None):
@@ -57,16 +57,11 @@ def test_help_does_not_import_heavy_libraries():
     assert out.stdout.strip().splitlines()[-1] == "0 []"
 
 
-def test_help_answers_well_under_half_a_second():
-    timings = []
-    for _ in range(5):  # the best of a few runs: other processes may share the machine
-        started = time.perf_counter()
-        out = wilson("--help")
-        timings.append(time.perf_counter() - started)
-        assert out.returncode == 0 and "Traceback" not in out.stderr
-        if timings[-1] < 0.5:
-            break
-    assert min(timings) < 0.5, timings
+def test_help_lists_the_commands():
+    """How fast ``--help`` answers is measured by ``bench/bench_cli.py`` (a ratio against a bare
+    interpreter in the same run), never by a timed test: here, only what it says."""
+    out = wilson("--help")
+    assert out.returncode == 0 and "Traceback" not in out.stderr
     for command in ("runs", "show", "stats", "import", "plugins"):
         assert command in out.stdout
 
