@@ -291,6 +291,7 @@ def _format(value: Any, param: str, nested: bool) -> Any:
 
 
 def _text(value: Any, param: str) -> Any:
+    """Responses' ``text`` and Anthropic's ``output_config``: a ``format`` with the schema beside its type."""
     text = obj(value, param)
     if text.get("format") is not None:
         _format(text["format"], f"{param}.format", nested=False)
@@ -375,6 +376,7 @@ RULES: dict[str, dict[str, Callable[[Any, str], Any]]] = {
     "anthropic": {
         **_COMMON, "messages": _messages, "system": _system, "temperature": _float(0, 1), "max_tokens": _LENGTH,
         "top_k": _int(0), "stop_sequences": lambda v, p: strings(v, p, 16, single=False), "thinking": obj,
+        "output_config": _text,
     },
     "ollama": {
         **_COMMON, "messages": _messages, "format": _ollama_format, "options": obj, "keep_alive": lambda v, p: v

@@ -129,8 +129,12 @@ def test_structured_output_obeys_the_request(served):
         model="tiny", messages=MESSAGES, max_tokens=24, temperature=0,
         response_format={"type": "json_schema", "json_schema": {"name": "category", "schema": schema}})
     assert json.loads(answer.choices[0].message.content)["category"] in CHOICES
+    claude = anthropic.Anthropic(base_url=proxy.url, api_key="unused", max_retries=0, timeout=120)
+    message = claude.messages.create(model="tiny", max_tokens=24, messages=MESSAGES,  # Anthropic's structured output
+                                     output_config={"format": {"type": "json_schema", "schema": schema}})
+    assert json.loads(message.content[0].text)["category"] in CHOICES
     rows = stored(proxy, db)[before:]
-    assert [(r.provider, r.status) for r in rows] == [(provider, "ok")] * 2
+    assert [(r.provider, r.status) for r in rows] == [(provider, "ok")] * 3
 
 
 def test_concurrent_requests_do_not_corrupt_each_other(served):
@@ -202,7 +206,7 @@ def test_the_serve_command_serves_a_transformers_folder(tiny_folder, tmp_path):
 
 def test_a_malformed_stop_is_the_clients_400(served):
     _, proxy, _ = served
-    with pytest.raises(openai.BadRequestError, match="stop must be a string or a list of strings"):
+    with pytest.raises(openai.BadRequestError, match=r"stop\[0\]: expected a string, got a number"):
         client(proxy).chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=2, stop=[3])
 
 

@@ -64,6 +64,9 @@ def structured_params(request: Mapping[str, Any]) -> dict[str, Any]:
     response_format = request.get("response_format")
     text = request.get("text")
     form = request.get("format")
+    output = request.get("output_config")
+    if isinstance(output, Mapping) and isinstance(output.get("format"), Mapping):
+        text = output  # Anthropic: output_config.format = {"type": "json_schema", "schema": {...}}
     if response_format is not None:
         out["response_format"] = response_format
     elif isinstance(text, Mapping) and isinstance(text.get("format"), Mapping):

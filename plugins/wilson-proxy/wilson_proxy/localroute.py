@@ -88,9 +88,9 @@ def schema_problem(request: dict[str, Any], renderer: Renderer) -> str | None:
 
 def _answer_schema(request: dict[str, Any]) -> tuple[Any, bool]:
     form = request.get("response_format")
-    text = request.get("text")
+    text = request.get("text") or request.get("output_config")
     if form is None and isinstance(text, dict) and isinstance(text.get("format"), dict):
-        spec = text["format"]  # the Responses API: the schema sits beside the type
+        spec = text["format"]  # Responses' text.format, Anthropic's output_config.format: the schema beside the type
         form = {"type": spec.get("type"), "json_schema": {"schema": spec.get("schema")}}
     if isinstance(form, dict):
         if form.get("type") == "json_schema":
