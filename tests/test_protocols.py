@@ -380,3 +380,68 @@ def test_responses_stream_that_fails_or_stops_short():
             {"type": "message", "content": [{"type": "output_text", "text": "Let me"}]}]}})))
     result = limited.result()
     assert (result.status, result.content, result.finish_reason) == ("ok", "Let me", "max_output_tokens")
+
+
+# -- request parameters checked at the boundary (wilson_core.protocols.params) ----------------
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@st.composite
+def near_requests(draw):
+    """A protocol and a body with some of that protocol's known keys set to arbitrary JSON."""
+    from wilson_core.protocols import params
+
+    protocol = draw(st.sampled_from(sorted(params.RULES)))
+    keys = sorted(set(params.RULES[protocol]) | {"tools", "tool_choice", "options"})
+    body = draw(st.dictionaries(st.sampled_from(keys), JSON, max_size=5))
+    return protocol, body
+
+
+@settings(max_examples=300, deadline=None)
+@given(near_requests(), st.none() | st.integers(1, 100))
+def test_params_check_refuses_with_a_parameter_error_or_returns_the_converted_body(request, limit):
+    """Whatever JSON comes, check() answers with a ParameterError naming a field, or a body whose
+    numbers are in range: never another exception (which a server would answer with a 500)."""
+    from wilson_core.errors import ParameterError
+    from wilson_core.protocols import params
+
+    protocol, body = request
+    try:
+        out = params.check(protocol, body, max_tokens_limit=limit)
+    except ParameterError as exc:
+        assert exc.param and str(exc).startswith(exc.param.split(".")[0].split("[")[0])
+        return
+    for key in ("max_tokens", "max_completion_tokens", "max_output_tokens"):
+        if key in out:
+            assert type(out[key]) is int and 1 <= out[key] <= (limit or params.MAX_TOKENS)
+    if "seed" in out:
+        assert type(out["seed"]) is int and 0 <= out["seed"] < 2**64
+    assert all(value is not None for value in out.values())
+    if limit is not None:
+        assert any(key in out for key in ("max_tokens", "max_completion_tokens", "max_output_tokens")) or (
+            "num_predict" in out.get("options", {}))
+
+
+def test_params_check_names_the_field_in_each_protocol():
+    from wilson_core.errors import ParameterError
+    from wilson_core.protocols import params
+
+    cases = [
+        ("openai-chat", {"messages": [{"role": "user", "content": "x"}], "top_p": 2}, "top_p"),
+        ("openai-responses", {"input": "x", "text": {"format": {"type": "json_schema", "schema": {"type": 3}}}},
+         "text.format.schema"),
+        ("anthropic", {"messages": [{"role": "user", "content": "x"}]}, "max_tokens"),
+        ("anthropic", {"messages": [{"role": "user", "content": "x"}], "max_tokens": 5,
+                       "tools": [{"name": "a", "input_schema": {}}, {"name": "a", "input_schema": {}}]}, "tools"),
+        ("ollama", {"messages": [{"role": "user", "content": "x"}], "options": {"top_k": -1}}, "options.top_k"),
+        ("ollama", {"messages": [{"role": "user", "content": "x"}], "format": "yaml"}, "format"),
+    ]
+    for protocol, body, param in cases:
+        with pytest.raises(ParameterError) as refused:
+            params.check(protocol, body)
+        assert refused.value.param == param, (protocol, str(refused.value))
