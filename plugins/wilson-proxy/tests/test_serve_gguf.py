@@ -68,3 +68,19 @@ def test_openai_sdk_streamed_and_not_against_a_real_gguf(served):
     assert {(r.provider, r.response_content, r.status) for r in rows if r is not rows[2]} == {("llamacpp", text, "ok")}
     assert (rows[2].response_content, rows[2].status) == (text[:text.index(stop)], "ok")
     assert rows[1].ttft_ms is not None and 0 < rows[1].ttft_ms <= rows[1].duration_ms
+
+
+def test_llamacpp_refusals_are_the_clients_400_and_the_responses_api_is_served(served):
+    proxy, _ = served
+    app = openai.OpenAI(base_url=proxy.url + "/v1", api_key="unused", max_retries=0, timeout=300)
+    messages = [{"role": "user", "content": "Say hi."}]
+    with pytest.raises(openai.BadRequestError, match="exceed the context") as refused:  # the provider refuses it
+        app.chat.completions.create(model="smollm2", messages=messages, max_tokens=10**6)
+    assert refused.value.body["type"] == "invalid_request_error"
+    with pytest.raises(openai.BadRequestError, match="cannot enforce"):  # a schema its grammar cannot enforce
+        app.chat.completions.create(model="smollm2", messages=messages, max_tokens=4, stream=True, response_format={
+            "type": "json_schema", "json_schema": {"name": "a", "schema": {"not": {"type": "string"}}}})
+    text = app.chat.completions.create(model="smollm2", messages=messages, max_tokens=6,
+                                       temperature=0).choices[0].message.content
+    answer = app.responses.create(model="smollm2", input="Say hi.", max_output_tokens=6, temperature=0)
+    assert answer.output_text == text
