@@ -79,7 +79,7 @@ class OnnxProvider(Provider):
         """The prompt ids and the generation arguments of one request."""
         unknown = set(params) - _KNOWN_PARAMS
         if unknown:
-            raise ProviderError(
+            raise ParameterError(
                 f"onnx provider: unsupported parameter(s) {', '.join(sorted(unknown))}; "
                 f"known: {', '.join(sorted(_KNOWN_PARAMS))}"
             )

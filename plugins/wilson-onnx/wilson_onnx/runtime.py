@@ -137,7 +137,8 @@ class OnnxCausalLM:
             if matcher is not None:
                 last = _constrain(last, matcher, eos_ids)
             if temperature and temperature > 0:
-                probs = np.exp((last - last.max()) / temperature)
+                with np.errstate(over="ignore"):  # a temperature near 0: -inf, exp -> 0 (greedy in the limit)
+                    probs = np.exp((last - last.max()) / temperature)
                 probs /= probs.sum()
                 if top_p is not None and 0 < top_p < 1:  # keep the most likely tokens up to top_p
                     order = np.argsort(-probs, kind="stable")

@@ -297,16 +297,32 @@ def check_answer(path: str, status: int, text: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def tiny_serve(tmp_path_factory):
+def tiny_folder(tmp_path_factory):
     torch = pytest.importorskip("torch")
     pytest.importorskip("wilson_train", reason="needs wilson-train (tiny models)")
     from wilson_train.tiny import build_tiny_model
 
     torch.set_num_threads(1)
-    folder = build_tiny_model(tmp_path_factory.mktemp("tiny") / "llama", arch="llama")
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "llama", arch="llama")
+
+
+@pytest.fixture(scope="module", params=["transformers", "onnx"])
+def tiny_serve(request, tiny_folder, tmp_path_factory):
+    """`wilson serve` on the tiny model through transformers, and through onnxruntime (its
+    Transformers.js deployment, made by the real deployer)."""
+    folder = tiny_folder
+    if request.param == "onnx":
+        pytest.importorskip("wilson_onnx", reason="needs wilson-onnx")
+        pytest.importorskip("onnxruntime")
+        from wilson_onnx.deployer import TransformersJsDeployer
+
+        from wilson_core.interfaces import DeployConfig
+
+        out = tmp_path_factory.mktemp("deploy") / "web"
+        folder = TransformersJsDeployer().deploy(DeployConfig(model=str(tiny_folder), out=str(out), quant="fp32")).out
     db = tmp_path_factory.mktemp("fuzz") / "serve.db"
     settings = ProxySettings(upstreams={}, port=0, db=str(db), served_model="tiny",
-                             route_flags=(f"local 'transformers:{folder}'",), max_tokens_limit=LIMIT)
+                             route_flags=(f"local '{request.param}:{folder}'",), max_tokens_limit=LIMIT)
     with RunningProxy(settings) as proxy, httpx.Client(base_url=proxy.url, timeout=120) as http:
         yield proxy, http, db
 
