@@ -71,20 +71,25 @@ def default_out(cwd: Path | None = None) -> Path:
 class Step:
     """Prints a numbered stage and its wall time, and records the time."""
 
-    def __init__(self, number: int, total: int, title: str, timings: dict[str, float]) -> None:
+    def __init__(self, number: int, total: int, title: str, timings: dict[str, float],
+                 cpu: dict[str, float] | None = None) -> None:
         self.label = f"[{number}/{total}] {title}"
         self.key = title.split(":", 1)[0].lower()
         self.timings = timings
+        self.cpu = cpu
 
     def __enter__(self) -> Step:
         click.secho(self.label, bold=True, fg="cyan")
-        self.started = time.perf_counter()
+        self.started, self.cpu_started = time.perf_counter(), time.process_time()
         return self
 
     def __exit__(self, exc_type: Any, *_: Any) -> None:
         if exc_type is None:
             seconds = time.perf_counter() - self.started
             self.timings[self.key] = round(seconds, 1)
+            if self.cpu is not None:
+                # CPU seconds of this process (all its threads): steadier than wall time on a busy machine
+                self.cpu[self.key] = round(time.process_time() - self.cpu_started, 1)
             click.echo(f"      done in {seconds:.1f} s\n")
 
 
@@ -174,23 +179,24 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     node = node_problem is None
     targets = tuple(t for t in config.targets if t != "transformersjs" or node)
     timings: dict[str, float] = {}
-    report: dict[str, Any] = {"out": str(out), "config": _plain(config), "timings": timings}
+    cpu: dict[str, float] = {}
+    report: dict[str, Any] = {"out": str(out), "config": _plain(config), "timings": timings, "cpu_seconds": cpu}
     started = time.perf_counter()
     total = 3 if config.data_only else 8
     teacher_script = teacher(config.seed + 1)
 
     with Step(1, total, "Capture: the finance app calls its cloud model with the openai SDK, recorded by Wilson",
-              timings):
+              timings, cpu):
         report["capture"] = capture(db, config)
         _wilson("--db", str(db), "stats")
-    with Step(2, total, "Annotate: stars checked against the ledger, retries, corrections, pairs", timings):
+    with Step(2, total, "Annotate: stars checked against the ledger, retries, corrections, pairs", timings, cpu):
         from wilson_core.store import open_store
 
         from .review import review
 
         report["annotate"] = review(open_store(db), teacher_script)
         click.echo("      " + ", ".join(f"{k} {v}" for k, v in report["annotate"].items()))
-    with Step(3, total, "Export: SFT and DPO JSONL in TRL's format, redacted, with an eval split", timings):
+    with Step(3, total, "Export: SFT and DPO JSONL in TRL's format, redacted, with an eval split", timings, cpu):
         sft = export / "sft.jsonl"
         _wilson("--db", str(db), "export", "sft", "--out", str(sft), "--call-type", "categorize",
                 "--min-rating", "4", "--eval-split", "0.1", "--seed", str(config.seed), "--redact")
@@ -210,7 +216,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
         (out / "demo-summary.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
         return report
     base = config.base
-    with Step(4, total, f"Base model: {'a tiny model built here (--fast)' if config.fast else base}", timings):
+    with Step(4, total, f"Base model: {'a tiny model built here (--fast)' if config.fast else base}", timings, cpu):
         if config.fast:
             base = str(out / "base")
             _wilson("model", "init", "--arch", "llama", "--out", base, "--pretrain-steps", "150",
@@ -219,7 +225,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
             click.echo(f"      {base}: read from local files, nothing is downloaded")
         else:
             click.echo(f"      {base}: from the Hugging Face hub (downloaded once, then cached)")
-    with Step(5, total, f"Train: LoRA SFT{' then DPO' if config.dpo else ''} on {base}", timings):
+    with Step(5, total, f"Train: LoRA SFT{' then DPO' if config.dpo else ''} on {base}", timings, cpu):
         _wilson("train", "lora-sft", "--data", str(sft), "--eval-data", str(sft.with_name("sft.eval.jsonl")),
                 "--base", base, "--out", str(model_dir), "--max-steps", str(config.steps), "--lr", str(config.lr),
                 "--target-modules", TARGET_MODULES, "--dropout", "0", "--logging-steps", "8",
@@ -230,13 +236,13 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
                     "--out", str(dpo_dir), "--max-steps", "10", "--lr", "5e-5", "--target-modules", TARGET_MODULES,
                     "--seed", str(config.seed), "--force")
             model_dir = dpo_dir
-    with Step(6, total, "Evaluate: base against tuned on held-out transactions", timings):
+    with Step(6, total, "Evaluate: base against tuned on held-out transactions", timings, cpu):
         _wilson("eval", "--data", str(heldout["seen"]), "--data", str(heldout["new"]), "--base", base,
                 "--tuned", str(model_dir), "--json", str(out / "eval.json"), "--max-new-tokens", "8",
                 "--no-log-likelihood", "--batch-size", "48", "--samples", "3")
     deployed: dict[str, str] = {}
     report["deploy"] = {}
-    with Step(7, total, "Deploy: " + ", ".join(targets), timings):
+    with Step(7, total, "Deploy: " + ", ".join(targets), timings, cpu):
         for target in targets:
             target_dir = out / "deploy" / target
             args = ["deploy", target, "--model", str(model_dir / "merged"), "--out", str(target_dir), "--force"]
@@ -260,7 +266,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
                        "transformersjs skipped")
             report["skipped"] = [f"running the GGUF in llama.cpp and the transformersjs deployment "
                                  f"({node_problem}); the switch runs the merged model in PyTorch instead"]
-    with Step(8, total, "Switch: wilson proxy routes the app to the tuned model, shadow then local", timings):
+    with Step(8, total, "Switch: wilson proxy routes the app to the tuned model, shadow then local", timings, cpu):
         report["switch"] = switch(db, deployed, config, model_dir / "merged", node)
     timings["total"] = round(time.perf_counter() - started, 1)
     report["eval"] = summary.eval_scores(out / "eval.json", teacher_scores)

@@ -157,6 +157,10 @@ def render(report: dict[str, Any]) -> str:
     lines.append(f"- Annotate more: `{wilson_command()} --db {report['db']} dashboard`")
     timings = report.get("timings", {})
     lines.append("- Time: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()))
+    cpu = report.get("cpu_seconds") or {}
+    if cpu:
+        # what this process itself computed (both cores together): load from other jobs sways it little
+        lines.append("- CPU time of the demo's own process: " + ", ".join(f"{k} {v:.0f} s" for k, v in cpu.items()))
     lines.append(f"- Everything is in {out}/ (demo-summary.json has these figures)")
     return "\n".join(lines) + "\n"
 
