@@ -289,6 +289,37 @@ def test_nothing_writable_holds_captures_in_memory_then_writes_them(folders):
     assert_all_kept(path, returned)
 
 
+def test_records_a_flush_is_writing_still_count_as_queued(folders, monkeypatch):
+    """``memory_queued`` reads 0 only once every held record is in the database: a caller
+    that waits for 0 (a test, a shutdown) then reads them all.  It read 0 while the retry
+    thread was still writing, and 10 calls looked lost."""
+    monkeypatch.setenv("WILSON_CAPTURE_RETRY_S", "30")  # no background retry: this test flushes
+    db_dir, spool_dir = folders
+    path = db_dir / "d.db"
+    llm = llm_for(path)
+    llm.chat([{"role": "user", "content": "writable"}])
+    sink.forget_stores()
+    with read_only_folder(db_dir), read_only_folder(spool_dir):
+        returned = [llm.chat([{"role": "user", "content": f"held {n}"}]).interaction_id for n in range(3)]
+    writing, release = threading.Event(), threading.Event()
+    real_write = sink._write_to
+
+    def slow_write(store, record):
+        writing.set()
+        release.wait(10)
+        real_write(store, record)
+
+    monkeypatch.setattr(sink, "_write_to", slow_write)
+    flusher = threading.Thread(target=sink.memory_queue.flush)
+    flusher.start()
+    assert writing.wait(10)
+    assert sink.capture_state()["memory_queued"] == 3  # taken by the flush, not yet written
+    release.set()
+    flusher.join(10)
+    assert sink.capture_state()["memory_queued"] == 0
+    assert set(returned) <= stored_ids(path)
+
+
 def test_a_full_memory_queue_drops_the_oldest_counts_and_reports_them(folders, monkeypatch, caplog):
     monkeypatch.setenv("WILSON_MEMORY_QUEUE", "4")
     monkeypatch.setenv("WILSON_CAPTURE_RETRY_S", "30")  # no retry while the folders are read-only
@@ -455,20 +486,28 @@ def test_capture_threads_and_a_deleting_thread_lose_nothing_after_the_deletion(e
     llm.chat([{"role": "user", "content": "first"}])
     deleted = threading.Event()
     after: list[str] = []
+    made = []
     lock = threading.Lock()
 
     def work(n):
-        for i in range(40):
+        mine_after = 0
+        for i in range(2000):  # until this thread has made 10 calls after the deletion
             seen = deleted.is_set()
             reply = llm.chat([{"role": "user", "content": f"{n} {i}"}])
-            if seen:
-                with lock:
+            with lock:
+                made.append(reply.interaction_id)
+                if seen:
                     after.append(reply.interaction_id)
+            mine_after += seen
+            if mine_after >= 10:
+                return
 
     threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
     for thread in threads:
         thread.start()
-    time.sleep(0.05)
+    deadline = time.monotonic() + 30
+    while len(made) < 20 and time.monotonic() < deadline:  # the threads are capturing
+        time.sleep(0.001)
     _unlink_database(path)
     deleted.set()
     for thread in threads:

@@ -235,11 +235,15 @@ class MemoryQueue:
         self.dropped: dict[str | None, int] = {}
         self.dropped_total = 0
         self._lock = threading.Lock()
+        self._flushing = threading.Lock()  # one flush at a time (the retry thread, at exit, a caller)
+        self._in_flight = 0  # taken by a flush and not yet written nor handed back
         self._thread: threading.Thread | None = None
         self._wake = threading.Event()
 
     def __len__(self) -> int:
-        return len(self.items)
+        """Records not yet in the database or a spool, counting those a flush is writing now."""
+        with self._lock:
+            return len(self.items) + self._in_flight
 
     def put(self, db_path: str | None, record: Interaction | ToolResult | Run) -> None:
         with self._lock:
@@ -266,10 +270,18 @@ class MemoryQueue:
             self.flush()
 
     def flush(self) -> int:
-        """Try every queued record once (database, then spool); return how many are still queued."""
+        """Try every queued record once (database, then spool); return how many are still queued.
+
+        A record stays counted in ``len()`` until it is written or spooled, so "nothing queued"
+        never reads true while a flush is still writing."""
+        with self._flushing:
+            return self._flush()
+
+    def _flush(self) -> int:
         with self._lock:
             items = list(self.items)
             self.items.clear()
+            self._in_flight = len(items)
         left = []
         for db_path, record in items:
             if left:  # the first failure says the way is still blocked: keep the order
@@ -284,8 +296,12 @@ class MemoryQueue:
                     _spooled_here.add(_resolve(db_path))
                 except OSError:
                     left.append((db_path, record))
+                    continue
+            with self._lock:
+                self._in_flight -= 1
         with self._lock:
             self.items.extendleft(reversed(left))
+            self._in_flight = 0
             for db_path, amount in list(self.dropped.items()):
                 try:
                     store_for(db_path).bump_counter("dropped", amount)
