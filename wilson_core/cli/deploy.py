@@ -7,8 +7,6 @@ third-party ones).  The command prints the files written, the checks run with
 
 from __future__ import annotations
 
-import json
-import time
 from typing import Any
 
 import click
@@ -25,23 +23,6 @@ def _parse_options(values: tuple[str, ...]) -> dict[str, Any]:
     from wilson_core.settings import parse_key_values
 
     return parse_key_values(values, error=DeployError, normalise=False)
-
-
-def _report_dict(report: Any) -> dict[str, Any]:
-    return {
-        "target": report.target,
-        "out": report.out,
-        "files": list(report.files),
-        "provider": report.provider,
-        "passed": report.passed,
-        "checks": [
-            {"name": c.name, "passed": c.passed, "detail": c.detail, "metrics": dict(c.metrics)}
-            for c in report.checks
-        ],
-        "notes": list(report.notes),
-        "seconds": round(report.seconds, 3),
-        "details": dict(report.details),
-    }
 
 
 def _show(report: Any) -> None:
@@ -94,6 +75,7 @@ def deploy_command(
     from pathlib import Path
 
     from wilson_core import plugins
+    from wilson_core.deployment import report_dict, run_deployer
     from wilson_core.interfaces import (
         DEPLOYERS,
         DeployConfig,
@@ -121,21 +103,10 @@ def deploy_command(
     deployer = cls()
     if not isinstance(deployer, Deployer):
         raise DeployError(f"deployer {name!r} does not implement wilson_core.interfaces.Deployer")
-    started = time.perf_counter()
-    report = deployer.deploy(config)
-    if not report.seconds:
-        import attrs
-
-        report = attrs.evolve(report, seconds=time.perf_counter() - started)
-    # The record of what was deployed and verified, beside the artefacts, for every deployer.
-    record = Path(report.out) / "wilson-deploy.json"
-    if record.parent.is_dir():
-        record.write_text(json.dumps(_report_dict(report), indent=2, default=str) + "\n", encoding="utf-8")
-        from wilson_core.modelcard import write_deployment_card
-
-        write_deployment_card(report, model=str(model), adapter=adapter, quant=quant)  # README.md: the card
+    # OUT/wilson-deploy.json (what was deployed and verified) and README.md (the card), for every deployer
+    report = run_deployer(deployer, config)
     if as_json:
-        echo_json(_report_dict(report))
+        echo_json(report_dict(report))
     else:
         _show(report)
     if not report.passed:

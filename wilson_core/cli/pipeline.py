@@ -57,11 +57,13 @@ def validate_command(ctx: click.Context, config_path: str) -> None:
 @click.option("--dry-run", is_flag=True, help="Print the plan and stop.")
 @click.option("--from", "start", type=click.Choice(STAGES), default="export", show_default=True,
               help="Continue the last run (or --run) from this stage; --from train resumes a checkpoint.")
+@click.option("--to", "stop", type=click.Choice(STAGES), default=STAGES[-1], show_default=True,
+              help="Stop after this stage (continue later with --from the next one).")
 @click.option("--run", "run_name", help="The run folder to continue (default: the latest).")
 @click.option("--if-new-labels", type=click.IntRange(min=0), metavar="N",
               help="Do nothing unless at least N labels were added since the last run.")
 @click.pass_context
-def run_command(ctx: click.Context, config_path: str, dry_run: bool, start: str, run_name: str | None,
+def run_command(ctx: click.Context, config_path: str, dry_run: bool, start: str, stop: str, run_name: str | None,
                 if_new_labels: int | None) -> None:
     """Run the pipeline; every artefact goes under one run folder, one summary at the end."""
     from wilson_core.pipeline import runner, summary
@@ -69,6 +71,8 @@ def run_command(ctx: click.Context, config_path: str, dry_run: bool, start: str,
     from wilson_core.store.registry import Registry
 
     config = _config(ctx, config_path)
+    if STAGES.index(stop) < STAGES.index(start):
+        raise click.BadParameter(f"{stop!r} comes before --from {start}", param_hint="--to")
     store = _open(config)
     registry = Registry(store)
     new_labels, last = labels_since_last_run(config, registry)
@@ -81,7 +85,7 @@ def run_command(ctx: click.Context, config_path: str, dry_run: bool, start: str,
             return f"{info.distribution} {info.version}" if info else "?"
 
         click.echo(f"Plan ({config_path}); database {store.path}; runs under {config.runs}")
-        for number, stage in enumerate(STAGES[STAGES.index(start):], STAGES.index(start) + 1):
+        for number, stage in enumerate(STAGES[STAGES.index(start):STAGES.index(stop) + 1], STAGES.index(start) + 1):
             click.echo(f"  [{number}/{len(STAGES)}] {describe_stage(config, stage)}")
         click.echo("Drivers:")
         for namespace, names in ((EXPORTERS, config.formats), (TRAINERS, [config.trainer]),
@@ -98,7 +102,7 @@ def run_command(ctx: click.Context, config_path: str, dry_run: bool, start: str,
         click.echo(f"{new_labels} new label(s) since {since}; --if-new-labels {if_new_labels}: nothing to do")
         return
     try:
-        run = runner.run_pipeline(config, store, start=start, run_name=run_name)
+        run = runner.run_pipeline(config, store, start=start, run_name=run_name, stop=stop)
     except KeyboardInterrupt:
         raise runner.PipelineInterrupted(
             "interrupted; continue with 'wilson pipeline run --from STAGE' (training resumes its checkpoint)"

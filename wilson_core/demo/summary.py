@@ -138,6 +138,7 @@ def render(report: dict[str, Any]) -> str:
         lines.append("")
         for miss in misses(report):
             lines.append(f"- MISSED: {miss}")
+    lines += pipeline_lines(report.get("pipeline"))
     for target, record in report.get("deploy", {}).items():
         checks = record.get("checks", {})
         if checks:
@@ -163,6 +164,18 @@ def render(report: dict[str, Any]) -> str:
         lines.append("- CPU time of the demo's own process: " + ", ".join(f"{k} {v:.0f} s" for k, v in cpu.items()))
     lines.append(f"- Everything is in {out}/ (demo-summary.json has these figures)")
     return "\n".join(lines) + "\n"
+
+
+def pipeline_lines(pipeline: dict[str, Any] | None) -> list[str]:
+    """Train, evaluate, gate and deploy ran through ``wilson pipeline run``: the model's registry
+    id and the gate's decision, with the numbers."""
+    if not pipeline:
+        return []
+    gate = pipeline["gate"]
+    return [f"- Trained, evaluated, gated and deployed by `wilson pipeline run` from {pipeline['config']} "
+            f"(run folder {pipeline['run']}):",
+            f"  - registry model {pipeline['model_id']}; live now: {pipeline.get('live') or 'none (the base)'}",
+            f"  - gate {'PROMOTED' if gate['promote'] else 'REFUSED'}: {gate['reason']}"]
 
 
 def switch_lines(switch: dict[str, Any]) -> list[str]:

@@ -22,8 +22,15 @@ TABLE = "tool.wilson.pipeline"
 TOP_KEYS = {"runs", "db", "export", "train", "eval", "gate", "deploy"}
 EXPORT_KEYS = {"formats", "options", "call_type", "min_rating", "model", "provider", "since", "until", "tag",
                "include_judge", "granularity", "eval_split", "seed", "dedup", "max_tokens", "tokenizer",
-               "redact", "kto_desirable", "kto_undesirable", "keep_long", "harvest_pairs"}
-EVAL_KEYS = {"sets", "evaluators", "provider", "max_tokens", "limit", "judge", "ab_review"}
+               "redact", "kto_desirable", "kto_undesirable", "keep_long", "harvest_pairs", "filters"}
+#: the export filters (everything in ``[export]`` but the formats and the per-format tables).
+FILTER_KEYS = EXPORT_KEYS - {"formats", "options", "filters"}
+EVAL_KEYS = {"sets", "evaluators", "provider", "max_tokens", "limit", "judge", "ab_review", "compare"}
+#: ``[...eval] compare``: its keys, and the evaluators it scores (its metric of each).
+COMPARE_KEYS = {"batch_size", "samples", "log_likelihood"}
+COMPARE_METRICS = {"exact-match": "exact_match", "token-f1": "token_f1", "tool-call": "tool_call_accuracy"}
+#: the suffix of a set scored in free decoding when ``compare`` also scores its constraint.
+FREE = "/free"
 GATE_KEYS = {"metric", "set", "margin", "tolerance", "min_count"}
 DEPLOY_KEYS = {"quant", "verify", "host", "name", "force", "options"}
 #: the set name that means "the eval split of the export the model was trained on".
@@ -70,6 +77,13 @@ class PipelineConfig:
     #: how many held-out cases to put up for blind A/B review after evaluation (0: none).
     ab_review: int
     deployers: dict[str, dict[str, Any]] = field(factory=dict)
+    #: ``[export.filters.FORMAT]``: filters of one format only, over the shared ones.
+    format_filters: dict[str, dict[str, Any]] = field(factory=dict)
+    #: ``[train.then]``: a second training on the first one's merged model (e.g. DPO after SFT):
+    #: ``{"trainer": NAME, "data": FORMAT, "settings": {...}}``.
+    then: dict[str, Any] | None = None
+    #: ``wilson eval``'s batched comparison settings (``None``: generate through ``provider``).
+    compare: dict[str, Any] | None = None
 
     @property
     def base(self) -> str:
@@ -174,8 +188,17 @@ def resolve(table: Mapping[str, Any], root: Path, db: str | None = None) -> Pipe
     for name in options:
         if name not in formats:
             raise ConfigError(f"[{where}.options.{name}]: {name!r} is not in formats ({', '.join(formats)})")
+    per_format = export.pop("filters", {})
+    if not isinstance(per_format, dict) or not all(isinstance(v, dict) for v in per_format.values()):
+        raise ConfigError(f"[{where}.filters] must hold one table per format, e.g. [{where}.filters.sft]")
+    format_filters = {}
+    for name, table in per_format.items():
+        if name not in formats:
+            raise ConfigError(f"[{where}.filters.{name}]: {name!r} is not in formats ({', '.join(formats)})")
+        format_filters[name] = _keys(table)
+        _unknown(format_filters[name], FILTER_KEYS, f"{where}.filters.{name}")
     filters = export
-    _check_export(formats, filters, options, where)
+    _check_export(formats, filters, options, where, format_filters)
 
     # train
     where = f"{TABLE}.train"
@@ -193,6 +216,7 @@ def resolve(table: Mapping[str, Any], root: Path, db: str | None = None) -> Pipe
     if train_data not in formats:
         raise ConfigError(f"[{where}] data: the trainer reads the {train_data!r} export, which is not in "
                           f"[{TABLE}.export] formats ({', '.join(formats)})")
+    then = _then(train.pop("then", None), formats, where)
     base = train["base"]
     if isinstance(base, str) and base and not Path(base).is_absolute() and (root / base).exists():
         train["base"] = str((root / base).resolve())  # a local folder beside the pyproject.toml
@@ -214,7 +238,7 @@ def resolve(table: Mapping[str, Any], root: Path, db: str | None = None) -> Pipe
     if EXPORT_SET in sets.values():
         if "sft" not in formats:
             raise ConfigError(f"[{where}.sets]: \"{EXPORT_SET}\" needs 'sft' in [{TABLE}.export] formats")
-        if not filters.get("eval_split"):
+        if not {**filters, **format_filters.get("sft", {})}.get("eval_split"):
             raise ConfigError(f"[{where}.sets]: \"{EXPORT_SET}\" needs eval-split in [{TABLE}.export]")
     evaluators = evaluation.get("evaluators", {"exact-match": {}})
     if not isinstance(evaluators, dict) or not evaluators or not all(isinstance(v, dict) for v in evaluators.values()):
@@ -230,6 +254,7 @@ def resolve(table: Mapping[str, Any], root: Path, db: str | None = None) -> Pipe
                              ("limit", limit, (int, type(None))), ("judge", judge, (str, type(None)))):
         if not isinstance(value, kind) or isinstance(value, bool):
             raise ConfigError(f"[{where}] {key.replace('_', '-')}: wrong type {type(value).__name__} ({value!r})")
+    compare = _check_compare(evaluation.get("compare"), sets, evaluators, ab_review, judge, where)
 
     # gate
     where = f"{TABLE}.gate"
@@ -240,8 +265,11 @@ def resolve(table: Mapping[str, Any], root: Path, db: str | None = None) -> Pipe
         raise ConfigError(f"[{where}] metric {metric!r} is not one of the evaluators configured in "
                           f"[{TABLE}.eval.evaluators] ({', '.join(evaluators)})")
     gate_set = gate_table.get("set", "all")
-    if gate_set != "all" and gate_set not in sets:
-        raise ConfigError(f"[{where}] set {gate_set!r} is not an eval set ({', '.join(['all', *sets])})")
+    known_sets = ["all", *sets]
+    if compare is not None:  # free decoding too, when the held-out lines carry the app's constraint
+        known_sets += [name + FREE for name in known_sets]
+    if gate_set not in known_sets:
+        raise ConfigError(f"[{where}] set {gate_set!r} is not an eval set ({', '.join(known_sets)})")
     numbers = {}
     for key, default in (("margin", 0.0), ("tolerance", 0.05)):
         value = gate_table.get(key, default)
@@ -268,8 +296,45 @@ def resolve(table: Mapping[str, Any], root: Path, db: str | None = None) -> Pipe
         root=root, runs=runs, db=db_path, formats=tuple(formats), export_filters=filters,
         exporter_options={k: dict(v) for k, v in options.items()}, trainer=trainer, train_data=train_data,
         train_settings=train, sets=sets, evaluators=evaluators, provider=provider, max_tokens=max_tokens,
-        limit=limit, judge=judge, gate=gate, ab_review=ab_review, deployers=deployers,
+        limit=limit, judge=judge, gate=gate, ab_review=ab_review, deployers=deployers, compare=compare,
+        format_filters=format_filters, then=then,
     )
+
+
+def _check_compare(value: Any, sets: dict[str, str], evaluators: dict[str, dict[str, Any]], ab_review: int,
+                   judge: str | None, where: str) -> dict[str, Any] | None:
+    """``compare = { batch-size = 48, samples = 3, log-likelihood = false }``: score with
+    ``wilson eval``'s batched comparison (wilson-train) instead of generating through ``provider``."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ConfigError(f"[{where}] compare must be a table, e.g. compare = {{ batch-size = 16 }}")
+    options = _keys(value)
+    _unknown(options, COMPARE_KEYS, f"{where}.compare")
+    for key, kind, low in (("batch_size", int, 1), ("samples", int, 0), ("log_likelihood", bool, None)):
+        if key in options:
+            found = options[key]
+            if not isinstance(found, kind) or (kind is int and (isinstance(found, bool) or found < low)):
+                wanted = "true or false" if kind is bool else f"a whole number >= {low}"
+                raise ConfigError(f"[{where}.compare] {key.replace('_', '-')} must be {wanted}, got {found!r}")
+    import importlib.util
+
+    if importlib.util.find_spec("wilson_train") is None:
+        raise ConfigError(f"[{where}] compare runs 'wilson eval', from the wilson-train plugin: "
+                          "pip install wilson-train")
+    for name in evaluators:
+        if name not in COMPARE_METRICS:
+            raise ConfigError(f"[{where}.evaluators.{name}]: compare scores only {', '.join(COMPARE_METRICS)}; "
+                              f"remove compare to score {name!r} through the provider")
+    for name, source in sets.items():
+        if source == EXPORT_SET:
+            raise ConfigError(f"[{where}.sets] {name}: compare takes held-out files, not \"{EXPORT_SET}\"")
+        if "/" in name or "=" in name:
+            raise ConfigError(f"[{where}.sets] {name!r}: with compare, a set name has no '/' or '='")
+    if ab_review or judge:
+        raise ConfigError(f"[{where}] compare keeps no answers for {'ab-review' if ab_review else 'judge'}: "
+                          "remove one of them")
+    return options
 
 
 def export_options(config: PipelineConfig, fmt: str) -> Any:
@@ -277,23 +342,51 @@ def export_options(config: PipelineConfig, fmt: str) -> Any:
     from wilson_core.exporting import ExportOptions
 
     aliases = {"call_type": "call_types", "model": "models", "provider": "providers", "tag": "tags"}
-    values = {aliases.get(k, k): v for k, v in config.export_filters.items()}
+    merged = {**config.export_filters, **config.format_filters.get(fmt, {})}
+    values = {aliases.get(k, k): v for k, v in merged.items()}
     return ExportOptions(format=fmt, exporter_options=config.exporter_options.get(fmt, {}), **values)
 
 
-def _check_export(formats: list[str], filters: dict[str, Any], options: dict[str, Any], where: str) -> None:
+def _check_export(formats: list[str], filters: dict[str, Any], options: dict[str, Any], where: str,
+                  format_filters: dict[str, dict[str, Any]]) -> None:
     from wilson_core.exporting import ExportOptions
     from wilson_core.exporting.pipeline import load_exporter
 
     aliases = {"call_type": "call_types", "model": "models", "provider": "providers", "tag": "tags"}
-    values = {aliases.get(k, k): v for k, v in filters.items()}
     for fmt in formats:
+        merged = {**filters, **format_filters.get(fmt, {})}
+        values = {aliases.get(k, k): v for k, v in merged.items()}
         try:
             load_exporter(ExportOptions(format=fmt, exporter_options=options.get(fmt, {}), **values))
         except TypeError as exc:
             raise ConfigError(f"[{where}]: {exc}") from None
         except WilsonError as exc:
             raise ConfigError(f"[{where}] ({fmt}): {exc}") from None
+
+
+def _then(value: Any, formats: list[str], where: str) -> dict[str, Any] | None:
+    """``[train.then]``: its trainer, the export format it reads, its settings (checked)."""
+    from wilson_core.interfaces import TRAINERS
+    from wilson_core.plugins import load_driver
+
+    if value is None:
+        return None
+    where = f"{where}.then"
+    if not isinstance(value, dict):
+        raise ConfigError(f"[{where}] must be a table (a second training on the first one's merged model)")
+    settings = _keys(value)
+    trainer = settings.pop("trainer", None)
+    if not isinstance(trainer, str):
+        raise ConfigError(f"[{where}] trainer must name a wilson.trainers driver (e.g. \"lora-dpo\")")
+    _check_names(TRAINERS, [trainer], where, "trainer")
+    data = settings.pop("data", None) or getattr(load_driver(TRAINERS, trainer), "data_format", "sft")
+    if data not in formats:
+        raise ConfigError(f"[{where}] data: this trainer reads the {data!r} export, which is not in "
+                          f"[{TABLE}.export] formats ({', '.join(formats)})")
+    if "base" in settings:
+        raise ConfigError(f"[{where}] base: the second training starts from the first one's merged model")
+    _check_train(trainer, {**settings, "base": "-"}, where)
+    return {"trainer": trainer, "data": data, "settings": settings}
 
 
 def _check_train(trainer: str, settings: dict[str, Any], where: str) -> None:

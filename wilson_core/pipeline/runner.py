@@ -3,7 +3,9 @@
     RUNS/<run>/state.json         what each finished stage produced (``--from STAGE`` reads it)
     RUNS/<run>/export/            one file (+ eval twin + manifest) per format, lineage.jsonl
     RUNS/<run>/train/             the trainer's run folder (checkpoints/, adapter/, merged/)
-    RUNS/<run>/eval/              answers.jsonl (every system's answer to every case), scores.json
+    RUNS/<run>/train-then/        ``[train.then]``'s run folder, trained on train/merged: the candidate
+    RUNS/<run>/eval/              answers.jsonl (every system's answer to every case), scores.json;
+                                  with ``compare``: eval.json, ``wilson eval``'s report, instead of answers.jsonl
     RUNS/<run>/gate.json          the gate's decision
     RUNS/<run>/deploy/NAME/       each deployer's output
     RUNS/<run>/summary.json, summary.md
@@ -28,7 +30,7 @@ from wilson_core.errors import WilsonError
 from wilson_core.records import utcnow
 
 from . import STAGES
-from .config import EXPORT_SET, PipelineConfig, export_options
+from .config import COMPARE_METRICS, EXPORT_SET, FREE, PipelineConfig, export_options
 
 
 class PipelineError(WilsonError):
@@ -162,6 +164,11 @@ class Run:
         export = self.done("export")
         trained = export["files"][self.config.train_data]
         settings = dict(self.config.train_settings)
+        then = self.config.then
+        if then is not None:  # the second training and the bytes of its data are part of the model too
+            digest = hashlib.sha256(Path(export["files"][then["data"]]["path"]).read_bytes()).hexdigest()
+            settings["then"] = {"trainer": then["trainer"], "data": then["data"], "data_sha256": digest,
+                                **then["settings"]}
         model_id = model_id_for(export["export_hash"], self.config.trainer, self.config.base, settings)
         out = self.folder / "train"
         checkpoints = sorted((out / "checkpoints").glob("checkpoint-*"),
@@ -176,7 +183,7 @@ class Run:
                                  "force": (out.exists() and not resume) or None}
         if trained.get("eval"):
             flags["eval_data"] = trained["eval"]
-        config = build_config(self.config.trainer, settings, flags)
+        config = build_config(self.config.trainer, self.config.train_settings, flags)
         driver = load_driver(TRAINERS, self.config.trainer)()
         driver.check(config)
         if resume:
@@ -185,6 +192,8 @@ class Run:
         if report.interrupted:
             raise PipelineInterrupted(f"training was interrupted; a checkpoint is saved in {out / 'checkpoints'}: "
                                       f"continue with 'wilson pipeline run --from train --run {self.folder.name}'")
+        if then is not None:
+            out, report = self._train_then(export, then, report)
         lineage = [json.loads(line) for line in
                    (self.folder / "export" / "lineage.jsonl").read_text(encoding="utf-8").splitlines()]
         added = self.registry.register(
@@ -197,6 +206,31 @@ class Run:
         return {"model_id": model_id, "out": str(out), "merged": report.merged, "adapter": report.adapter,
                 "registered": added, "resumed_from": checkpoints[-1].name if resume else None,
                 "metrics": metrics}
+
+    def _train_then(self, export: dict[str, Any], then: dict[str, Any], first: Any) -> tuple[Path, Any]:
+        """``[train.then]``: train again, from the first training's merged model."""
+        from wilson_core.interfaces import TRAINERS
+        from wilson_core.plugins import load_driver
+        from wilson_core.training import build_config
+
+        if not first.merged:
+            raise PipelineError("[train.then] starts from the first training's merged model, and it wrote none "
+                                "(remove merge = false)")
+        out = self.folder / "train-then"
+        data = export["files"][then["data"]]
+        flags: dict[str, Any] = {"data": data["path"], "out": str(out), "base": str(first.merged),
+                                 "force": out.exists() or None}
+        if data.get("eval"):
+            flags["eval_data"] = data["eval"]
+        self.echo(f"      then {then['trainer']} on the {then['data']} export, from {first.merged}")
+        config = build_config(then["trainer"], then["settings"], flags)
+        driver = load_driver(TRAINERS, then["trainer"])()
+        driver.check(config)
+        report = driver.train(config)
+        if report.interrupted:
+            raise PipelineInterrupted(f"the second training was interrupted: run 'wilson pipeline run --from train "
+                                      f"--run {self.folder.name}' again")
+        return out, report
 
     # -- evaluate --------------------------------------------------------------
 
@@ -238,6 +272,8 @@ class Run:
         export, train = self.done("export"), self.done("train")
         model_id = train["model_id"]
         reference_id, reference_label, reference_spec = self.reference(model_id)
+        if self.config.compare is not None:
+            return self._compare(train, reference_id, reference_label)
         sets = {}
         dropped = 0
         for name, source in self.config.sets.items():
@@ -300,6 +336,48 @@ class Run:
             self.echo(f"      blind A/B review: {made['items']} new item(s) for 'wilson dashboard' (A/B tab)")
         return result
 
+    def _compare(self, train: dict[str, Any], reference_id: str, reference_label: str) -> dict[str, Any]:
+        """``[...eval] compare``: ``wilson eval`` scores the candidate against the reference
+        (batched, each held-out line's constraint enforced and in free decoding); its report
+        is ``eval/eval.json`` and its scores are the gate's."""
+        from wilson_core.cli import main
+
+        model_id = train["model_id"]
+        if reference_id.startswith("base:"):
+            reference_model = self.config.base
+        else:
+            entry = Path(str(self.registry.get(reference_id).path))
+            reference_model = str(entry / "merged" if (entry / "merged").is_dir() else entry)
+        folder = self.folder / "eval"
+        folder.mkdir(exist_ok=True)
+        report_file = folder / "eval.json"
+        options = self.config.compare or {}
+        args = ["eval"]
+        for name, path in self.config.sets.items():
+            args += ["--data", f"{name}={path}"]
+        args += ["--base", reference_model, "--tuned", train["out"], "--json", str(report_file),
+                 "--max-new-tokens", str(self.config.max_tokens),
+                 "--log-likelihood" if options.get("log_likelihood", True) else "--no-log-likelihood",
+                 "--batch-size", str(options.get("batch_size", 16)), "--samples", str(options.get("samples", 0))]
+        if self.config.limit:
+            args += ["--limit", str(self.config.limit)]
+        from wilson_core.cli._common import wilson_command
+
+        click.secho(f"      $ {wilson_command()} " + " ".join(args), dim=True)
+        code = main(args)
+        if code != 0:
+            raise PipelineError(f"evaluate: 'wilson eval' exited with {code}")
+        report = json.loads(report_file.read_text(encoding="utf-8"))
+        mine, theirs = compared_scores(report, list(self.config.evaluators))
+        self.registry.record_scores(model_id, self.folder.name, mine)
+        self.registry.record_scores(reference_id, self.folder.name, theirs)
+        result = {"model_id": model_id, "reference": reference_id, "reference_label": reference_label,
+                  "systems": {"candidate": train["out"], "reference": reference_model}, "report": str(report_file),
+                  "candidate": _plain(mine), "reference_scores": _plain(theirs),
+                  "higher_is_better": dict.fromkeys(self.config.evaluators, True)}
+        (folder / "scores.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        return result
+
     # -- gate ------------------------------------------------------------------
 
     def gate(self) -> dict[str, Any]:
@@ -330,6 +408,7 @@ class Run:
     # -- deploy ----------------------------------------------------------------
 
     def deploy(self) -> dict[str, Any]:
+        from wilson_core.deployment import run_deployer
         from wilson_core.interfaces import DEPLOYERS, DeployConfig
         from wilson_core.plugins import load_driver
 
@@ -342,7 +421,8 @@ class Run:
             out = self.folder / "deploy" / name
             config = DeployConfig(model=str(model), out=str(out), force=True,
                                   **{k: v for k, v in settings.items() if k != "force"})
-            report = load_driver(DEPLOYERS, name)().deploy(config)
+            # OUT/wilson-deploy.json and the deployment's card, as 'wilson deploy' writes them
+            report = run_deployer(load_driver(DEPLOYERS, name)(), config)
             passed = report.passed if report.checks else None
             self.registry.record_deployment(train["model_id"], name, report.out, report.provider, passed)
             targets[name] = {"out": report.out, "provider": report.provider, "passed": passed,
@@ -351,6 +431,37 @@ class Run:
                 raise PipelineError(f"deployer {name}: verification failed; artefacts kept in {out}")
             self.echo(f"      {name}: {report.out}" + (f" ({report.provider})" if report.provider else ""))
         return {"targets": targets}
+
+
+def _plain(scores: dict[tuple[str, str], Any]) -> list[dict[str, Any]]:
+    return [{"set": s, "evaluator": e, "value": v.value, "count": v.count, "low": v.low, "high": v.high}
+            for (s, e), v in scores.items()]
+
+
+def compared_scores(report: dict[str, Any], evaluators: list[str]) -> tuple[dict[tuple[str, str], Any], ...]:
+    """``wilson eval``'s report -> the (tuned, base) ``{(set, evaluator): EvalScore}``.
+
+    Each held-out file is a set and ``all`` pools them.  When the lines carry the app's
+    constraint (structured output), the sets are scored with it enforced, as the app
+    runs, and ``SET/free`` holds the same set in free decoding.
+    """
+    from wilson_core.interfaces import EvalScore
+
+    free = {**{name: entry["models"] for name, entry in report.get("subsets", {}).items()}, "all": report["models"]}
+    constrained = report.get("constrained")
+    tables = free
+    if constrained:
+        tables = {**{name: entry["models"] for name, entry in constrained["subsets"].items()},
+                  "all": constrained["models"], **{name + FREE: models for name, models in free.items()}}
+    found: dict[str, dict[tuple[str, str], Any]] = {"tuned": {}, "base": {}}
+    for set_name, models in tables.items():
+        for label, scores in found.items():
+            summary = models[label]
+            for evaluator in evaluators:
+                value = summary.get(COMPARE_METRICS[evaluator])
+                count = summary.get("tool_examples" if evaluator == "tool-call" else "examples", 0)
+                scores[(set_name, evaluator)] = EvalScore(value=value, count=count if value is not None else 0)
+    return found["tuned"], found["base"]
 
 
 DESCRIPTIONS = {
@@ -371,13 +482,16 @@ def describe_stage(config: PipelineConfig, stage: str) -> str:
 
 
 def run_pipeline(config: PipelineConfig, store: Any, *, start: str = "export", run_name: str | None = None,
-                 echo: Callable[[str], None] = click.echo) -> Run:
-    """Run the stages from ``start`` on; a new run folder unless ``start`` continues one.
+                 echo: Callable[[str], None] = click.echo, stop: str = STAGES[-1]) -> Run:
+    """Run the stages from ``start`` to ``stop``; a new run folder unless ``start`` continues one.
 
     :raises PipelineError: a stage failed (the state keeps the stages done before it).
     """
     if start not in STAGES:
         raise PipelineError(f"--from {start!r}: choose one of {', '.join(STAGES)}")
+    if stop not in STAGES or STAGES.index(stop) < STAGES.index(start):
+        raise PipelineError(f"--to {stop!r}: choose one of {', '.join(STAGES[STAGES.index(start):])} "
+                            f"(a stage from --from {start} on)")
     if start == "export" and run_name is None:
         folder = new_run_folder(config.runs)
     else:
@@ -395,7 +509,7 @@ def run_pipeline(config: PipelineConfig, store: Any, *, start: str = "export", r
     run.resuming = {start}
     for stage in STAGES[:STAGES.index(start)]:
         run.done(stage)
-    for number, stage in enumerate(STAGES[STAGES.index(start):], STAGES.index(start) + 1):
+    for number, stage in enumerate(STAGES[STAGES.index(start):STAGES.index(stop) + 1], STAGES.index(start) + 1):
         click.secho(f"[{number}/{len(STAGES)}] {describe_stage(config, stage)}", bold=True, fg="cyan")
         started = time.perf_counter()
         result = getattr(run, stage)()
