@@ -17,10 +17,8 @@ from typing import Any
 
 import click
 
+from wilson_core.demo.loop import TARGET_MODULES
 from wilson_core.errors import WilsonError
-
-#: LoRA on every projection of a Llama block (as the demo's own training).
-TARGET_MODULES = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
 
 
 def capture(db: Path, count: int, seed: int) -> int:
