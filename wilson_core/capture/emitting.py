@@ -33,19 +33,17 @@ def capture_failures() -> int:
     return _failures
 
 
-def _reporter(record: Any, db_path: str | None, count: FailureCounter | None) -> Callable[[str, BaseException], None]:
-    def report(sink: str, error: BaseException) -> None:
-        global _failures
-        with _lock:
-            _failures += 1
-        if count is not None:
-            count()
-        log.warning("capture sink %r failed: %s: %s", sink, type(error).__name__, error)
-        call_isolated(
-            "wilson_capture_failed", lambda *_: None, record=record, sink=sink, error=error, db_path=db_path
-        )
-
-    return report
+def _report(
+    record: Any, db_path: str | None, count: FailureCounter | None, sink: str, error: BaseException
+) -> None:
+    """One sink failed on ``record``: count it, warn, and tell ``wilson_capture_failed``."""
+    global _failures
+    with _lock:
+        _failures += 1
+    if count is not None:
+        count()
+    log.warning("capture sink %r failed: %s: %s", sink, type(error).__name__, error)
+    call_isolated("wilson_capture_failed", lambda *_: None, record=record, sink=sink, error=error, db_path=db_path)
 
 
 def emit(hook_name: str, record: Any, *, db_path: str | None, count: FailureCounter | None = None, **kwargs: Any) -> None:
@@ -55,7 +53,14 @@ def emit(hook_name: str, record: Any, *, db_path: str | None, count: FailureCoun
     A failing implementation is counted (and ``count`` called), warned about,
     reported through ``wilson_capture_failed`` and skipped; nothing is raised.
     """
-    call_isolated(hook_name, _reporter(record, db_path, count), db_path=db_path, **kwargs)
+    # (:func:`call_isolated` inlined: this runs on every captured call, and a failure
+    # handler is only made when a sink fails)
+    kwargs["db_path"] = db_path
+    for impl in getattr(plugins.hook(), hook_name).get_hookimpls():
+        try:
+            impl.function(*[kwargs[name] for name in impl.argnames])
+        except Exception as exc:
+            _report(record, db_path, count, impl.plugin_name, exc)
 
 
 def _internal_failure(what: str, error: BaseException, count: FailureCounter | None = None) -> None:

@@ -48,8 +48,15 @@ def _dumps(value: Any) -> str:
         raise
 
 
+#: copied for each hash: cheaper than ``hashlib.sha256()``, which looks the algorithm up every time.
+_SHA256 = hashlib.sha256()
+
+
 def sha256(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    """The SHA-256 of ``text`` (UTF-8, lone surrogates kept) in hex: content-addressed ids."""
+    digest = _SHA256.copy()  # (never updated itself, so safe to share between threads)
+    digest.update(text.encode("utf-8", "surrogatepass"))
+    return digest.hexdigest()
 
 
 def context_hash_of(messages: Sequence[dict[str, Any]]) -> str:

@@ -164,14 +164,8 @@ class WritePath:
 
     def write_interaction(self, interaction: Interaction, run: Run | None = None) -> None:
         """Durably insert one interaction (idempotent: the same id twice is one row)."""
-        self.write_interactions([interaction], runs={interaction.run_id: run} if run else None)
-
-    def write_interactions(
-        self, interactions: Sequence[Interaction], runs: dict[str, Run | None] | None = None
-    ) -> None:
-        """Insert several interactions in one transaction (all or none)."""
-        if len(interactions) == 1 and not runs:  # the capture path: one call, blobs already stored
-            row, blobs = self.interaction_row(interactions[0])
+        if run is None:  # the capture path: one call, its blobs (nearly always) stored already
+            row, blobs = self.interaction_row(interaction)
             known = self._known_blobs
             for _, _, digest in blobs:
                 if digest not in known:
@@ -179,9 +173,23 @@ class WritePath:
             else:
                 self._group_insert(row)
                 return
-            prepared = [(interactions[0], row, blobs)]
+            self._write_prepared([(interaction, row, blobs)], None)
         else:
-            prepared = [(i, *self.interaction_row(i)) for i in interactions]
+            self.write_interactions([interaction], runs={interaction.run_id: run})
+
+    def write_interactions(
+        self, interactions: Sequence[Interaction], runs: dict[str, Run | None] | None = None
+    ) -> None:
+        """Insert several interactions in one transaction (all or none)."""
+        if len(interactions) == 1 and not runs:
+            self.write_interaction(interactions[0])
+            return
+        self._write_prepared([(i, *self.interaction_row(i)) for i in interactions], runs)
+
+    def _write_prepared(
+        self, prepared: list[tuple[Interaction, tuple[Any, ...], list[tuple]]], runs: dict[str, Run | None] | None
+    ) -> None:
+        """Write interactions with their rows and blobs (and run rows) in one transaction."""
         with self.writing() as conn:
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -221,16 +229,19 @@ class WritePath:
         created by the ``interactions_create_run`` trigger).  A failed batch
         fails every call in it, so each caller can spool its own record.
         """
-        entry = _Pending(row)
         pending = self._pending
-        pending.append(entry)
-        # the turn of :meth:`writing`, taken inline (this runs on every captured call)
-        if not self._write_lock.acquire(timeout=self._busy_s):
-            raise sqlite3.OperationalError(
-                f"database is locked (another thread of this process held it for {self._busy_s:g} s)"
-            )
+        lock = self._write_lock
+        entry: _Pending | None = None
+        if pending or not lock.acquire(False):  # others write or wait: queue up behind them
+            entry = _Pending(row)
+            pending.append(entry)
+            # the turn of :meth:`writing`, taken inline (this runs on every captured call)
+            if not lock.acquire(timeout=self._busy_s):
+                raise sqlite3.OperationalError(
+                    f"database is locked (another thread of this process held it for {self._busy_s:g} s)"
+                )
         try:
-            if entry.done:
+            if entry is not None and entry.done:
                 if entry.error is not None:
                     raise entry.error
                 return
@@ -238,12 +249,13 @@ class WritePath:
             batch = []
             while pending:
                 batch.append(pending.popleft())
+            rows = [e.row for e in batch] if entry is not None else [row, *(e.row for e in batch)]
             try:
-                if len(batch) == 1:
-                    conn.execute(_INSERT_INTERACTION, batch[0].row)
+                if len(rows) == 1:
+                    conn.execute(_INSERT_INTERACTION, rows[0])
                 else:
                     with _transaction(conn):
-                        conn.executemany(_INSERT_INTERACTION, [e.row for e in batch])
+                        conn.executemany(_INSERT_INTERACTION, rows)
             except BaseException as exc:
                 for e in batch:
                     e.error, e.done = exc, True
@@ -251,9 +263,9 @@ class WritePath:
             for e in batch:
                 e.done = True
         finally:
-            self._write_lock.release()
+            lock.release()
         if self._checkpointer is not None:
-            self._checkpointer.note_write(len(batch))
+            self._checkpointer.note_write(len(rows))
 
     def write_tool_results(self, results: Sequence[ToolResult]) -> None:
         """Insert tool results (idempotent by id), all or none."""
