@@ -165,3 +165,29 @@ def test_compared_scores_read_the_constrained_table_and_free_decoding_beside_it(
     del report["constrained"]
     tuned, _ = compared_scores(report, ["exact-match"])
     assert set(tuned) == {("a", "exact-match"), ("b", "exact-match"), ("all", "exact-match")}
+
+
+@pytest.mark.slow
+def test_when_the_gate_refuses_the_demo_deploys_nothing_and_exits_with_the_reason(tmp_path, capsys, monkeypatch):
+    """A gate no model can pass (a margin of 1.0): the demo trains and evaluates through the
+    pipeline, then says why the gate refused, deploys nothing, skips the switch, exits 1."""
+    from wilson_core.demo import loop
+
+    pytest.importorskip("wilson_proxy")
+    pytest.importorskip("openai")
+    monkeypatch.setattr(loop, "gate_rule", lambda config: {"metric": "exact-match", "set": "all", "margin": 1.0})
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    out = tmp_path / "demo"
+    code = main(["demo", "--fast", "--runs", "1", "--target", "gguf", "--out", str(out)])
+    captured = capsys.readouterr()
+    assert code == 1, captured.err[-2000:]
+    assert "the promotion gate refused the tuned model, so nothing was deployed: refused: exact-match on all" in \
+        captured.err and "needs at least +1.000" in captured.err and "Traceback" not in captured.err
+    assert "[7/8]" not in captured.out and "[8/8]" not in captured.out
+    assert 'margin = 1.0' in (out / "pyproject.toml").read_text()
+    summary = json.loads((out / "demo-summary.json").read_text())
+    assert not summary["pipeline"]["gate"]["promote"] and summary["pipeline"]["live"] is None
+    assert summary["deploy"] == {} and "switch" not in summary
+    assert "the promotion gate refused" in summary["skipped"][0]
+    assert "  - gate REFUSED: refused: exact-match on all" in (out / "summary.md").read_text()
+    assert (out / "eval.json").is_file() and (out / "model" / "merged").is_dir() and not (out / "deploy").exists()

@@ -265,3 +265,51 @@ def test_round_two_on_shuffled_labels_is_refused_and_the_live_model_stays(app, c
     # its lineage records the corrected labels' versions, not round 1's
     versions = {r["label_version"] for r in registry.examples(refused[0].id)}
     assert versions == {2}
+
+
+def test_compare_makes_wilson_eval_the_evaluate_stage_run_stage_by_stage(app, capsys):
+    """``[eval] compare`` (what ``wilson demo`` uses): ``wilson eval`` is the evaluate stage and
+    its scores are the gate's.  Run stage by stage with ``--to`` and ``--from``, against the
+    live model, a candidate trained on the shuffled labels is refused and nothing is deployed."""
+    other = app / "compare"
+    other.mkdir()
+    text = pyproject(app / "data.db", "runs")
+    for old, new in (('sets = { heldout = "export", fixed = "../fixed.jsonl" }\nab-review = 4\n',
+                      'sets = { fixed = "../fixed.jsonl" }\n'
+                      'compare = { batch-size = 4, samples = 2, log-likelihood = false }\n'),
+                     ('[tool.wilson.pipeline.eval.evaluators.label-set]\nlabels = ["fruit", "metal"]\n', "")):
+        assert old in text
+        text = text.replace(old, new)
+    path = other / "pyproject.toml"
+    path.write_text(text, encoding="utf-8")
+    registry = Registry(open_store(app / "data.db"))
+    live = registry.live()
+    assert live is not None
+
+    assert main(["pipeline", "run", "--config", str(path), "--to", "train"]) == 0
+    run = latest(other / "runs")
+    assert set(json.loads((run / "state.json").read_text())["stages"]) == {"export", "train"}
+    assert not (run / "eval").exists() and not (run / "gate.json").exists()
+
+    capsys.readouterr()
+    assert main(["pipeline", "run", "--config", str(path), "--from", "evaluate", "--to", "gate"]) == 0
+    out = capsys.readouterr().out
+    assert " eval --data fixed=" in out and "REFUSED" in out
+    report = json.loads((run / "eval" / "eval.json").read_text())
+    assert report["base"] == str(Path(registry.get(live).path) / "merged") and report["tuned"] == str(run / "train")
+    assert report["settings"]["batch_size"] == 4 and len(report["samples"]) <= 2
+    scores = json.loads((run / "eval" / "scores.json").read_text())
+    mine = {(r["set"], r["evaluator"]): r for r in scores["candidate"]}
+    theirs = {(r["set"], r["evaluator"]): r for r in scores["reference_scores"]}
+    assert set(mine) == {("fixed", "exact-match"), ("all", "exact-match")}
+    assert mine[("fixed", "exact-match")]["value"] == report["subsets"]["fixed"]["models"]["tuned"]["exact_match"]
+    assert theirs[("fixed", "exact-match")]["value"] == report["subsets"]["fixed"]["models"]["base"]["exact_match"]
+    assert mine[("fixed", "exact-match")]["count"] == 4
+    gate = json.loads((run / "gate.json").read_text())
+    assert not gate["promote"] and gate["reference"] == f"live {live}" and registry.live() == live
+    candidate = registry.get(gate["model_id"])
+    assert {(s["eval_set"], s["evaluator"]) for s in candidate.scores} >= {("fixed", "exact-match")}
+
+    assert main(["pipeline", "run", "--config", str(path), "--from", "deploy"]) == 0
+    assert json.loads((run / "state.json").read_text())["stages"]["deploy"]["skipped"]
+    assert registry.live() == live

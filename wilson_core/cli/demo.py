@@ -43,7 +43,10 @@ def demo_command(out: Path | None, runs: int | None, fast: bool, base: str | Non
 
     Runs offline on a CPU.  Every stage is the real one and leaves its output in
     OUT to inspect: data.db, export/, heldout/, model/, eval.json, deploy/ and
-    summary.md.  Open the dashboard on the result with `wilson --db OUT/data.db dashboard`.
+    summary.md.  Train, evaluate (with the promotion gate) and deploy run through
+    'wilson pipeline run' from OUT/pyproject.toml ([tool.wilson.pipeline]); their run
+    folder is OUT/pipeline-runs/.  Open the dashboard on the result with
+    `wilson --db OUT/data.db dashboard`.
     """
     from wilson_core.demo.loop import FAST, DemoConfig, default_out, run_demo
 

@@ -171,7 +171,10 @@ class Run:
                                 **then["settings"]}
         model_id = model_id_for(export["export_hash"], self.config.trainer, self.config.base, settings)
         out = self.folder / "train"
-        checkpoints = sorted((out / "checkpoints").glob("checkpoint-*"),
+        # complete checkpoints only (the trainer writes trainer_state.json last): a hard kill mid-save
+        # leaves a folder that cannot be resumed
+        checkpoints = sorted((p for p in (out / "checkpoints").glob("checkpoint-*")
+                              if (p / "trainer_state.json").is_file()),
                              key=lambda p: int(p.name.rsplit("-", 1)[-1]) if p.name.rsplit("-", 1)[-1].isdigit() else -1
                              ) if out.is_dir() else []
         # resume only a training of this very model (same export, same settings)

@@ -104,6 +104,10 @@ def test_resume_continues_from_the_last_checkpoint(tiny_model, data_dir, tmp_pat
     assert (out / "checkpoints" / "checkpoint-2").exists()
     with pytest.raises(TrainError, match="--force"):
         LoraSFTTrainer().train(first)
+    # a process killed while saving the next checkpoint leaves a folder without trainer_state.json:
+    # resume skips it and continues from the last complete one
+    (out / "checkpoints" / "checkpoint-3").mkdir()
+    (out / "checkpoints" / "checkpoint-3" / "adapter_config.json").write_text("{", encoding="utf-8")
     again = make_config(trainer="lora-sft", data=str(data_dir / "sft.jsonl"), base=str(tiny_model), out=str(out),
                         max_steps=4, save_steps=2, merge=False, resume=True)
     report = LoraSFTTrainer().train(again)

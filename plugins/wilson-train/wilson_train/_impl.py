@@ -46,9 +46,22 @@ def prepare_out(config: TrainConfig) -> Path:
 
 
 def last_checkpoint(out: Path) -> str | None:
+    """The newest complete checkpoint: a process killed while saving one leaves a folder
+    without ``trainer_state.json`` (the Trainer writes it last), which cannot be resumed."""
     folder = out / "checkpoints"
-    found = sorted(folder.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]) if p.name.split("-")[-1].isdigit() else -1)
+    found = sorted((p for p in folder.glob("checkpoint-*") if _complete(p)),
+                   key=lambda p: int(p.name.split("-")[-1]) if p.name.split("-")[-1].isdigit() else -1)
     return str(found[-1]) if found else None
+
+
+def _complete(checkpoint: Path) -> bool:
+    import json
+
+    try:
+        json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def _peak_rss_mb() -> float:
