@@ -427,8 +427,12 @@ def same_data(pipeline_export: Path, export: Path, dpo: bool) -> None:
 
 
 def _link(path: Path, target: Path) -> None:
-    """``path`` -> ``target`` (relative), where the demo always put that artefact."""
-    path.symlink_to(os.path.relpath(target, path.parent), target_is_directory=True)
+    """``path`` -> ``target`` (relative), where the demo always put that artefact; a copy where
+    links cannot be made (Windows without the privilege)."""
+    try:
+        path.symlink_to(os.path.relpath(target, path.parent), target_is_directory=True)
+    except OSError:
+        shutil.copytree(target, path)
 
 
 def pipeline_record(table: Path, run: Path, db: Path) -> dict[str, Any]:
