@@ -33,15 +33,19 @@ def capture_failures() -> int:
     return _failures
 
 
-def _report(
-    record: Any, db_path: str | None, count: FailureCounter | None, sink: str, error: BaseException
-) -> None:
-    """One sink failed on ``record``: count it, warn, and tell ``wilson_capture_failed``."""
+def _count_failure(count: FailureCounter | None) -> None:
     global _failures
     with _lock:
         _failures += 1
     if count is not None:
         count()
+
+
+def _report(
+    record: Any, db_path: str | None, count: FailureCounter | None, sink: str, error: BaseException
+) -> None:
+    """One sink failed on ``record``: count it, warn, and tell ``wilson_capture_failed``."""
+    _count_failure(count)
     log.warning("capture sink %r failed: %s: %s", sink, type(error).__name__, error)
     call_isolated("wilson_capture_failed", lambda *_: None, record=record, sink=sink, error=error, db_path=db_path)
 
@@ -65,10 +69,6 @@ def emit(hook_name: str, record: Any, *, db_path: str | None, count: FailureCoun
 
 def _internal_failure(what: str, error: BaseException, count: FailureCounter | None = None) -> None:
     """A failure of the capture code itself (not a sink): counted and warned, never raised."""
-    global _failures
-    with _lock:
-        _failures += 1
-    if count is not None:
-        count()
+    _count_failure(count)
     log.warning("capture failed (%s): %s: %s", what, type(error).__name__, error)
 
