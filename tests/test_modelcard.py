@@ -99,5 +99,8 @@ def test_a_deployment_gets_a_card_from_its_report_and_the_training_card(tmp_path
 
 
 def test_wilson_deploy_calls_the_card_writer():
-    source = (Path(__file__).resolve().parent.parent / "wilson_core" / "cli" / "deploy.py").read_text()
-    assert "write_deployment_card(report" in source  # end to end: tests/test_wheels.py (the demo's deployments)
+    # 'wilson deploy' and the pipeline's deploy stage both deploy through run_deployer, which writes the card
+    # (end to end: tests/test_wheels.py and the demo's deployments)
+    root = Path(__file__).resolve().parent.parent / "wilson_core"
+    assert "run_deployer(deployer, config)" in (root / "cli" / "deploy.py").read_text()
+    assert "write_deployment_card(report" in (root / "deployment.py").read_text()

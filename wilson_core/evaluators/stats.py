@@ -18,7 +18,8 @@ def wilson_interval(successes: float, count: int, z: float = Z95) -> tuple[float
     denominator = 1 + z * z / count
     centre = (p + z * z / (2 * count)) / denominator
     half = z * math.sqrt(p * (1 - p) / count + z * z / (4 * count * count)) / denominator
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # The interval always holds p; min/max keep it so where float rounding would not (p = 0 or 1).
+    return min(p, max(0.0, centre - half)), max(p, min(1.0, centre + half))
 
 
 def mean_interval(values: Sequence[float]) -> EvalScore:

@@ -26,8 +26,8 @@ BODY = {"model": "gpt-4o-mini", "stream": True, "stream_options": {"include_usag
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="Node.js is not installed")
 def test_node_fetch_streams_through_the_proxy_byte_for_byte(proxied):
-    scripted = Scripted(text="Shopping — online ✓", piece=4, fragment=2, serial=3,
-                        tool_calls=[("lookup_merchant", {"name": "AMAZON"})])
+    scripted = Scripted(text="Shopping — online ✓", piece=4, fragment=2, serial=3, delay=0.005,
+                        tool_calls=[("lookup_merchant", {"name": "AMAZON"})])  # paced: chunks reach Node apart
     proxied.upstream.push(scripted, scripted)
     with httpx.stream("POST", proxied.upstream.openai_url + "/chat/completions", json=BODY, timeout=30) as direct:
         expected = b"".join(direct.iter_raw())
