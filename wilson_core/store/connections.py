@@ -126,16 +126,25 @@ def inspect_sqlite(path: Path) -> tuple[set[str], bool]:
     """The tables of the SQLite file at ``path`` and whether Wilson's migrations are recorded in it.
 
     Reads the file as it is (``immutable=1``: no ``-wal`` or ``-shm`` is made
-    beside a file that may not be ours); only when the answer may sit in a
-    write-ahead log that exists already is the log read too.
+    beside a file that may not be ours) when it has no write-ahead log; when it
+    has one, the file is read with its log under SQLite's locks, since a
+    checkpoint may be writing the file at that moment (an ``immutable`` read of
+    it then sees half-copied pages: "database disk image is malformed").
 
     :raises StoreError: it is not a readable SQLite database.
     """
+    if os.path.exists(f"{path}-wal"):
+        # With a log beside it, the main file alone may be mid-checkpoint (another connection
+        # copying pages into it): read it with its log, under SQLite's locks.
+        return _tables(path, lambda: _connect_read_only(path))
     uri = "file:" + urllib.parse.quote(os.fspath(Path(path).absolute()))
-    tables, wilson = _tables(path, lambda: sqlite3.connect(uri + "?immutable=1", uri=True, isolation_level=None))
-    if not wilson and os.path.exists(f"{path}-wal"):
-        tables, wilson = _tables(path, lambda: _connect_read_only(path))
-    return tables, wilson
+    try:
+        return _tables(path, lambda: sqlite3.connect(uri + "?immutable=1", uri=True, isolation_level=None))
+    except StoreError:
+        if not os.path.exists(f"{path}-wal"):
+            raise
+        # a writer opened the log since: the torn read was the checkpoint's, not the file's
+        return _tables(path, lambda: _connect_read_only(path))
 
 
 def _tables(path: Path, connect: Any) -> tuple[set[str], bool]:
