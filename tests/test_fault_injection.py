@@ -330,7 +330,7 @@ def test_a_full_memory_queue_drops_the_oldest_counts_and_reports_them(folders, m
     sink.forget_stores()
     with read_only_folder(db_dir), read_only_folder(spool_dir):
         returned = [llm.chat([{"role": "user", "content": f"held {n}"}]).interaction_id for n in range(10)]
-    assert sink.capture_state() == {"memory_queued": 4, "dropped": 6}
+    assert sink.capture_state() == {"memory_queued": 4, "dropped": 6, "background_queued": 0}
     assert "dropped" in caplog.text
     assert sink.memory_queue.flush() == 0  # the retry: 4 written, the 6 drops counted in the database
     store = open_store(path)

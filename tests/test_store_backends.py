@@ -81,6 +81,27 @@ def test_the_batch_write_counts_new_rows_and_adds_nothing_twice(store_location):
     assert annotations.effective_label(store, one.id).tags == ("a", "b")
 
 
+def test_captured_records_are_written_in_order_in_one_transaction(store_location):
+    """The background writer's batch: a run's start, its calls, a tool result and its end."""
+    store = open_store(store_location)
+    started = Run(id="run-b", call_type="agent", started_at="2030-01-01T00:00:00+00:00")
+    first = call(1, run="run-b", tool_calls=[ToolCall(id="c1", name="lookup", arguments={"q": "x"})],
+                 response_content=None)
+    result = ToolResult(interaction_id=first.id, tool_call_id="c1", name="lookup", arguments={"q": "x"}, content="7")
+    lone = call(9, run="run-lone")  # a call outside any run record: its run row comes with it
+    ended = Run(id="run-b", call_type="agent", started_at=started.started_at, ended_at="2030-01-01T00:00:05+00:00",
+                metadata={"user": "u1"})
+    records = [started, first, result, call(2, run="run-b"), lone, ended]
+    store.write_captures(records)
+    store.write_captures(records)  # idempotent, as a replay after a cut-short batch must be
+    assert [store.count(t) for t in ("interactions", "runs", "tool_results")] == [3, 2, 1]
+    assert store.get_run("run-b").ended_at == ended.ended_at and store.get_run("run-b").metadata == {"user": "u1"}
+    assert store.get_interaction(first.id) == first
+    assert store.tool_results(first.id)[0].content == "7"
+    assert store.get_run("run-lone") is not None
+    store.close()
+
+
 def test_labels_pairs_undo_and_the_label_that_counts(store_location):
     store = open_store(store_location)
     a, b, c = call(1, run="r1"), call(1, run="r2", response_content="other"), call(3, run="r3")

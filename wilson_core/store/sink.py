@@ -22,7 +22,7 @@ from wilson_core.errors import StoreError
 from wilson_core.hookspecs import hookimpl
 from wilson_core.records import Interaction, Run, ToolResult
 
-from . import spool
+from . import background, spool
 from .connections import check_database, is_database_url
 from .store import Store, default_db_path
 
@@ -118,7 +118,9 @@ def _forget(store: Store) -> None:
 
 
 def forget_stores() -> None:
-    """Close and drop cached stores (tests, and after a database file is replaced)."""
+    """Close and drop cached stores (tests, and after a database file is replaced); captures
+    queued in the background are written first."""
+    background_writer.flush()
     with _lock:
         for store in _stores.values():
             store.close()
@@ -129,13 +131,14 @@ def forget_stores() -> None:
 
 
 def _at_exit() -> None:
+    background_writer.flush()
     memory_queue.at_exit()
     forget_stores()
 
 
 # Close cleanly at exit: the last connection to close checkpoints the WAL into the
 # database (this sink's writers leave checkpoints to a background thread); the
-# in-memory queue gets its last try first.
+# background writer's queue is written first, then the in-memory queue gets its last try.
 atexit.register(_at_exit)
 
 
@@ -329,8 +332,10 @@ memory_queue = MemoryQueue()
 
 
 def capture_state() -> dict[str, int]:
-    """This process's capture state: records held in memory, records dropped."""
-    return {"memory_queued": len(memory_queue), "dropped": memory_queue.dropped_total}
+    """This process's capture state: records held in memory, records dropped, records the
+    background writer has not written yet."""
+    return {"memory_queued": len(memory_queue), "dropped": memory_queue.dropped_total,
+            "background_queued": len(background_writer)}
 
 
 #: (path, kind) -> when that warning was last logged: a long outage says so every few seconds, not per call.
@@ -398,14 +403,58 @@ def _write(db_path: str | None, record: Interaction | ToolResult | Run) -> None:
             _log.warning("spooled captures for %s could not be replayed yet (%s)", store.path, exc)
 
 
+def _write_many(db_path: str | None, records: list[Interaction | ToolResult | Run]) -> None:
+    """Write ``records`` in one transaction (the background writer's batch); when that fails,
+    each goes the synchronous way (:func:`_write`: retried, else spooled)."""
+    store = None
+    try:
+        if _down_until and time.monotonic() < _down_until.get(_resolve(db_path), 0.0):
+            raise StoreError("failed a moment ago; not retried yet")
+        store = store_for(db_path)
+        store.write_captures(records)
+        if store.replaced():  # written into a file nobody will read: write them again below
+            _forget(store)
+            raise StoreError(f"{store.path} was deleted or replaced while open")
+    except Exception:
+        for record in records:
+            _write(db_path, record)
+        return
+    if _spooled_here and store.path in _spooled_here:
+        try:
+            replay_spool(store)
+        except Exception as exc:
+            _log.warning("spooled captures for %s could not be replayed yet (%s)", store.path, exc)
+
+
+#: the queue and thread of ``WILSON_CAPTURE_WRITE=background`` (see :mod:`.background`).
+background_writer = background.BackgroundWriter(_write_many)
+
+
+def flush() -> None:
+    """Write every capture this process has queued in the background (nothing to do in sync mode)."""
+    background_writer.flush()
+
+
+def _capture(db_path: str | None, record: Interaction | ToolResult | Run) -> None:
+    if background.mode() == "background":
+        try:
+            store_for(db_path)  # opened here, not by the writer: an exit handler cannot open one
+        except Exception:
+            _write(db_path, record)  # cannot be opened now: spooled as in the synchronous mode
+            return
+        background_writer.put(db_path, record)
+    else:
+        _write(db_path, record)
+
+
 @hookimpl
 def wilson_capture_interaction(interaction: Interaction, db_path: str | None) -> None:
-    _write(db_path, interaction)
+    _capture(db_path, interaction)
 
 
 @hookimpl
 def wilson_capture_tool_result(tool_result: ToolResult, db_path: str | None) -> None:
-    _write(db_path, tool_result)
+    _capture(db_path, tool_result)
 
 
 @hookimpl
@@ -425,11 +474,11 @@ def _counter(db_path: str | None, name: str) -> None:
 
 @hookimpl
 def wilson_run_started(run: Run, db_path: str | None) -> None:
-    _write(db_path, run)
+    _capture(db_path, run)
 
 
 @hookimpl
 def wilson_run_finished(run: Run, error: BaseException | None, db_path: str | None) -> None:
-    _write(db_path, run)
+    _capture(db_path, run)
 
 

@@ -292,6 +292,31 @@ class WritePath:
         with self.writing() as conn, _transaction(conn):
             conn.execute(_BUMP_COUNTER, (name, amount))
 
+    def write_captures(self, records: Sequence[Interaction | ToolResult | Run]) -> None:
+        """Write captured records in one transaction, in the order given (all or none).
+
+        The background writer's batch: each row is built just before its
+        ``INSERT``, so the statements (which let other Python threads run)
+        come often and the app's threads never wait long for this one.
+        """
+        with self.writing() as conn, _transaction(conn):
+            written = []
+            for record in records:
+                if isinstance(record, Interaction):
+                    row, blobs = self.interaction_row(record)
+                    for kind, content, digest in blobs:
+                        self._blob(conn, kind, content, digest)
+                    written.append(blobs)
+                    conn.execute(_INSERT_INTERACTION, row)  # the trigger makes its run row if missing
+                elif isinstance(record, ToolResult):
+                    conn.execute(_INSERT_TOOL_RESULT, tool_result_row(record))
+                else:
+                    _write_run_row(conn, record)
+        for blobs in written:
+            self._known_blobs.update(digest for _, _, digest in blobs)
+        if self._checkpointer is not None:
+            self._checkpointer.note_write(len(records))
+
     def write_batch(self, batch: Batch) -> dict[str, int]:
         """Write every record of ``batch`` in one transaction; return how many rows were new per table.
 
@@ -304,13 +329,7 @@ class WritePath:
         added = dict.fromkeys(("runs", "interactions", "tool_results", "annotations", "pairs"), 0)
         with self.writing() as conn, _transaction(conn):
             for run in batch.runs:
-                metadata = _dumps(run.metadata) if run.metadata else None
-                count = conn.execute(
-                    _INSERT_FULL_RUN, (run.id, run.call_type, run.started_at, run.ended_at, metadata)
-                ).rowcount
-                added["runs"] += count
-                if not count:
-                    conn.execute(_UPDATE_RUN, (run.ended_at, metadata, run.id))
+                added["runs"] += _write_run_row(conn, run)
             for interaction, row, blobs in prepared:
                 for kind, content, digest in blobs:
                     conn.execute(_INSERT_BLOB, (digest, kind, content))
@@ -335,3 +354,12 @@ class WritePath:
         for _, _, blobs in prepared:
             self._known_blobs.update(digest for _, _, digest in blobs)
         return added
+
+
+def _write_run_row(conn: Any, run: Run) -> int:
+    """Insert ``run`` whole, or give an existing row its end and metadata; 1 when it was new."""
+    metadata = _dumps(run.metadata) if run.metadata else None
+    count = conn.execute(_INSERT_FULL_RUN, (run.id, run.call_type, run.started_at, run.ended_at, metadata)).rowcount
+    if not count:
+        conn.execute(_UPDATE_RUN, (run.ended_at, metadata, run.id))
+    return count
