@@ -53,7 +53,7 @@ class LoraSFTTrainer(_LoraTrainer):
     description = "LoRA supervised fine-tuning (TRL SFTTrainer + PEFT) on an sft export"
     data_format = "sft"
     kind = "sft"
-    option_names = ("loss_type", "truncation_mode", "pad_to_multiple_of", "packing_strategy")
+    option_names = ("loss_type", "truncation_mode", "pad_to_multiple_of", "packing_strategy", "neftune_noise_alpha")
 
 
 class LoraDPOTrainer(_LoraTrainer):
