@@ -124,3 +124,16 @@ def test_packing_and_padding_free_batches_train(tiny_model, data_dir, tmp_path, 
                          out=str(tmp_path / mode), max_steps=2, batch_size=2, merge=False, **{mode: True})
     report = LoraSFTTrainer().train(config)
     assert report.metrics["steps"] == 2 and report.metrics["train_loss"] > 0
+
+
+def test_neftune_noise_is_passed_to_trl_and_changes_training(tiny_model, data_dir, tmp_path, make_config):
+    from wilson_train.trainers import LoraSFTTrainer
+
+    losses = {}
+    for alpha in (None, 5.0):
+        options = {} if alpha is None else {"neftune_noise_alpha": alpha}
+        config = make_config(trainer="lora-sft", data=str(data_dir / "tools.jsonl"), base=str(tiny_model),
+                             out=str(tmp_path / f"neft-{alpha}"), max_steps=4, max_length=512, merge=False,
+                             options=options)
+        losses[alpha] = LoraSFTTrainer().train(config).metrics["train_loss"]
+    assert losses[5.0] != losses[None]  # the noise reached the embeddings (same seed, same data)
