@@ -45,6 +45,14 @@ def counts(path) -> tuple[int, int, int]:
         conn.close()
 
 
+def ended_runs(path) -> int:
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return conn.execute("SELECT count(ended_at) FROM runs").fetchone()[0]
+    finally:
+        conn.close()
+
+
 def test_the_mode_is_read_from_the_environment_and_an_unknown_value_means_sync(monkeypatch, caplog):
     monkeypatch.delenv("WILSON_CAPTURE_WRITE", raising=False)
     assert background.mode() == "sync"
@@ -162,3 +170,27 @@ def test_a_fork_while_a_batch_is_written_does_not_hang_the_child(db):
             os._exit(code)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_a_writer_that_falls_behind_makes_the_app_write_the_queue_in_order(db, monkeypatch):
+    # No writer thread and a queue of 5: every sixth call writes the queue on the app's thread.
+    writer = background.BackgroundWriter(sink._write_many)
+    writer._limit = 5
+    monkeypatch.setattr(writer, "_start_thread", lambda: None)
+    monkeypatch.setattr(sink, "background_writer", writer)
+    llm = wilson_core.LLM("scripted:m", db=str(db), script=["ok"], cycle=True)
+    seen = []
+    with wilson_core.run(call_type="agent"):
+        for n in range(17):
+            llm.chat([{"role": "user", "content": str(n)}])
+            seen.append(len(writer))
+    assert max(seen) <= 5 and counts(db) == (17, 1, 0)  # the sixth record each time wrote the queue
+    assert len(writer) == 1 and ended_runs(db) == 0  # the run's end, queued when the run closed
+    writer.flush()
+    assert len(writer) == 0 and ended_runs(db) == 1
+    store = open_store(db)
+    try:
+        assert [i.user_prompt for i in store.iter_interactions(order_by="i.created_at, i.rowid")] == [
+            str(n) for n in range(17)]
+    finally:
+        store.close()

@@ -32,6 +32,10 @@ MODES = ("sync", "background")
 #: a batch is at most this many records (one transaction each).
 BATCH = 1000
 
+#: the environment variable bounding the queue (records); past it the app's thread writes the queue itself.
+LIMIT_ENVIRONMENT = "WILSON_CAPTURE_QUEUE"
+DEFAULT_LIMIT = 10_000
+
 _log = logging.getLogger("wilson.capture")
 
 
@@ -57,6 +61,13 @@ def _warn_unknown(value: str) -> None:
                      ", ".join(MODES))
 
 
+def _limit() -> int:
+    try:
+        return max(1, int(os.environ.get(LIMIT_ENVIRONMENT, DEFAULT_LIMIT)))
+    except ValueError:
+        return DEFAULT_LIMIT
+
+
 class BackgroundWriter:
     """A queue of ``(db_path, record)`` and the thread that writes it.
 
@@ -77,18 +88,26 @@ class BackgroundWriter:
         self._start = threading.Lock()
         self._thread: threading.Thread | None = None
         self._taken = 0  # taken from the queue by a writer and not yet written
+        self._limit = _limit()
 
     def __len__(self) -> int:
         """Records queued or being written."""
         return len(self._items) + self._taken
 
     def put(self, db_path: Any, record: Any) -> None:
-        """Queue ``record`` for ``db_path`` (the app's thread: no I/O here)."""
-        self._items.append((db_path, record))
-        thread = self._thread
-        if thread is None:
+        """Queue ``record`` for ``db_path`` (the app's thread: no I/O here).
+
+        When the writer falls behind by more than the queue's limit (a database
+        locked for seconds, a disk slower than the app), the calling thread
+        writes the queue itself, in order: memory stays bounded and nothing is
+        dropped or reordered."""
+        items = self._items
+        items.append((db_path, record))
+        if self._thread is None:
             self._start_thread()
         self._wake.set()
+        if len(items) > self._limit:
+            self.flush()
 
     def _start_thread(self) -> None:
         with self._start:
