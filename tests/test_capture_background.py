@@ -194,3 +194,26 @@ def test_a_writer_that_falls_behind_makes_the_app_write_the_queue_in_order(db, m
             str(n) for n in range(17)]
     finally:
         store.close()
+
+
+def test_after_a_failure_captures_go_to_the_spool_without_trying_the_database_each_call(db, monkeypatch):
+    # A server that is down can take seconds per connection attempt: one failed attempt, then the spool.
+    monkeypatch.setenv("WILSON_CAPTURE_RETRY_S", "30")
+    attempts = []
+    real_store_for = sink.store_for
+
+    def unreachable(db_path):
+        attempts.append(db_path)
+        raise OSError("connection refused")
+
+    monkeypatch.setattr(sink, "store_for", unreachable)
+    llm = wilson_core.LLM("scripted:m", db=str(db), script=["ok"], cycle=True)
+    returned = [llm.chat([{"role": "user", "content": str(n)}]).interaction_id for n in range(10)]
+    assert len(attempts) <= 2 and spool.pending(db) == 10 and len(sink.background_writer) == 0
+    monkeypatch.setattr(sink, "store_for", real_store_for)
+    sink.forget_stores()
+    store = open_store(db)  # the next open replays the spool
+    try:
+        assert sorted(i.id for i in store.iter_interactions()) == sorted(returned)
+    finally:
+        store.close()

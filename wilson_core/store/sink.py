@@ -436,15 +436,17 @@ def flush() -> None:
 
 
 def _capture(db_path: str | None, record: Interaction | ToolResult | Run) -> None:
-    if background.mode() == "background":
-        try:
-            store_for(db_path)  # opened here, not by the writer: an exit handler cannot open one
-        except Exception:
-            _write(db_path, record)  # cannot be opened now: spooled as in the synchronous mode
-            return
-        background_writer.put(db_path, record)
-    else:
+    if background.mode() != "background" or (
+        _down_until and time.monotonic() < _down_until.get(_resolve(db_path), 0.0)
+    ):  # synchronous, or the database failed a moment ago: straight to the spool, no new attempt
         _write(db_path, record)
+        return
+    try:
+        store_for(db_path)  # opened here, not by the writer: an exit handler cannot open one
+    except Exception:
+        _write(db_path, record)  # cannot be opened now: spooled as in the synchronous mode
+        return
+    background_writer.put(db_path, record)
 
 
 @hookimpl
