@@ -175,7 +175,7 @@ def test_a_fork_while_a_batch_is_written_does_not_hang_the_child(db):
 def test_a_writer_that_falls_behind_makes_the_app_write_the_queue_in_order(db, monkeypatch):
     # No writer thread and a queue of 5: every sixth call writes the queue on the app's thread.
     writer = background.BackgroundWriter(sink._write_many)
-    writer._limit = 5
+    monkeypatch.setenv("WILSON_CAPTURE_QUEUE", "5")
     monkeypatch.setattr(writer, "_start_thread", lambda: None)
     monkeypatch.setattr(sink, "background_writer", writer)
     llm = wilson_core.LLM("scripted:m", db=str(db), script=["ok"], cycle=True)

@@ -88,7 +88,8 @@ class BackgroundWriter:
         self._start = threading.Lock()
         self._thread: threading.Thread | None = None
         self._taken = 0  # taken from the queue by a writer and not yet written
-        self._limit = _limit()
+        #: a fixed queue limit; ``None``: ``$WILSON_CAPTURE_QUEUE``, read at each put like the mode
+        self.limit: int | None = None
 
     def __len__(self) -> int:
         """Records queued or being written."""
@@ -106,7 +107,7 @@ class BackgroundWriter:
         if self._thread is None:
             self._start_thread()
         self._wake.set()
-        if len(items) > self._limit:
+        if len(items) > (self.limit or _limit()):
             self.flush()
 
     def _start_thread(self) -> None:
