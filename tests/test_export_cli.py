@@ -110,6 +110,27 @@ def test_an_interrupted_export_leaves_the_previous_file_whole_and_no_partial_fil
         "train.jsonl", "train.jsonl.manifest.json"]
 
 
+#: ``wilson`` whose redaction slows down after its 100th example, and says so by creating a file:
+#: the export is then surely still running when the test interrupts it, however fast the machine.
+_SLOW_EXPORT = """
+import pathlib, sys, time
+from wilson_core.exporting import redaction
+marker = pathlib.Path(sys.argv.pop(1))
+original = redaction.Redactor.example
+done = []
+def slow(self, example):
+    done.append(1)
+    if len(done) == 100:
+        marker.touch()
+    if len(done) >= 100:
+        time.sleep(0.01)
+    return original(self, example)
+redaction.Redactor.example = slow
+from wilson_core.cli import main
+sys.exit(main())
+"""
+
+
 def test_an_export_killed_by_sigint_leaves_no_file_under_the_final_name(tmp_path):
     import os
     import signal
@@ -127,23 +148,22 @@ def test_an_export_killed_by_sigint_leaves_no_file_under_the_final_name(tmp_path
         "INSERT INTO interactions (id, run_id, sequence_num, call_type, model, provider, messages_json,"
         " response_content, status, created_at) VALUES (?, 'r', ?, 'agent', 'm', 'p', ?, ?, 'ok', ?)",
         ((f"i{n}", n, json.dumps([{"role": "user", "content": f"q{n} " * 20}]), f"a{n} " * 40, f"2026-{n:09d}")
-         for n in range(150_000)),
+         for n in range(3_000)),
     )
     con.commit()
     con.close()
-    out = tmp_path / "out.jsonl"
+    out, started = tmp_path / "out.jsonl", tmp_path / "started"
     proc = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from wilson_core.cli import main; sys.exit(main())", "--db", str(db), "export", "sft", "--out", str(out), "-q",
+        [sys.executable, "-c", _SLOW_EXPORT, str(started), "--db", str(db), "export", "sft", "--out", str(out), "-q",
          "--redact"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )
     deadline = time.monotonic() + 60
-    while not any(p.name.endswith(".part") for p in tmp_path.iterdir()):
+    while not (started.exists() and any(p.name.endswith(".part") for p in tmp_path.iterdir())):
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline
-        time.sleep(0.05)
-    time.sleep(0.3)
-    os.kill(proc.pid, signal.SIGINT)
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGINT)  # 2,900 examples of 10 ms each are still to come
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert not out.exists()
