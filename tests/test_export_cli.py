@@ -157,6 +157,9 @@ def test_an_export_killed_by_sigint_leaves_no_file_under_the_final_name(tmp_path
         [sys.executable, "-c", _SLOW_EXPORT, str(started), "--db", str(db), "export", "sft", "--out", str(out), "-q",
          "--redact"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        # as from a terminal: a test run started in the background ('... &') has SIGINT ignored, the child
+        # would inherit that, and Python keeps an ignored SIGINT ignored (the export would just finish)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 60
     while not (started.exists() and any(p.name.endswith(".part") for p in tmp_path.iterdir())):

@@ -206,13 +206,31 @@ def test_round_one_on_postgresql_keeps_its_registry_there(app, pg_url, capsys):
     assert len(Registry(open_store(app / "data.db")).models()) == 1
 
 
+#: ``wilson`` whose training stops for good right after its first checkpoint is saved (and says so by
+#: creating a file): the test's hard kill then always lands mid-training, however fast the machine.
+_HANG_AFTER_FIRST_CHECKPOINT = """
+import pathlib, sys, time
+from trl import SFTTrainer
+marker = pathlib.Path(sys.argv.pop(1))
+original = SFTTrainer._save_checkpoint
+def save_then_hang(self, *args, **kwargs):
+    original(self, *args, **kwargs)
+    marker.touch()
+    time.sleep(3600)
+SFTTrainer._save_checkpoint = save_then_hang
+from wilson_core.cli import main
+sys.exit(main())
+"""
+
+
 def test_a_run_killed_during_training_resumes_from_its_checkpoint_and_gives_the_same_entry(app, capsys):
     other = app / "resume"
     other.mkdir()
     (other / "pyproject.toml").write_text(pyproject(app / "data.db", "runs", save_steps=5), encoding="utf-8")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen([sys.executable, "-m", "wilson_core.cli", "pipeline", "run", "--config",
-                                str(other / "pyproject.toml")], env=env, stdout=subprocess.DEVNULL,
+    saved = other / "checkpoint-saved"
+    process = subprocess.Popen([sys.executable, "-c", _HANG_AFTER_FIRST_CHECKPOINT, str(saved), "pipeline", "run",
+                                "--config", str(other / "pyproject.toml")], env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 900
     checkpoint = None
@@ -221,9 +239,8 @@ def test_a_run_killed_during_training_resumes_from_its_checkpoint_and_gives_the_
             assert process.poll() is None, "the pipeline ended before a checkpoint was written"
             assert time.monotonic() < deadline, "no checkpoint after 15 minutes"
             found = sorted((other / "runs").glob("*/train/checkpoints/checkpoint-*/trainer_state.json"))
-            checkpoint = found[0].parent if found else None
-            time.sleep(0.5)
-        time.sleep(1.0)
+            checkpoint = found[0].parent if found and saved.exists() else None
+            time.sleep(0.2)
     finally:
         os.killpg(process.pid, signal.SIGKILL)  # a hard kill: no chance to save anything more
         process.wait()
