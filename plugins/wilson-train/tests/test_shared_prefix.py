@@ -107,4 +107,7 @@ def test_loss_only_evaluation_takes_the_shared_path_and_gives_trls_eval_loss(tin
         type(shared).compute_loss = original
     expected = plain.evaluate(eval_dataset=Dataset.from_list(built))
     assert calls == [], "every eval batch shares its system prompt: TRL's full forward must not run"
-    assert got["eval_loss"] == pytest.approx(expected["eval_loss"], rel=1e-5)
+    # The shared path attends to a cached prefix, so its float32 sums run in another order
+    # than the full forward's: 5.8e-5 apart (relative) in one CI run.  A dropped or shifted
+    # label token moves the mean loss by much more than 1e-3.
+    assert got["eval_loss"] == pytest.approx(expected["eval_loss"], rel=1e-3)
