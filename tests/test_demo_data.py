@@ -99,3 +99,21 @@ def test_with_fast_the_tuned_model_must_beat_the_base_on_seen_merchants():
     tie["eval"]["seen-merchants"]["tuned"] = 0.5
     assert summary.misses(tie) == []
     assert "MISSED" not in summary.render(tie)
+
+
+def test_the_apps_request_names_the_merchant_as_a_bank_feed_spells_it():
+    from wilson_core.demo import finance
+
+    user = finance.categorise_messages("2026-10-04 SAFEWAY CARD 4111 1111 1111 1111 -12.00 EUR")[1]["content"]
+    assert user == "Transaction: 2026-10-04 SAFEWAY CARD 4111 1111 1111 1111 -12.00 EUR\nMerchant: Safeway"
+    assert finance.merchant_name("CVS PHARMACY") == "CVS Pharmacy", "a word without a vowel is an acronym"
+    assert finance.merchant_name("H&M STORE") == "H&M Store"
+    # every merchant of both tables is found in its own line and named
+    for table in (finance._MERCHANTS, finance._NEW_MERCHANTS):
+        for merchants in table.values():
+            for merchant in merchants:
+                content = finance.categorise_messages(f"2026-10-01 {merchant} -1.00 EUR")[1]["content"]
+                assert content.endswith(f"\nMerchant: {finance.merchant_name(merchant)}")
+    # a line naming no known merchant is sent as it is
+    assert finance.categorise_messages("2026-10-01 SOMETHING ELSE -1.00 EUR")[1]["content"] == (
+        "Transaction: 2026-10-01 SOMETHING ELSE -1.00 EUR")

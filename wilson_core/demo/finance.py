@@ -137,11 +137,31 @@ def transactions(count: int, seed: int = 0, *, new_merchants: bool = False) -> I
 CATEGORISE_PARAMS: dict[str, Any] = {"guided_choice": list(CATEGORIES)}
 
 
+def merchant_name(merchant: str) -> str:
+    """A merchant's name as a bank feed's merchant field gives it: ``SAFEWAY`` -> ``Safeway``.
+
+    Statement lines are upper case, and a small model knows brands by their usual
+    spelling: asked about "Safeway" SmolLM2-135M says a food company, about "SAFEWAY"
+    it makes something up.  Words without a vowel stay as they are (``CVS``, ``BP``).
+    """
+    return " ".join(word if not any(c in "AEIOUY" for c in word) else word.capitalize()
+                    for word in merchant.split())
+
+
 def categorise_messages(transaction: str) -> list[dict[str, Any]]:
-    """The app's categorisation request for one statement line."""
+    """The app's categorisation request for one statement line.
+
+    Beside the raw line the app sends the merchant's name, as its bank feed gives it
+    (aggregators return a cleaned ``merchant_name`` with each transaction; the demo's
+    stand-in reads it from its merchant tables).
+    """
+    merchant = merchant_of(transaction)
+    content = f"Transaction: {transaction}"
+    if merchant is not None:
+        content += f"\nMerchant: {merchant_name(merchant)}"
     return [
         {"role": "system", "content": SYSTEM_PROMPT},
-        {"role": "user", "content": f"Transaction: {transaction}"},
+        {"role": "user", "content": content},
     ]
 
 
