@@ -100,10 +100,11 @@ def test_the_tuned_model_beats_the_base_and_every_answer_obeys_the_category_enum
     summary = json.loads((out / "demo-summary.json").read_text())
     scores = summary["eval"]
     seen = scores["seen-merchants"]
-    # the tiny --fast model learns the answer format, not the merchants: it beats the base
-    # in free decoding; with the app's enum enforced both answer a category every time
+    # the issue's --fast check: the tuned tiny model beats the base on seen merchants as the
+    # app runs it, with its category enum enforced (and in free decoding, where the base
+    # rarely answers a bare category)
+    assert seen["tuned"] > seen["base"], scores
     assert seen["unconstrained"]["tuned"] > seen["unconstrained"]["base"], scores
-    assert seen["tuned"] >= seen["base"], scores
     report = json.loads((out / "eval.json").read_text())
     for label in ("base", "tuned"):
         assert report["constrained"]["models"][label]["constraint_valid"] == 1.0, report["constrained"]

