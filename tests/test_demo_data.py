@@ -121,3 +121,14 @@ def test_the_apps_request_names_the_merchant_as_a_bank_feed_spells_it():
     # a line naming no known merchant is sent as it is
     assert finance.categorise_messages("2026-10-01 SOMETHING ELSE -1.00 EUR")[1]["content"] == (
         "Transaction: 2026-10-01 SOMETHING ELSE -1.00 EUR")
+
+
+def test_the_summary_quotes_the_measured_spread_only_for_the_settings_it_was_measured_with():
+    report = _report(False, **{"seen-merchants": {"teacher": 0.6, "base": 0.1, "tuned": 0.95},
+                              "new-merchants": {"teacher": 0.6, "base": 0.1, "tuned": 0.9}})
+    report["config"].update(base="smollm2-135m", count=200, steps=48, lr=2e-3, heldout=40, dpo=False, seed=3)
+    quoted = ("- Tuned, the same settings over seeds 0-4 (min / median / max, docs/tutorial.md): "
+              "merchants seen in training 0.950 / 1.000 / 1.000; merchants never seen 0.850 / 0.900 / 0.975")
+    assert quoted in summary.render(report)
+    report["config"]["steps"] = 96
+    assert "over seeds 0-4" not in summary.render(report)
