@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from wilson_core.interfaces import DeployCheck, DeployConfig, Deployer, DeployReport
@@ -25,9 +25,11 @@ yaml = pytest.importorskip("yaml")
 text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=30)
 
 
-@given(st.dictionaries(st.from_regex(r"[a-z_]{1,10}", fullmatch=True),
+@given(st.dictionaries(st.from_regex(r"[A-Za-z_]{1,10}", fullmatch=True),
                        st.one_of(text, st.integers(), st.booleans(), st.lists(text, min_size=1, max_size=3)),
                        min_size=1, max_size=5))
+# keys YAML 1.1 reads as a boolean or null unless quoted (hypothesis found "no" in CI)
+@example({"no": "", "Yes": 1, "ON": True, "off": [""], "y": "x", "N": 0, "null": "", "True": "", "FALSE": ""})
 def test_front_matter_is_yaml_that_reads_back_the_same(meta):
     yaml_text, body = split_front_matter(front_matter(meta) + "\n# body\n")
     assert yaml.safe_load(yaml_text) == meta and body == "\n# body\n"

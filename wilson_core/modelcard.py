@@ -19,6 +19,9 @@ from pathlib import Path
 from typing import Any
 
 _PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+#: Plain words a YAML 1.1 reader (PyYAML, and so ``huggingface_hub``) takes for a boolean or
+#: null rather than a string: a key spelt like one of them is quoted.
+_YAML_WORDS = frozenset({"y", "yes", "n", "no", "true", "false", "on", "off", "null"})
 
 
 def _quote(text: str) -> str:
@@ -48,7 +51,7 @@ def _scalar(value: Any) -> str:
 
 
 def _key(key: str) -> str:
-    return key if _PLAIN_KEY.match(key) else _quote(key)
+    return key if _PLAIN_KEY.match(key) and key.lower() not in _YAML_WORDS else _quote(key)
 
 
 def _yaml_lines(data: Mapping[str, Any], indent: int = 0) -> list[str]:
